@@ -1,0 +1,121 @@
+"""Forward+backward time of gammatune's focal_loss against the textbook formula, same process.
+
+Run: python bench/kernel.py [--repeats 7] [--threads 2] [--json]
+Prints medians of several runs and the ratio reference / gammatune (> 1 means gammatune is
+faster). The reference is torchvision's form, written out here: (1 - p_t) ** gamma * BCE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from gammatune.loss import focal_loss
+
+
+def textbook_binary(logits: torch.Tensor, targets: torch.Tensor, gamma: float, alpha: float):
+    p = torch.sigmoid(logits)
+    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    p_t = p * targets + (1 - p) * (1 - targets)
+    loss = ce * (1 - p_t) ** gamma
+    alpha_t = alpha * targets + (1 - alpha) * (1 - targets)
+    return (alpha_t * loss).mean()
+
+
+def textbook_multiclass(logits: torch.Tensor, targets: torch.Tensor, gamma: float):
+    log_p = F.log_softmax(logits, dim=1)
+    log_p_t = log_p.gather(1, targets[:, None]).squeeze(1)
+    return (-((1 - log_p_t.exp()) ** gamma) * log_p_t).mean()
+
+
+def time_fwd_bwd(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, repeats: int):
+    sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
+    for _ in range(2):  # warm-up
+        fn(x.requires_grad_()).backward()
+    times = []
+    for _ in range(repeats):
+        x.grad = None
+        sync()
+        start = time.perf_counter()
+        fn(x).backward()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), bool(torch.isfinite(x.grad).all())
+
+
+def cases(device: torch.device):
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    n = 2**22
+    xb = (torch.randn(n, generator=gen) * 4).to(device)
+    yb = (torch.rand(n, generator=gen) < 0.05).float().to(device)
+    xb[:1000] = 40.0  # a few confident predictions, as real training produces
+    yb[:1000] = 1.0
+    xm = (torch.randn(2**18, 16, generator=gen) * 4).to(device)
+    tm = torch.randint(0, 16, (2**18,), generator=gen).to(device)
+    yield (
+        "binary N=2^22 gamma=0.5",
+        xb,
+        lambda x: textbook_binary(x, yb, 0.5, 0.25),
+        lambda x: focal_loss(x, yb, gamma=0.5, alpha=0.25),
+    )
+    yield (
+        "binary N=2^22 gamma=2",
+        xb,
+        lambda x: textbook_binary(x, yb, 2.0, 0.25),
+        lambda x: focal_loss(x, yb, gamma=2.0, alpha=0.25),
+    )
+    yield (
+        "multiclass N=2^18 C=16 gamma=2",
+        xm,
+        lambda x: textbook_multiclass(x, tm, 2.0),
+        lambda x: focal_loss(x, tm, gamma=2.0, mode="multiclass"),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    rows = []
+    for device in devices:
+        name = torch.cuda.get_device_name() if device.type == "cuda" else f"cpu x{args.threads}"
+        for label, x, reference, ours in cases(device):
+            ref_s, ref_finite = time_fwd_bwd(reference, x.clone(), args.repeats)
+            our_s, our_finite = time_fwd_bwd(ours, x.clone(), args.repeats)
+            rows.append(
+                {
+                    "device": name,
+                    "case": label,
+                    "reference_ms": ref_s * 1e3,
+                    "gammatune_ms": our_s * 1e3,
+                    "ratio": ref_s / our_s,
+                    "reference_grad_finite": ref_finite,
+                    "gammatune_grad_finite": our_finite,
+                }
+            )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    print(f"focal loss forward+backward, median of {args.repeats} (torch {torch.__version__})")
+    header = f"{'device':<14}{'case':<32}{'textbook ms':>12}{'gammatune ms':>14}{'ratio':>7}"
+    print(header + "  finite grad")
+    for r in rows:
+        print(
+            f"{r['device']:<14}{r['case']:<32}{r['reference_ms']:>12.1f}{r['gammatune_ms']:>14.1f}"
+            f"{r['ratio']:>7.2f}  textbook={r['reference_grad_finite']} "
+            f"gammatune={r['gammatune_grad_finite']}"
+        )
+
+
+if __name__ == "__main__":
+    main()
