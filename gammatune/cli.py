@@ -1,24 +1,254 @@
-"""The gammatune command line: thin commands; the only place that prints or exits."""
+"""The gammatune command line: thin commands; the only place that prints or exits.
+
+torch, optuna and pandas are imported inside the commands that use them, so ``--help`` and
+``check`` start fast.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
 import typer
+from rich.console import Console
 
 from gammatune import __version__
+from gammatune.errors import GammatuneError
+
+if TYPE_CHECKING:
+    from gammatune.config import Config
+    from gammatune.data import Splits
+    from gammatune.study import Stage, TrialEvent
+    from gammatune.train import EpochEvent
 
 app = typer.Typer(
     name="gammatune",
     help="Find the right focal-loss gamma and alpha for an imbalanced classification problem.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
+    rich_markup_mode=None,
 )
+out = Console()
+err = Console(stderr=True)
+
+ConfigPath = Annotated[
+    Path, typer.Option("--config", "-c", help="The experiment file (YAML).", show_default=False)
+]
+Storage = Annotated[
+    Optional[str],  # noqa: UP045 - typer reads the annotation at run time, also on Python 3.10
+    typer.Option("--storage", help="Optuna storage URL; overrides the file's `storage`."),
+]
 
 
 @app.callback()
 def main(
-    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+    ctx: typer.Context,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="-v info, -vv debug.")
+    ] = 0,
+    traceback: Annotated[
+        bool, typer.Option("--traceback", help="Show the traceback of an error, for bug reports.")
+    ] = False,
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.")
+    ] = False,
 ) -> None:
-    """Find the right focal-loss gamma and alpha for an imbalanced classification problem."""
+    """Find the right focal-loss gamma and alpha for an imbalanced classification problem.
+
+    The workflow: baseline (cross-entropy), search (coarse gamma x alpha grid), refine (fine
+    search around the best grid point), report (CSV and summary). `run` does all four.
+    """
     if version:
-        typer.echo(f"gammatune {__version__}")
+        out.print(f"gammatune {__version__}")
         raise typer.Exit()
+    ctx.obj = {"traceback": traceback}
+    from rich.logging import RichHandler
+
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
+    logging.basicConfig(
+        level=level, handlers=[RichHandler(console=err, show_path=False)], force=True
+    )
+
+
+@contextmanager
+def _user_errors(ctx: typer.Context) -> Iterator[None]:
+    """Turn a user's mistake into one line on stderr and a non-zero exit; Ctrl-C into 130."""
+    try:
+        yield
+    except GammatuneError as exc:
+        if ctx.obj and ctx.obj.get("traceback"):
+            raise
+        err.print(f"gammatune: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        if ctx.obj and ctx.obj.get("traceback"):
+            raise
+        err.print("gammatune: interrupted; run the same command again to resume.", markup=False)
+        raise typer.Exit(130) from None
+
+
+def _load(config_path: Path, storage: str | None = None) -> Config:
+    from gammatune.config import load_config
+
+    return load_config(config_path, storage=storage)
+
+
+@app.command()
+def check(ctx: typer.Context, config: ConfigPath) -> None:
+    """Validate an experiment file and print it with every default filled in."""
+    import yaml
+
+    with _user_errors(ctx):
+        resolved = _load(config)
+        out.print(yaml.safe_dump(resolved.model_dump(mode="json"), sort_keys=False), markup=False)
+        err.print(
+            f"{config}: valid; storage {resolved.storage_url}", markup=False, highlight=False
+        )
+
+
+@app.command()
+def baseline(ctx: typer.Context, config: ConfigPath, storage: Storage = None) -> None:
+    """Train the references: cross-entropy (gamma 0), alpha-balanced CE, a linear model."""
+    _run_stages(ctx, config, storage, ["baseline"])
+
+
+@app.command()
+def search(ctx: typer.Context, config: ConfigPath, storage: Storage = None) -> None:
+    """Train the coarse grid of gamma x alpha."""
+    _run_stages(ctx, config, storage, ["search"])
+
+
+@app.command()
+def refine(ctx: typer.Context, config: ConfigPath, storage: Storage = None) -> None:
+    """Search gamma and alpha finely around the best grid point (TPE)."""
+    _run_stages(ctx, config, storage, ["refine"])
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    config: ConfigPath,
+    storage: Storage = None,
+    out_csv: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--out", help="CSV of every trial [default: runs/<name>/trials.csv]."),
+    ] = None,
+) -> None:
+    """Run baseline, search and refine, then report."""
+    _run_stages(ctx, config, storage, ["baseline", "search", "refine"])
+    report(ctx, config, storage, out_csv)
+
+
+@app.command()
+def report(
+    ctx: typer.Context,
+    config: ConfigPath,
+    storage: Storage = None,
+    out_csv: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--out", help="CSV of every trial [default: runs/<name>/trials.csv]."),
+    ] = None,
+) -> None:
+    """Export every trial to CSV and compare the best settings with the baselines."""
+    with _user_errors(ctx):
+        from gammatune.report import render_summary, summarize, trials_frame, write_csv
+
+        resolved = _load(config, storage)
+        frame = trials_frame(resolved)
+        path = write_csv(frame, out_csv or resolved.run_dir / "trials.csv")
+        render_summary(out, summarize(frame, resolved.objective))
+        err.print(f"wrote {len(frame)} trials to {path}", markup=False, highlight=False)
+
+
+def _run_stages(
+    ctx: typer.Context, config_path: Path, storage: str | None, stages: Sequence[Stage]
+) -> None:
+    with _user_errors(ctx):
+        resolved = _load(config_path, storage)
+        import optuna
+
+        from gammatune.report import render_summary, summarize, trials_frame
+        from gammatune.workflow import run_stages
+
+        if logging.getLogger().level > logging.DEBUG:
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+        with _Progress() as progress:
+            run_stages(
+                resolved,
+                stages,
+                on_data=progress.show_data,
+                on_stage=progress.start_stage,
+                on_trial=progress.trial_done,
+                on_epoch=progress.epoch_done,
+            )
+        if len(stages) == 1:
+            render_summary(out, summarize(trials_frame(resolved), resolved.objective))
+
+
+class _Progress:
+    """Rich progress bars for trials and epochs, on stderr."""
+
+    def __init__(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.bars = Progress(
+            TextColumn("{task.description:<16}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=False,
+        )
+        self.trials = self.bars.add_task("trials", total=None, visible=False)
+        self.epochs = self.bars.add_task("  epochs", total=None, visible=False)
+
+    def __enter__(self) -> _Progress:
+        self.bars.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bars.stop()
+
+    def show_data(self, splits: Splits) -> None:
+        counts = splits.class_counts()
+        totals = [sum(split[i] for split in counts.values()) for i in range(splits.n_classes)]
+        per_class = ", ".join(
+            f"{name}: {n}" for name, n in zip(splits.class_names, totals, strict=True)
+        )
+        sizes = "/".join(str(sum(counts[split])) for split in ("train", "val", "test"))
+        self.bars.console.print(
+            f"data: {per_class} (imbalance {splits.imbalance_ratio():.1f}:1); "
+            f"train/val/test {sizes}",
+            markup=False,
+            highlight=False,
+        )
+
+    def start_stage(self, stage: str, total: int) -> None:
+        self.bars.reset(self.trials, total=total, completed=0, visible=True, description=stage)
+
+    def epoch_done(self, event: EpochEvent) -> None:
+        self.bars.update(self.epochs, total=event.epochs, completed=event.epoch, visible=True)
+
+    def trial_done(self, event: TrialEvent) -> None:
+        alpha = event.params["alpha"]
+        label = f"gamma={event.params['gamma']:g} alpha={'off' if alpha is None else f'{alpha:g}'}"
+        if event.params.get("model") == "linear":
+            label += " (linear)"
+        outcome = (
+            f"objective {event.value:.4f}"
+            if event.value is not None
+            else f"FAILED: {event.reason}"
+        )
+        self.bars.console.print(
+            f"{event.stage} #{event.number}: {label}: {outcome}", markup=False, highlight=False
+        )
+        self.bars.update(self.trials, completed=event.done)

@@ -1,0 +1,250 @@
+"""The experiment file: a pydantic schema, and ``load_config()``, the only way in from YAML."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from gammatune.errors import ConfigError
+
+Objective = Literal["f1", "recall", "precision", "pr_auc", "roc_auc", "f1_macro"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+BUILTIN_MODELS = ("linear", "mlp", "cnn")
+_PLUGIN_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Source(_Strict):
+    """Options every data source shares."""
+
+    positive_label: str | int | None = Field(
+        None, description="Make the task one-vs-rest binary: this label is the positive class."
+    )
+    minority_fraction: float | None = Field(
+        None, gt=0, lt=0.5, description="Subsample the minority class to this share of the data."
+    )
+    image_shape: tuple[int, int, int] | None = Field(
+        None, description="Reshape flat features to (channels, height, width) for the cnn model."
+    )
+
+
+def _resolve_path(value: Path, info: ValidationInfo) -> Path:
+    """Relative paths in a config file are relative to that file's folder."""
+    base = (info.context or {}).get("base_dir")
+    return value if value.is_absolute() or base is None else Path(base) / value
+
+
+class SyntheticData(_Strict):
+    source: Literal["synthetic"]
+    n_samples: int = Field(20000, ge=100)
+    n_features: int = Field(20, ge=2)
+    n_informative: int | None = Field(None, ge=1)
+    n_classes: int = Field(2, ge=2)
+    minority_fraction: float = Field(0.03, gt=0, lt=0.5)
+    flip_y: float = Field(0.01, ge=0, lt=0.5)
+    positive_label: None = None
+    image_shape: None = None
+
+    @model_validator(mode="after")
+    def _informative_fits(self) -> SyntheticData:
+        if self.n_informative is not None and self.n_informative > self.n_features:
+            raise ValueError(
+                f"n_informative ({self.n_informative}) must be <= n_features ({self.n_features})"
+            )
+        return self
+
+
+class TableData(_Source):
+    source: Literal["csv", "parquet"]
+    path: Path
+    target: str = Field(min_length=1)
+    features: list[str] | None = None
+
+    _resolve = field_validator("path")(_resolve_path)
+
+
+class NpzData(_Source):
+    source: Literal["npz"]
+    path: Path
+    x_key: str = "X"
+    y_key: str = "y"
+
+    _resolve = field_validator("path")(_resolve_path)
+
+
+class SklearnData(_Source):
+    source: Literal["sklearn"]
+    name: Literal["breast_cancer", "digits", "wine", "iris"]
+
+
+class PythonData(_Source):
+    source: Literal["python"]
+    ref: str = Field(pattern=_PLUGIN_REF.pattern, description="'package.module:function'")
+
+
+DataConfig = Annotated[
+    SyntheticData | TableData | NpzData | SklearnData | PythonData, Field(discriminator="source")
+]
+
+
+class SplitConfig(_Strict):
+    val: float = Field(0.2, gt=0, lt=1)
+    test: float = Field(0.2, gt=0, lt=1)
+    stratify: bool = True
+
+    @model_validator(mode="after")
+    def _leaves_training_data(self) -> SplitConfig:
+        if self.val + self.test >= 0.9:
+            raise ValueError(f"val + test must be < 0.9; got {self.val + self.test:g}")
+        return self
+
+
+class ModelConfig(_Strict):
+    kind: str = Field("mlp", description="linear | mlp | cnn | 'package.module:function'")
+    hidden: list[Annotated[int, Field(gt=0)]] = [128, 128]
+    dropout: float = Field(0.1, ge=0, lt=1)
+    channels: list[Annotated[int, Field(gt=0)]] = [16, 32]
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        if kind not in BUILTIN_MODELS and not _PLUGIN_REF.match(kind):
+            raise ValueError(f"must be one of {', '.join(BUILTIN_MODELS)} or 'module:function'")
+        return kind
+
+
+class TrainConfig(_Strict):
+    epochs: int = Field(30, gt=0)
+    batch_size: int = Field(512, gt=0)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    patience: int = Field(5, gt=0, description="Epochs without improvement before stopping.")
+    min_epochs: int = Field(5, ge=0, description="Epochs always trained before stopping.")
+    monitor: Literal["pr_auc", "val_loss"] = Field(
+        "pr_auc", description="Smooth, threshold-free signal for early stopping."
+    )
+    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
+    precision: Precision = "auto"
+
+
+class BaselineConfig(_Strict):
+    repeats: int = Field(1, gt=0, description="Seeds of plain cross-entropy, to show noise.")
+    linear: bool = Field(True, description="Also train a linear model as a yardstick.")
+
+
+class SearchConfig(_Strict):
+    gamma: list[Annotated[float, Field(ge=0, le=20)]] = Field([0.5, 1.0, 1.5, 2.0], min_length=1)
+    alpha: list[Annotated[float, Field(ge=0, le=1)] | None] = Field(
+        [0.25, 0.5, 0.75], min_length=1
+    )
+
+
+class RefineConfig(_Strict):
+    n_trials: int = Field(30, gt=0)
+    gamma_window: float = Field(0.5, gt=0)
+    gamma_step: float = Field(0.1, gt=0)
+    alpha_window: float = Field(0.2, gt=0)
+    alpha_step: float = Field(0.05, gt=0)
+
+
+class Config(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
+    seed: int = 0
+    data: DataConfig
+    split: SplitConfig = SplitConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    objective: Objective = "f1"
+    threshold: float | Literal["tuned"] = Field(
+        0.5, description="Decision threshold for binary metrics, or 'tuned' on validation."
+    )
+    baseline: BaselineConfig = BaselineConfig()
+    search: SearchConfig = SearchConfig()
+    refine: RefineConfig = RefineConfig()
+    storage: str | None = Field(None, description="Optuna storage URL; default SQLite in runs/.")
+    output_dir: Path = Path("runs")
+
+    @field_validator("threshold")
+    @classmethod
+    def _threshold_in_unit_interval(cls, value: float | str) -> float | str:
+        if isinstance(value, float) and not 0 < value < 1:
+            raise ValueError("must be in (0, 1) or 'tuned'")
+        return value
+
+    @property
+    def run_dir(self) -> Path:
+        """The folder of this experiment's files: ``output_dir/name``."""
+        return self.output_dir / self.name
+
+    @property
+    def storage_url(self) -> str:
+        """The Optuna storage: the configured URL, else SQLite in the run folder."""
+        return self.storage or f"sqlite:///{(self.run_dir / 'study.db').as_posix()}"
+
+
+def load_config(path: str | Path, **overrides: Any) -> Config:
+    """Read and validate an experiment file.
+
+    Args:
+        path: The YAML file.
+        **overrides: Top-level keys to replace (e.g. ``storage`` from the command line);
+            validated like the file's own.
+
+    Returns:
+        The validated, frozen ``Config``.
+
+    Raises:
+        ConfigError: The file is missing, not YAML, not a mapping, or invalid; the message has
+            one line per problem, naming the field and the value received.
+    """
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}.") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}".rstrip(".") + ".") from None
+    if not isinstance(raw, dict):
+        kind = "empty" if raw is None else f"a {type(raw).__name__}, not a mapping of keys"
+        raise ConfigError(f"{path}: the experiment file is {kind}; see configs/demo.yaml.")
+    raw.update({key: value for key, value in overrides.items() if value is not None})
+    try:
+        return Config.model_validate(raw, context={"base_dir": path.parent})
+    except ValidationError as exc:
+        raise ConfigError(_describe(path, exc)) from None
+
+
+def _describe(path: Path, exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        # Drop the discriminator's tag ('data.synthetic.n_samples' -> 'data.n_samples').
+        where = ""
+        for index, part in enumerate(error["loc"]):
+            if isinstance(part, int):
+                where += f"[{part}]"
+            elif not (index == 1 and error["loc"][0] == "data"):  # the union's tag
+                where += f".{part}" if where else str(part)
+        where = where or "(top level)"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key (check its spelling and level)"
+        got = "" if error["type"] == "missing" else f" (got {error['input']!r})"
+        lines.append(f"{path}: {where}: {message}{got}")
+    return "\n".join(lines)

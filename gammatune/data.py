@@ -1,0 +1,318 @@
+"""Data sources -> checked, stratified, standardized train/val/test splits as tensors."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from gammatune.config import (
+    Config,
+    NpzData,
+    PythonData,
+    SklearnData,
+    SplitConfig,
+    SyntheticData,
+    TableData,
+)
+from gammatune.errors import DataError
+from gammatune.plugins import import_ref
+
+logger = logging.getLogger(__name__)
+
+_IMAGE_SHAPES = {"digits": (1, 8, 8)}
+
+
+@dataclass(frozen=True, slots=True)
+class Splits:
+    """Standardized features ``(N, F)`` float32 and labels ``(N,)`` int64 in ``0..C-1``.
+
+    For binary tasks label 1 is the positive (minority) class.
+    """
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    class_names: tuple[str, ...]
+    image_shape: tuple[int, int, int] | None = None
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def n_features(self) -> int:
+        return int(self.x_train.shape[1])
+
+    def class_counts(self) -> dict[str, list[int]]:
+        """Samples per class in each split: ``{"train": [...], "val": [...], "test": [...]}``."""
+        return {
+            name: torch.bincount(labels, minlength=self.n_classes).tolist()
+            for name, labels in (
+                ("train", self.y_train),
+                ("val", self.y_val),
+                ("test", self.y_test),
+            )
+        }
+
+    def imbalance_ratio(self) -> float:
+        """Majority-class count over minority-class count, over all splits."""
+        totals = np.sum(list(self.class_counts().values()), axis=0)
+        return float(totals.max() / totals.min())
+
+
+def load_data(config: Config) -> Splits:
+    """Load the configured source, check it, and split it reproducibly from ``config.seed``.
+
+    Raises:
+        DataError: Missing file or column, one class only, NaN/inf features, too few samples of
+            a class to split, or a minority fraction that the data cannot give.
+    """
+    source = config.data
+    raw = _read(source, config.seed)
+    features = raw.features
+    _check_finite(features, raw.feature_names)
+    labels, class_names = _encode(raw.labels, source.positive_label)
+    rng = np.random.default_rng(config.seed)
+    if not isinstance(source, SyntheticData) and source.minority_fraction is not None:
+        keep = _subsample_minority(labels, source.minority_fraction, rng)
+        features, labels = features[keep], labels[keep]
+    parts = _split(labels, config.split, rng, class_names)
+    mean = features[parts[0]].mean(axis=0)
+    std = features[parts[0]].std(axis=0)
+    std[std < 1e-12] = 1.0  # a constant feature stays 0 instead of dividing by 0
+    scaled = ((features - mean) / std).astype(np.float32)
+    tensors: list[torch.Tensor] = []
+    for index in parts:
+        tensors += [torch.from_numpy(scaled[index]), torch.from_numpy(labels[index])]
+    shape = source.image_shape or raw.image_shape
+    if shape is not None and int(np.prod(shape)) != scaled.shape[1]:
+        raise DataError(
+            f"data.image_shape: {tuple(shape)} holds {int(np.prod(shape))} values, but a sample "
+            f"has {scaled.shape[1]} features."
+        )
+    return Splits(*tensors, class_names=class_names, image_shape=shape)
+
+
+@dataclass(frozen=True, slots=True)
+class _Raw:
+    features: np.ndarray  # (N, F) float64
+    labels: np.ndarray  # (N,) as the source gives them
+    image_shape: tuple[int, int, int] | None = None
+    feature_names: list[str] | None = None
+
+
+def _read(source: Any, seed: int) -> _Raw:
+    match source:
+        case SyntheticData():
+            return _synthetic(source, seed)
+        case TableData():
+            return _table(source)
+        case NpzData():
+            return _npz(source)
+        case SklearnData():
+            from sklearn import datasets
+
+            x, y = getattr(datasets, f"load_{source.name}")(return_X_y=True)
+            return _Raw(x.astype(np.float64), y, _IMAGE_SHAPES.get(source.name))
+        case PythonData():
+            return _python(source)
+    raise TypeError(f"unknown data source {source!r}")
+
+
+def _synthetic(source: SyntheticData, seed: int) -> _Raw:
+    from sklearn.datasets import make_classification
+
+    n_informative = source.n_informative or max(2, source.n_features // 2)
+    k = source.n_classes
+    weights = [(1 - source.minority_fraction) / (k - 1)] * (k - 1) + [source.minority_fraction]
+    try:
+        x, y = make_classification(
+            n_samples=source.n_samples,
+            n_features=source.n_features,
+            n_informative=n_informative,
+            n_redundant=min(2, source.n_features - n_informative),
+            n_classes=k,
+            n_clusters_per_class=1 if k > 2 ** (n_informative - 1) else 2,
+            weights=weights,
+            flip_y=source.flip_y,
+            random_state=seed,
+        )
+    except ValueError as exc:
+        raise DataError(f"data: cannot generate this synthetic set: {exc}") from None
+    return _Raw(x, y)
+
+
+def _table(source: TableData) -> _Raw:
+    import pandas as pd
+
+    if not source.path.is_file():
+        raise DataError(f"data.path: no such file: {source.path}.")
+    try:
+        if source.source == "csv":
+            frame = pd.read_csv(source.path)
+        else:
+            frame = pd.read_parquet(source.path)
+    except ImportError as exc:
+        raise DataError(
+            f"data.source: parquet needs pyarrow: pip install pyarrow ({exc})."
+        ) from None
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        raise DataError(f"data.path: cannot read {source.path}: {exc}") from None
+    columns = list(frame.columns)
+    if source.target not in columns:
+        raise DataError(
+            f"data.target: no column {source.target!r} in {source.path.name} "
+            f"(columns: {', '.join(map(str, columns[:20]))})."
+        )
+    names = source.features or [c for c in columns if c != source.target]
+    missing = [name for name in names if name not in columns]
+    if missing:
+        raise DataError(f"data.features: no column {missing[0]!r} in {source.path.name}.")
+    text = [name for name in names if not pd.api.types.is_numeric_dtype(frame[name])]
+    if text:
+        raise DataError(
+            f"data.features: column {text[0]!r} is not numeric; encode it, or list only numeric "
+            "columns in data.features."
+        )
+    labels = frame[source.target]
+    if labels.isna().any():
+        raise DataError(
+            f"data.target: column {source.target!r} has {int(labels.isna().sum())} missing labels."
+        )
+    return _Raw(frame[names].to_numpy(dtype=np.float64), labels.to_numpy(), feature_names=names)
+
+
+def _npz(source: NpzData) -> _Raw:
+    if not source.path.is_file():
+        raise DataError(f"data.path: no such file: {source.path}.")
+    with np.load(source.path, allow_pickle=False) as arrays:
+        for field, key in (("x_key", source.x_key), ("y_key", source.y_key)):
+            if key not in arrays:
+                raise DataError(
+                    f"data.{field}: no array {key!r} in {source.path.name} "
+                    f"(arrays: {', '.join(arrays.files)})."
+                )
+        x, y = arrays[source.x_key], arrays[source.y_key]
+    image_shape = (int(x.shape[1]), int(x.shape[2]), int(x.shape[3])) if x.ndim == 4 else None
+    return _Raw(_as_features(x, field="data.x_key"), _as_labels(y, len(x)), image_shape)
+
+
+def _python(source: PythonData) -> _Raw:
+    result = import_ref(source.ref, field="data.ref")()
+    if not (isinstance(result, tuple) and len(result) == 2):
+        raise DataError(
+            f"data.ref: {source.ref} must return (features, labels); got {type(result).__name__}."
+        )
+    x, y = (np.asarray(part) for part in result)
+    image_shape = (int(x.shape[1]), int(x.shape[2]), int(x.shape[3])) if x.ndim == 4 else None
+    return _Raw(_as_features(x, field="data.ref"), _as_labels(y, len(x)), image_shape)
+
+
+def _as_features(x: np.ndarray, *, field: str) -> np.ndarray:
+    if x.ndim < 2 or len(x) == 0:
+        raise DataError(
+            f"{field}: features must be an array (N, F) or (N, C, H, W); got shape {x.shape}."
+        )
+    try:
+        return x.reshape(len(x), -1).astype(np.float64)
+    except (TypeError, ValueError):
+        raise DataError(f"{field}: features must be numeric; got dtype {x.dtype}.") from None
+
+
+def _as_labels(y: np.ndarray, n: int) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim != 1 or len(y) != n:
+        raise DataError(f"data: labels must be (N,) with N = {n} samples; got shape {y.shape}.")
+    return y
+
+
+def _check_finite(features: np.ndarray, names: list[str] | None) -> None:
+    bad = ~np.isfinite(features)
+    if bad.any():
+        per_column = bad.sum(axis=0)
+        shown = ", ".join(
+            f"{names[c] if names else c!r} ({per_column[c]})"
+            for c in np.flatnonzero(per_column)[:5]
+        )
+        raise DataError(
+            f"data: {int(bad.sum())} NaN or infinite feature values, in column(s) {shown}; "
+            "impute or drop them first."
+        )
+
+
+def _encode(
+    raw: np.ndarray, positive_label: str | int | None
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Return labels as ``0..C-1`` and the class names; binary puts the positive class at 1."""
+    values, counts = np.unique(raw, return_counts=True)
+    if positive_label is not None:
+        matches = [v for v in values if str(v) == str(positive_label)]
+        if not matches:
+            shown = ", ".join(map(str, values[:10]))
+            raise DataError(
+                f"data.positive_label: {positive_label!r} is not a label (labels: {shown})."
+            )
+        positive = raw == matches[0]
+        return positive.astype(np.int64), (f"not {matches[0]}", str(matches[0]))
+    if len(values) < 2:
+        raise DataError(
+            f"data: the labels hold one class only ({values[0]!r}); a classifier needs two."
+        )
+    if len(values) == 2:
+        # The positive class (label 1) is the minority; a tie keeps the sorted order.
+        negative, positive = (values[1], values[0]) if counts[0] < counts[1] else values
+        return (raw == positive).astype(np.int64), (str(negative), str(positive))
+    return np.searchsorted(values, raw).astype(np.int64), tuple(map(str, values))
+
+
+def _subsample_minority(
+    labels: np.ndarray, fraction: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Return sorted indices that keep part of the rarest class, making it ``fraction`` of all."""
+    counts = np.bincount(labels)
+    minority = int(np.argmin(counts)) if len(counts) > 2 else 1
+    others = int(counts.sum() - counts[minority])
+    wanted = int(round(fraction * others / (1 - fraction)))
+    if wanted > counts[minority]:
+        raise DataError(
+            f"data.minority_fraction: {fraction} needs {wanted} samples of the minority class, "
+            f"but the data has {counts[minority]}; use at most "
+            f"{counts[minority] / counts.sum():.3f}."
+        )
+    members = np.flatnonzero(labels == minority)
+    dropped = rng.choice(members, size=len(members) - wanted, replace=False)
+    return np.setdiff1d(np.arange(len(labels)), dropped)
+
+
+def _split(
+    labels: np.ndarray, split: SplitConfig, rng: np.random.Generator, class_names: tuple[str, ...]
+) -> list[np.ndarray]:
+    """Return train, val and test indices, stratified by class unless configured otherwise."""
+    counts = np.bincount(labels, minlength=len(class_names))
+    if counts.min() < 3:
+        rare = class_names[int(np.argmin(counts))]
+        raise DataError(
+            f"data: class {rare!r} has {counts.min()} sample(s); train, val and test need at "
+            "least 3 (one each)."
+        )
+    groups = (
+        [np.flatnonzero(labels == c) for c in range(len(counts))]
+        if split.stratify
+        else [np.arange(len(labels))]
+    )
+    parts: list[list[np.ndarray]] = [[], [], []]
+    for members in groups:
+        members = rng.permutation(members)
+        n_val = max(1, int(round(len(members) * split.val)))
+        n_test = max(1, int(round(len(members) * split.test)))
+        parts[1].append(members[:n_val])
+        parts[2].append(members[n_val : n_val + n_test])
+        parts[0].append(members[n_val + n_test :])
+    return [np.sort(np.concatenate(part)) for part in parts]

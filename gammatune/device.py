@@ -1,0 +1,70 @@
+"""The only place that probes CUDA/MPS: device choice, autocast dtype, seeding."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+
+from gammatune.errors import ConfigError
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """Return the device ``train.device`` names; ``auto`` prefers CUDA, then MPS, then CPU.
+
+    Raises:
+        ConfigError: A CUDA or MPS device is asked for but not available.
+    """
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"train.device: {name!r} but no CUDA device is visible; use 'auto' or 'cpu'."
+        )
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(
+            f"train.device: {name!r} but only {torch.cuda.device_count()} CUDA device(s) exist."
+        )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"train.device: {name!r} but MPS is not available; use 'auto' or 'cpu'.")
+    return device
+
+
+def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
+    """Return the autocast dtype for ``train.precision`` on ``device``, or None for float32.
+
+    ``auto`` is bfloat16 on a CUDA device that supports it and float32 elsewhere (CPU autocast
+    is rarely faster for small models).
+
+    Raises:
+        ConfigError: float16 asked for off CUDA.
+    """
+    if precision == "fp32":
+        return None
+    if precision == "auto":
+        cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if cuda_bf16 else None
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError(f"train.precision: 'fp16' needs a CUDA device; the device is {device}.")
+    return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def device_name(device: torch.device) -> str:
+    """Return a readable device name, e.g. ``'cuda:0 (NVIDIA H100 80GB HBM3)'`` or ``'cpu'``."""
+    if device.type == "cuda":
+        index = device.index or 0
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    return str(device)

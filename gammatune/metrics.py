@@ -1,0 +1,249 @@
+"""Classification metrics from labels and scores: pure NumPy, no torch, no scikit-learn import.
+
+Scores are positive-class probabilities ``(N,)`` for binary tasks and class probabilities
+``(N, C)`` for multiclass. For binary tasks the positive class (label 1) is the minority class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+# Objective name -> field of ``Evaluation``; every objective is higher-is-better.
+OBJECTIVES: dict[str, str] = {
+    "f1": "f1",
+    "recall": "recall",
+    "precision": "precision",
+    "pr_auc": "pr_auc",
+    "roc_auc": "roc_auc",
+    "f1_macro": "f1_macro",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """What one split says about one model; every field is JSON-safe.
+
+    ``precision``/``recall``/``f1`` are the minority (positive) class's for binary tasks and
+    macro averages for multiclass. ``confusion[i][j]`` counts true class i predicted as j.
+    """
+
+    threshold: float | None
+    precision: float
+    recall: float
+    f1: float
+    f1_macro: float
+    pr_auc: float
+    roc_auc: float
+    precision_per_class: list[float]
+    recall_per_class: list[float]
+    f1_per_class: list[float]
+    confusion: list[list[int]]
+    f1_at_0_5: float | None
+    best_threshold: float | None
+    f1_at_best_threshold: float | None
+    f1_ci_low: float
+    f1_ci_high: float
+    pr_curve: list[list[float]]
+
+    def to_attrs(self, prefix: str) -> dict[str, object]:
+        """Flatten to ``{prefix_field: value}``; binary confusion counts become tn/fp/fn/tp."""
+        attrs = {f"{prefix}_{key}": value for key, value in asdict(self).items()}
+        if len(self.confusion) == 2:
+            (tn, fp), (fn, tp) = self.confusion
+            attrs.update({f"{prefix}_tn": tn, f"{prefix}_fp": fp, f"{prefix}_fn": fn})
+            attrs[f"{prefix}_tp"] = tp
+        return attrs
+
+
+def evaluate(
+    targets: np.ndarray,
+    scores: np.ndarray,
+    *,
+    threshold: float = 0.5,
+    n_bootstrap: int = 200,
+    seed: int = 0,
+) -> Evaluation:
+    """Evaluate scores against labels.
+
+    Args:
+        targets: Labels ``(N,)`` in ``0..C-1``.
+        scores: ``(N,)`` positive-class probabilities (binary) or ``(N, C)`` probabilities.
+        threshold: Binary decision threshold on the positive-class probability. Default 0.5.
+        n_bootstrap: Resamples for the 95% interval of ``f1``. Default 200.
+        seed: Seed of the bootstrap. Default 0.
+
+    Example:
+        >>> e = evaluate(np.array([0, 0, 1, 1]), np.array([0.1, 0.6, 0.7, 0.4]))
+        >>> e.f1, e.confusion
+        (0.5, [[1, 1], [1, 1]])
+    """
+    targets = np.asarray(targets, dtype=np.int64)
+    scores = np.asarray(scores, dtype=np.float64)
+    binary = scores.ndim == 1
+    n_classes = 2 if binary else scores.shape[1]
+    predictions = (scores >= threshold).astype(np.int64) if binary else scores.argmax(axis=1)
+    matrix = confusion_matrix(targets, predictions, n_classes)
+    precision, recall, f1 = per_class_prf(matrix)
+    ovr = [scores] if binary else [scores[:, c] for c in range(n_classes)]
+    ovr_targets = (
+        [targets] if binary else [(targets == c).astype(np.int64) for c in range(n_classes)]
+    )
+    best_threshold, best_f1 = best_f1_threshold(targets, scores) if binary else (None, None)
+    low, high = bootstrap_f1(targets, predictions, n_classes, n_bootstrap=n_bootstrap, seed=seed)
+    return Evaluation(
+        threshold=float(threshold) if binary else None,
+        precision=float(precision[1] if binary else precision.mean()),
+        recall=float(recall[1] if binary else recall.mean()),
+        f1=float(f1[1] if binary else f1.mean()),
+        f1_macro=float(f1.mean()),
+        pr_auc=float(
+            np.mean([average_precision(t, s) for t, s in zip(ovr_targets, ovr, strict=True)])
+        ),
+        roc_auc=float(np.mean([roc_auc(t, s) for t, s in zip(ovr_targets, ovr, strict=True)])),
+        precision_per_class=precision.tolist(),
+        recall_per_class=recall.tolist(),
+        f1_per_class=f1.tolist(),
+        confusion=matrix.tolist(),
+        f1_at_0_5=float(per_class_prf(confusion_matrix(targets, scores >= 0.5, 2))[2][1])
+        if binary
+        else None,
+        best_threshold=best_threshold,
+        f1_at_best_threshold=best_f1,
+        f1_ci_low=low,
+        f1_ci_high=high,
+        pr_curve=pr_curve(targets, scores) if binary else [],
+    )
+
+
+def confusion_matrix(targets: np.ndarray, predictions: np.ndarray, n_classes: int) -> np.ndarray:
+    """Return ``(C, C)`` counts, rows the true class and columns the predicted one.
+
+    Example:
+        >>> confusion_matrix(np.array([0, 1, 1]), np.array([0, 0, 1]), 2).tolist()
+        [[1, 0], [1, 1]]
+    """
+    flat = np.asarray(targets, dtype=np.int64) * n_classes + np.asarray(predictions, np.int64)
+    return np.bincount(flat, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def per_class_prf(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return precision, recall and F1 per class; 0 where undefined (zero_division=0)."""
+    tp = np.diag(matrix).astype(np.float64)
+    predicted, actual = matrix.sum(axis=0), matrix.sum(axis=1)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
+    total = precision + recall
+    f1 = np.divide(2 * precision * recall, total, out=np.zeros_like(tp), where=total > 0)
+    return precision, recall, f1
+
+
+def _ranked_counts(targets: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, ...]:
+    """True and false positives at each distinct score, highest first, and those scores."""
+    order = np.argsort(-scores, kind="stable")
+    sorted_scores, sorted_targets = scores[order], targets[order]
+    last_of_tie = np.r_[np.flatnonzero(np.diff(sorted_scores)), len(sorted_scores) - 1]
+    tps = np.cumsum(sorted_targets)[last_of_tie]
+    fps = (last_of_tie + 1) - tps
+    return tps.astype(np.float64), fps.astype(np.float64), sorted_scores[last_of_tie]
+
+
+def average_precision(targets: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the precision-recall curve as a step sum (sklearn's ``average_precision``).
+
+    Example:
+        >>> average_precision(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8]))
+        0.8333333333333333
+    """
+    tps, fps, _ = _ranked_counts(np.asarray(targets), np.asarray(scores, dtype=np.float64))
+    if len(tps) == 0 or tps[-1] == 0:
+        return 0.0
+    precision = tps / (tps + fps)
+    recall = tps / tps[-1]
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def roc_auc(targets: np.ndarray, scores: np.ndarray) -> float:
+    """Probability that a random positive outranks a random negative (ties count half).
+
+    Example:
+        >>> roc_auc(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8]))
+        0.75
+    """
+    targets = np.asarray(targets)
+    n_pos = int(targets.sum())
+    n_neg = len(targets) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = _average_ranks(np.asarray(scores, dtype=np.float64))
+    return float((ranks[targets == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    order = np.argsort(values, kind="stable")
+    sorted_values = values[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_values)) + 1]
+    ends = np.r_[starts[1:], len(values)]
+    ranks = np.empty(len(values))
+    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)  # 1-based mean rank
+    return ranks
+
+
+def best_f1_threshold(targets: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
+    """Return the threshold that maximizes positive-class F1 on these scores, and that F1.
+
+    Predicting positive where ``score >= threshold``; the threshold is one of the scores.
+    """
+    tps, fps, thresholds = _ranked_counts(np.asarray(targets), np.asarray(scores, np.float64))
+    if len(tps) == 0 or tps[-1] == 0:
+        return 0.5, 0.0
+    f1 = 2 * tps / (tps + fps + tps[-1])
+    best = int(np.argmax(f1))
+    return float(thresholds[best]), float(f1[best])
+
+
+def pr_curve(
+    targets: np.ndarray, scores: np.ndarray, *, max_points: int = 200
+) -> list[list[float]]:
+    """Return ``[[recall, precision, threshold], ...]``, thinned to at most ``max_points``."""
+    tps, fps, thresholds = _ranked_counts(np.asarray(targets), np.asarray(scores, np.float64))
+    if len(tps) == 0 or tps[-1] == 0:
+        return []
+    keep = np.unique(np.linspace(0, len(tps) - 1, min(max_points, len(tps))).astype(int))
+    precision, recall = tps / (tps + fps), tps / tps[-1]
+    return [
+        [round(float(recall[i]), 5), round(float(precision[i]), 5), round(float(thresholds[i]), 6)]
+        for i in keep
+    ]
+
+
+def bootstrap_f1(
+    targets: np.ndarray,
+    predictions: np.ndarray,
+    n_classes: int,
+    *,
+    n_bootstrap: int = 200,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """95% bootstrap interval of the F1 (positive class if binary, macro otherwise)."""
+    if n_bootstrap <= 0 or len(targets) == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    samples = rng.integers(0, len(targets), size=(n_bootstrap, len(targets)))
+    score: Callable[[np.ndarray], float] = (
+        (lambda m: per_class_prf(m)[2][1])
+        if n_classes == 2
+        else (lambda m: per_class_prf(m)[2].mean())
+    )
+    values = [
+        score(confusion_matrix(targets[index], predictions[index], n_classes)) for index in samples
+    ]
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def objective_value(evaluation: Evaluation, objective: str) -> float:
+    """Return the configured objective (higher is better) from an evaluation."""
+    return float(getattr(evaluation, OBJECTIVES[objective]))

@@ -1,0 +1,105 @@
+"""Built-in models (linear, MLP, small CNN) and 'module:function' plugins."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+from torch import nn
+
+from gammatune.config import ModelConfig
+from gammatune.errors import ConfigError
+from gammatune.plugins import import_ref
+
+logger = logging.getLogger(__name__)
+
+
+def build_model(
+    config: ModelConfig,
+    *,
+    n_features: int,
+    n_outputs: int,
+    image_shape: tuple[int, int, int] | None = None,
+) -> nn.Module:
+    """Build the configured model for inputs ``(N, n_features)`` and outputs ``(N, n_outputs)``.
+
+    A plugin ``'module:function'`` is called as ``function(n_features=..., n_outputs=...)`` and
+    must return an ``nn.Module`` mapping ``(N, n_features)`` to ``(N, n_outputs)`` logits.
+
+    Raises:
+        ConfigError: The cnn without an image shape, or a plugin that cannot be built.
+    """
+    match config.kind:
+        case "linear":
+            return nn.Linear(n_features, n_outputs)
+        case "mlp":
+            return _mlp(n_features, config.hidden, n_outputs, config.dropout)
+        case "cnn":
+            if image_shape is None:
+                raise ConfigError(
+                    "model.kind: 'cnn' needs images; set data.image_shape to "
+                    "[channels, height, width] (the features are reshaped to it)."
+                )
+            return _cnn(image_shape, config.channels, n_outputs, config.dropout)
+    model = import_ref(config.kind, field="model.kind")(n_features=n_features, n_outputs=n_outputs)
+    if not isinstance(model, nn.Module):
+        raise ConfigError(
+            f"model.kind: {config.kind} must return a torch.nn.Module; got {model!r}."
+        )
+    return model
+
+
+def _mlp(n_features: int, hidden: list[int], n_outputs: int, dropout: float) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    width = n_features
+    for size in hidden:
+        layers += [nn.Linear(width, size), nn.ReLU()]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        width = size
+    return nn.Sequential(*layers, nn.Linear(width, n_outputs))
+
+
+def _cnn(
+    image_shape: tuple[int, int, int], channels: list[int], n_outputs: int, dropout: float
+) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Unflatten(1, image_shape)]
+    in_channels, height, width = image_shape
+    for out_channels in channels:
+        layers += [nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.ReLU()]
+        if min(height, width) >= 2:
+            layers.append(nn.MaxPool2d(2))
+            height, width = height // 2, width // 2
+        in_channels = out_channels
+    layers += [
+        nn.Flatten(),
+        nn.Dropout(dropout),
+        nn.Linear(in_channels * height * width, n_outputs),
+    ]
+    return nn.Sequential(*layers)
+
+
+def init_output_bias(model: nn.Module, class_prior: torch.Tensor) -> bool:
+    """Set the last linear layer's bias to the class prior (Lin et al. 2017, section 4.1).
+
+    Binary (one output): ``-log((1 - pi) / pi)``; multiclass: ``log(pi_c)``. Training then does
+    not spend its first steps learning the prior. Returns False (and changes nothing) when the
+    model has no final ``nn.Linear`` with a bias of the right size.
+    """
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    prior = class_prior.double().clamp(1e-6, 1 - 1e-6)
+    target = torch.log(prior / (1 - prior))[1:] if len(prior) == 2 else torch.log(prior)
+    if not last or last[-1].bias is None or last[-1].bias.shape != target.shape:
+        logger.info(
+            "model has no final linear layer of %d outputs: bias not initialized", len(target)
+        )
+        return False
+    with torch.no_grad():
+        last[-1].bias.copy_(target.to(last[-1].bias.dtype))
+    return True
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Return the number of trainable parameters."""
+    return sum(math.prod(p.shape) for p in model.parameters() if p.requires_grad)

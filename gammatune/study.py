@@ -1,0 +1,402 @@
+"""Optuna storage and the three stages. A stage is data: its points or search space, its sampler.
+
+- ``baseline``: gamma 0 (the loss is plain cross-entropy), alpha off, ``baseline.repeats`` seeds;
+  alpha-balanced cross-entropy at each alpha of the search grid; a linear model as a yardstick.
+- ``search``: the grid gamma x alpha.
+- ``refine``: TPE inside a window around the best search trial, warm-started with the search
+  trials that fall inside it; ``refine.n_trials`` is the stage's total.
+
+Fixed points are enqueued only where no completed, running or waiting trial has them, so a rerun
+continues a stage: completed points are not retrained, failed or interrupted ones are.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+from gammatune.config import Config
+from gammatune.errors import StudyError
+
+logger = logging.getLogger(__name__)
+
+Stage = Literal["baseline", "search", "refine"]
+STAGES: tuple[Stage, ...] = ("baseline", "search", "refine")
+_ACTIVE = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+
+
+@dataclass(frozen=True, slots=True)
+class StagePlan:
+    """What a stage runs: fixed ``points`` (baseline, search) or a TPE ``space`` (refine)."""
+
+    stage: Stage
+    distributions: dict[str, BaseDistribution]
+    points: list[dict[str, Any]] | None
+    n_trials: int
+    warm_start: list[FrozenTrial]
+
+
+@dataclass(frozen=True, slots=True)
+class TrialEvent:
+    """What the progress callback hears when a trial ends."""
+
+    stage: Stage
+    number: int
+    state: str
+    value: float | None
+    params: dict[str, Any]
+    done: int
+    total: int
+    reason: str | None = None
+
+
+class TrialFailed(Exception):
+    """A trial that ends without a result (NaN loss, out of memory); the study goes on."""
+
+    def __init__(self, reason: str, attrs: dict[str, Any]) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.attrs = attrs
+
+
+Objective = Callable[[dict[str, Any]], tuple[float, dict[str, Any]]]
+
+
+def study_name(config: Config, stage: Stage) -> str:
+    """Return the Optuna study name of a stage, e.g. ``'fraud-demo.search'``."""
+    return f"{config.name}.{stage}"
+
+
+def open_storage(config: Config) -> optuna.storages.BaseStorage:
+    """Open (and create) the experiment's Optuna storage.
+
+    Raises:
+        StudyError: The storage URL is malformed or cannot be reached.
+    """
+    import sqlalchemy.exc
+
+    url = config.storage_url
+    if url.startswith("sqlite:///"):
+        config.run_dir.mkdir(parents=True, exist_ok=True) if config.storage is None else None
+        engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}}
+    else:
+        engine_kwargs = {"pool_pre_ping": True}
+    try:
+        storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
+        reason = str(exc).splitlines()[0]
+        raise StudyError(f"storage: cannot open {_redact(url)}: {reason}") from None
+    if url.startswith("sqlite:///"):
+        _tune_sqlite(storage)
+    return storage
+
+
+def _tune_sqlite(storage: optuna.storages.RDBStorage) -> None:
+    """WAL lets several processes share the file; NORMAL sync avoids an fsync per attribute."""
+    from sqlalchemy import event
+
+    def on_connect(connection: Any, _record: Any) -> None:
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    event.listen(storage.engine, "connect", on_connect)
+    storage.engine.dispose()  # reconnect with the pragmas
+
+
+def _redact(url: str) -> str:
+    """Hide a password in a storage URL."""
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest and ":" in rest.split("@", 1)[0]:
+        user = rest.split(":", 1)[0]
+        return f"{scheme}{sep}{user}:***@{rest.split('@', 1)[1]}"
+    return url
+
+
+def load_study(
+    config: Config, stage: Stage, storage: optuna.storages.BaseStorage
+) -> optuna.Study | None:
+    """Return a stage's study, or None when it has not been run."""
+    names = {
+        s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
+    }
+    name = study_name(config, stage)
+    return optuna.load_study(study_name=name, storage=storage) if name in names else None
+
+
+def plan_stage(config: Config, stage: Stage, storage: optuna.storages.BaseStorage) -> StagePlan:
+    """Return what ``stage`` runs under ``config``.
+
+    Raises:
+        StudyError: ``refine`` before any search trial completed.
+    """
+    gammas = [float(g) for g in config.search.gamma]  # YAML's 1 and 1.0 must be one value
+    alphas = [None if a is None else float(a) for a in config.search.alpha]
+    if stage == "search":
+        points = [{"gamma": g, "alpha": a} for g in gammas for a in alphas]
+        dists = {"gamma": _choices(gammas), "alpha": _choices(alphas)}
+        return StagePlan(stage, dists, points, len(points), [])
+    if stage == "baseline":
+        repeats = list(range(config.baseline.repeats))
+        points = [
+            {"gamma": 0.0, "alpha": None, "repeat": r, "model": "configured"} for r in repeats
+        ]
+        points += [
+            {"gamma": 0.0, "alpha": a, "repeat": 0, "model": "configured"}
+            for a in dict.fromkeys(alphas)
+            if a is not None
+        ]
+        if config.baseline.linear and config.model.kind != "linear":
+            points.append({"gamma": 0.0, "alpha": None, "repeat": 0, "model": "linear"})
+        dists = {
+            "gamma": _choices([0.0]),
+            "alpha": _choices([None, *alphas]),
+            "repeat": _choices(repeats),
+            "model": _choices(["configured", "linear"]),
+        }
+        return StagePlan(stage, dists, points, len(points), [])
+    return _refine_plan(config, storage)
+
+
+def _choices(values: list[Any]) -> CategoricalDistribution:
+    return CategoricalDistribution(list(dict.fromkeys(values)))
+
+
+def _refine_plan(config: Config, storage: optuna.storages.BaseStorage) -> StagePlan:
+    search = load_study(config, "search", storage)
+    done = (
+        [] if search is None else search.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    )
+    if not done:
+        raise StudyError(
+            f"refine: no completed search trial in study {study_name(config, 'search')!r}; "
+            "run `gammatune search` with this config first."
+        )
+    best = max(done, key=lambda t: t.value if t.value is not None else float("-inf"))
+    refine = config.refine
+    # An unweighted best (alpha off) is refined around 0.5, which weighs classes equally.
+    alpha_center = 0.5 if best.params["alpha"] is None else best.params["alpha"]
+    dists: dict[str, BaseDistribution] = {
+        "gamma": _window(best.params["gamma"], refine.gamma_window, refine.gamma_step, 0.0, 20.0),
+        "alpha": _window(alpha_center, refine.alpha_window, refine.alpha_step, 0.0, 1.0),
+    }
+    inside = [
+        t
+        for t in done
+        if t.params["alpha"] is not None
+        and all(dists[k]._contains(dists[k].to_internal_repr(t.params[k])) for k in dists)
+    ]
+    return StagePlan("refine", dists, None, refine.n_trials, inside)
+
+
+def _window(center: float, half: float, step: float, low: float, high: float) -> FloatDistribution:
+    """A stepped range of about ``center +- half``, aligned to multiples of ``step``."""
+    lo = max(low, round(round((center - half) / step) * step, 10))
+    n_steps = int(round((min(high, center + half) - lo) / step, 6))
+    return FloatDistribution(lo, round(lo + max(n_steps, 1) * step, 10), step=step)
+
+
+def run_stage(
+    config: Config,
+    stage: Stage,
+    objective: Objective,
+    *,
+    storage: optuna.storages.BaseStorage,
+    on_trial: Callable[[TrialEvent], None] | None = None,
+    study_attrs: dict[str, Any] | None = None,
+) -> optuna.Study:
+    """Run (or continue) ``stage`` until its points are done or its trials reach ``n_trials``.
+
+    Args:
+        config: The experiment.
+        stage: ``baseline``, ``search`` or ``refine``.
+        objective: ``params -> (value, user_attrs)``; raises :class:`TrialFailed` to fail a trial.
+        storage: From :func:`open_storage`.
+        on_trial: Called when each trial ends.
+        study_attrs: JSON-safe facts about the data, stored on the study for the report.
+
+    Returns:
+        The stage's study.
+    """
+    plan = plan_stage(config, stage, storage)
+    study = optuna.create_study(
+        study_name=study_name(config, stage),
+        storage=storage,
+        sampler=_sampler(config, plan),
+        direction="maximize",
+        load_if_exists=True,
+    )
+    for key, value in (study_attrs or {}).items():
+        study.set_user_attr(key, value)
+    _fail_orphans(study)
+    _add_warm_start(study, plan)
+    _enqueue_missing(study, plan)
+    while (trial := _next_trial(study, plan)) is not None:
+        params = _complete_params(
+            {name: _suggest(trial, name, dist) for name, dist in plan.distributions.items()}
+        )
+        event = _run_trial(study, trial, params, objective, plan)
+        if on_trial is not None:
+            on_trial(event)
+    return study
+
+
+def _sampler(config: Config, plan: StagePlan) -> optuna.samplers.BaseSampler:
+    if plan.points is not None:  # every trial is enqueued: the sampler is never asked
+        return optuna.samplers.RandomSampler(seed=config.seed)
+    return optuna.samplers.TPESampler(
+        seed=config.seed, multivariate=True, constant_liar=True, n_startup_trials=5
+    )
+
+
+def _suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
+    if isinstance(dist, CategoricalDistribution):
+        return trial.suggest_categorical(name, dist.choices)  # type: ignore[arg-type]
+    assert isinstance(dist, FloatDistribution)
+    # Round off the step's binary noise (0.8500000000000001).
+    return round(trial.suggest_float(name, dist.low, dist.high, step=dist.step), 10)
+
+
+def _complete_params(params: dict[str, Any]) -> dict[str, Any]:
+    return {"repeat": 0, "model": "configured", **params}
+
+
+def _fail_orphans(study: optuna.Study) -> None:
+    """Fail RUNNING trials whose process on this host has ended (killed, machine restarted)."""
+    host = socket.gethostname()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        attrs = trial.user_attrs
+        if attrs.get("host") == host and not _alive(int(attrs.get("pid", -1))):
+            study.tell(trial.number, state=TrialState.FAIL)
+            logger.info(
+                "trial %d of %s: its process ended; marked failed", trial.number, study.study_name
+            )
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid != os.getpid()  # a trial of this very process cannot be running yet
+
+
+def _add_warm_start(study: optuna.Study, plan: StagePlan) -> None:
+    """Copy the search trials inside the refine window into the refine study, once each."""
+    copied = {t.user_attrs.get("warm_start_from") for t in study.get_trials(deepcopy=False)}
+    for source in plan.warm_start:
+        if source.number in copied:
+            continue
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={k: source.params[k] for k in plan.distributions},
+                distributions=plan.distributions,
+                value=source.value,
+                user_attrs={**source.user_attrs, "warm_start_from": source.number},
+            )
+        )
+
+
+def _enqueue_missing(study: optuna.Study, plan: StagePlan) -> None:
+    """Enqueue fixed points without an active trial; for refine, retry failed points once."""
+    trials = study.get_trials(deepcopy=False)
+    active = {_key(t.params) for t in trials if t.state in _ACTIVE}
+    if plan.points is not None:
+        wanted = plan.points
+    else:
+        wanted = [t.params for t in trials if t.state == TrialState.FAIL]
+    for params in wanted:
+        if _key(params) not in active:
+            study.enqueue_trial(dict(params))
+            active.add(_key(params))
+
+
+def _key(params: dict[str, Any]) -> tuple[Any, ...]:
+    full = _complete_params(params)
+    return tuple((k, round(v, 9) if isinstance(v, float) else v) for k, v in sorted(full.items()))
+
+
+def _next_trial(study: optuna.Study, plan: StagePlan) -> optuna.Trial | None:
+    trials = study.get_trials(deepcopy=False)
+    if any(t.state == TrialState.WAITING for t in trials):
+        return study.ask()
+    if plan.points is not None:
+        return None
+    counted = [
+        t
+        for t in trials
+        if t.state in (TrialState.COMPLETE, TrialState.RUNNING)
+        and "warm_start_from" not in t.user_attrs
+    ]
+    return study.ask() if len(counted) < plan.n_trials else None
+
+
+def _run_trial(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    params: dict[str, Any],
+    objective: Objective,
+    plan: StagePlan,
+) -> TrialEvent:
+    stage = plan.stage
+    trial.set_user_attr("host", socket.gethostname())
+    trial.set_user_attr("pid", os.getpid())
+    reused = _completed_twin(study, params)
+    try:
+        if reused is not None:
+            value, attrs = reused.value, {**reused.user_attrs, "reused_from": reused.number}
+        else:
+            value, attrs = objective(params)
+    except TrialFailed as failure:
+        _set_attrs(trial, {**failure.attrs, "stage": stage, "fail_reason": failure.reason})
+        study.tell(trial, state=TrialState.FAIL)
+        return _event(study, plan, trial.number, "FAIL", None, params, failure.reason)
+    except BaseException:
+        # KeyboardInterrupt or a bug: the point is retried on the next run.
+        study.tell(trial, state=TrialState.FAIL)
+        raise
+    _set_attrs(trial, {**attrs, "stage": stage})
+    study.tell(trial, value)
+    return _event(study, plan, trial.number, "COMPLETE", value, params)
+
+
+def _completed_twin(study: optuna.Study, params: dict[str, Any]) -> FrozenTrial | None:
+    """A completed trial of the same point: TPE on a stepped grid can propose one twice."""
+    key = _key(params)
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if _key(trial.params) == key:
+            return trial
+    return None
+
+
+def _set_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
+    for key, value in attrs.items():
+        if key not in ("host", "pid"):
+            trial.set_user_attr(key, value)
+
+
+def _event(
+    study: optuna.Study,
+    plan: StagePlan,
+    number: int,
+    state: str,
+    value: float | None,
+    params: dict[str, Any],
+    reason: str | None = None,
+) -> TrialEvent:
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    done = sum("warm_start_from" not in t.user_attrs for t in trials)
+    return TrialEvent(plan.stage, number, state, value, params, done, plan.n_trials, reason)

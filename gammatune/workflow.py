@@ -1,0 +1,78 @@
+"""The workflow as one call: storage, data, device and objective, then the stages in order."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import optuna
+import yaml
+
+from gammatune.config import Config
+from gammatune.data import Splits, load_data
+from gammatune.device import autocast_dtype, resolve_device
+from gammatune.study import Stage, TrialEvent, open_storage, plan_stage, run_stage
+from gammatune.train import EpochEvent
+from gammatune.trial import make_objective
+
+
+def run_stages(
+    config: Config,
+    stages: Sequence[Stage],
+    *,
+    on_data: Callable[[Splits], None] | None = None,
+    on_stage: Callable[[Stage, int], None] | None = None,
+    on_trial: Callable[[TrialEvent], None] | None = None,
+    on_epoch: Callable[[EpochEvent], None] | None = None,
+) -> dict[Stage, optuna.Study]:
+    """Run (or continue) ``stages`` in order and return their studies.
+
+    Writes ``config.resolved.yaml`` into the run folder. ``on_stage`` hears each stage's name
+    and planned number of trials before it starts.
+
+    Raises:
+        GammatuneError: Invalid data, an unreachable storage, or refine before search.
+    """
+    storage = open_storage(config)
+    if "refine" in stages and "search" not in stages:
+        plan_stage(config, "refine", storage)  # fail before loading data if search is missing
+    splits = load_data(config)
+    if on_data is not None:
+        on_data(splits)
+    device = resolve_device(config.train.device)
+    objective = make_objective(
+        config,
+        splits,
+        device=device,
+        autocast=autocast_dtype(device, config.train.precision),
+        on_epoch=on_epoch,
+    )
+    _write_resolved(config)
+    studies = {}
+    for stage in stages:
+        if on_stage is not None:
+            on_stage(stage, plan_stage(config, stage, storage).n_trials)
+        studies[stage] = run_stage(
+            config,
+            stage,
+            objective,
+            storage=storage,
+            on_trial=on_trial,
+            study_attrs=data_facts(splits),
+        )
+    return studies
+
+
+def data_facts(splits: Splits) -> dict[str, Any]:
+    """JSON-safe facts about the data, stored on each study for the report."""
+    return {
+        "class_names": list(splits.class_names),
+        "class_counts": splits.class_counts(),
+        "imbalance_ratio": round(splits.imbalance_ratio(), 4),
+    }
+
+
+def _write_resolved(config: Config) -> None:
+    config.run_dir.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    (config.run_dir / "config.resolved.yaml").write_text(text, encoding="utf-8")
