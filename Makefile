@@ -33,7 +33,7 @@ bench: venv
 
 demo: venv
 	$(VENV)/bin/gammatune run --config configs/demo.yaml
-	$(VENV)/bin/gammatune report --config configs/demo.yaml --out runs/demo/trials.csv --html runs/demo/report.html
+	$(VENV)/bin/gammatune report --config configs/demo.yaml --out runs/demo/trials.csv
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache .mypy_cache

@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "focal_loss": "gammatune.loss",
     "FocalLoss": "gammatune.loss",
-    "GammaSchedule": "gammatune.loss",
+    "GammaSchedule": "gammatune.schedules",
     "load_config": "gammatune.config",
     "Config": "gammatune.config",
     "load_data": "gammatune.data",

@@ -21,7 +21,8 @@ from gammatune.errors import GammatuneError
 if TYPE_CHECKING:
     from gammatune.config import Config
     from gammatune.data import Splits
-    from gammatune.study import Stage, TrialEvent
+    from gammatune.storage import Stage
+    from gammatune.study import TrialEvent
     from gammatune.train import EpochEvent
 
 app = typer.Typer(

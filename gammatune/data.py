@@ -263,7 +263,7 @@ def _encode(
         return positive.astype(np.int64), (f"not {matches[0]}", str(matches[0]))
     if len(values) < 2:
         raise DataError(
-            f"data: the labels hold one class only ({values[0]!r}); a classifier needs two."
+            f"data: the labels hold one class only ({str(values[0])!r}); a classifier needs two."
         )
     if len(values) == 2:
         # The positive class (label 1) is the minority; a tie keeps the sorted order.

@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 from gammatune.config import Config
 from gammatune.errors import StudyError
 from gammatune.metrics import OBJECTIVES
-from gammatune.study import STAGES, load_study, open_storage
+from gammatune.storage import STAGES, load_study, open_storage
 
 _LEADING = ["stage", "number", "state", "gamma", "alpha", "repeat", "model", "seed", "objective"]
 _SPLIT_FIELDS = [
@@ -173,8 +173,18 @@ def summarize(frame: pd.DataFrame, objective: str) -> Summary:
         ("refine best", configured[configured["stage"] == "refine"]),
     ]
     rows = [_summary_row(label, part) for label, part in picks if len(part)]
-    best = _summary_row("recommended", configured) if len(configured) else None
-    return Summary(objective, rows, best, _verdict(best, rows))
+    if not len(configured):
+        return Summary(objective, rows, None, "No trial has completed yet.")
+    best = _summary_row("recommended", configured)
+    # Lin et al.'s comparison: focal loss against cross-entropy with the same class weight.
+    same_alpha = baseline[
+        baseline["alpha"].notna() & ((baseline["alpha"] - (best.alpha or -1)).abs() < 1e-9)
+    ]
+    references = [
+        _summary_row("CE", picks[0][1]) if len(picks[0][1]) else None,
+        _summary_row(f"CE at alpha {best.alpha:g}", same_alpha) if len(same_alpha) else None,
+    ]
+    return Summary(objective, rows, best, _verdict(best, [r for r in references if r]))
 
 
 def _summary_row(label: str, part: pd.DataFrame) -> SummaryRow:
@@ -202,23 +212,25 @@ def _summary_row(label: str, part: pd.DataFrame) -> SummaryRow:
     )
 
 
-def _verdict(best: SummaryRow | None, rows: list[SummaryRow]) -> str:
-    if best is None:
-        return "No trial completed yet."
+def _verdict(best: SummaryRow, references: list[SummaryRow]) -> str:
     setting = f"gamma={best.gamma:g}, alpha={'off' if best.alpha is None else f'{best.alpha:g}'}"
     if best.gamma == 0:
-        return f"Use {setting}: on validation no focal-loss gamma beat cross-entropy."
+        return f"Best on validation: cross-entropy ({setting}); focal loss does not help here."
     low, high = best.test_f1_ci
-    parts = [f"Use {setting}: test F1 {best.test_f1:.3f} [{low:.3f}, {high:.3f}]"]
-    for row in rows:
-        if row.label not in ("CE", "CE+alpha"):
-            continue
-        delta, delta_ap = best.test_f1 - row.test_f1, best.test_pr_auc - row.test_pr_auc
-        noise = row.test_f1_ci[0] <= best.test_f1 <= row.test_f1_ci[1]
+    parts = [f"Best on validation: {setting}. Test F1 {best.test_f1:.3f} [{low:.3f}, {high:.3f}]"]
+    noisy = worse = False
+    for ref in references:
+        inside = ref.test_f1_ci[0] <= best.test_f1 <= ref.test_f1_ci[1]
+        noisy, worse = noisy or inside, worse or best.test_f1 < ref.test_f1_ci[0]
         parts.append(
-            f"F1 {delta:+.3f}{' (inside its 95% interval: noise)' if noise else ''} and "
-            f"PR-AUC {delta_ap:+.3f} vs {row.label}"
+            f"vs {ref.label}: F1 {best.test_f1 - ref.test_f1:+.3f}"
+            f"{' (inside its 95% interval)' if inside else ''}, "
+            f"PR-AUC {best.test_pr_auc - ref.test_pr_auc:+.3f}"
         )
+    if worse:
+        parts.append("cross-entropy did better on test: the validation gain did not hold")
+    elif noisy:
+        parts.append("the difference is within the test split's noise: prefer cross-entropy")
     return "; ".join(parts) + "."
 
 

@@ -17,7 +17,7 @@ import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
@@ -25,11 +25,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from gammatune.config import Config
 from gammatune.errors import StudyError
+from gammatune.storage import Stage, load_study, study_name
 
 logger = logging.getLogger(__name__)
 
-Stage = Literal["baseline", "search", "refine"]
-STAGES: tuple[Stage, ...] = ("baseline", "search", "refine")
 _ACTIVE = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
 
 
@@ -68,69 +67,6 @@ class TrialFailed(Exception):
 
 
 Objective = Callable[[dict[str, Any]], tuple[float, dict[str, Any]]]
-
-
-def study_name(config: Config, stage: Stage) -> str:
-    """Return the Optuna study name of a stage, e.g. ``'fraud-demo.search'``."""
-    return f"{config.name}.{stage}"
-
-
-def open_storage(config: Config) -> optuna.storages.BaseStorage:
-    """Open (and create) the experiment's Optuna storage.
-
-    Raises:
-        StudyError: The storage URL is malformed or cannot be reached.
-    """
-    import sqlalchemy.exc
-
-    url = config.storage_url
-    if url.startswith("sqlite:///"):
-        config.run_dir.mkdir(parents=True, exist_ok=True) if config.storage is None else None
-        engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}}
-    else:
-        engine_kwargs = {"pool_pre_ping": True}
-    try:
-        storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
-    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
-        reason = str(exc).splitlines()[0]
-        raise StudyError(f"storage: cannot open {_redact(url)}: {reason}") from None
-    if url.startswith("sqlite:///"):
-        _tune_sqlite(storage)
-    return storage
-
-
-def _tune_sqlite(storage: optuna.storages.RDBStorage) -> None:
-    """WAL lets several processes share the file; NORMAL sync avoids an fsync per attribute."""
-    from sqlalchemy import event
-
-    def on_connect(connection: Any, _record: Any) -> None:
-        cursor = connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
-
-    event.listen(storage.engine, "connect", on_connect)
-    storage.engine.dispose()  # reconnect with the pragmas
-
-
-def _redact(url: str) -> str:
-    """Hide a password in a storage URL."""
-    scheme, sep, rest = url.partition("://")
-    if "@" in rest and ":" in rest.split("@", 1)[0]:
-        user = rest.split(":", 1)[0]
-        return f"{scheme}{sep}{user}:***@{rest.split('@', 1)[1]}"
-    return url
-
-
-def load_study(
-    config: Config, stage: Stage, storage: optuna.storages.BaseStorage
-) -> optuna.Study | None:
-    """Return a stage's study, or None when it has not been run."""
-    names = {
-        s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
-    }
-    name = study_name(config, stage)
-    return optuna.load_study(study_name=name, storage=storage) if name in names else None
 
 
 def plan_stage(config: Config, stage: Stage, storage: optuna.storages.BaseStorage) -> StagePlan:

@@ -11,7 +11,8 @@ import yaml
 from gammatune.config import Config
 from gammatune.data import Splits, load_data
 from gammatune.device import autocast_dtype, resolve_device
-from gammatune.study import Stage, TrialEvent, open_storage, plan_stage, run_stage
+from gammatune.storage import Stage, open_storage
+from gammatune.study import TrialEvent, plan_stage, run_stage
 from gammatune.train import EpochEvent
 from gammatune.trial import make_objective
 

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gammatune.loss import FocalLoss, GammaSchedule, focal_loss
+from gammatune.loss import FocalLoss, focal_loss
+from gammatune.schedules import GammaSchedule
 
 REDUCTIONS = ["none", "mean", "sum"]
 

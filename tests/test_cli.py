@@ -1,0 +1,203 @@
+"""The CLI end to end, on tiny synthetic data on the CPU, as a user runs it."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import gammatune.trial
+from gammatune.cli import app
+from gammatune.train import FitResult, fit, make_loss
+from tests.conftest import write_config
+
+runner = CliRunner()
+
+
+def _invoke(*args: str) -> object:
+    return runner.invoke(app, list(args))
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.parametrize(
+    "command", [[], ["check"], ["baseline"], ["search"], ["refine"], ["report"], ["run"]]
+)
+def test_help_on_every_command(command: list[str]) -> None:
+    result = _invoke(*command, "--help")
+    assert result.exit_code == 0 and "Usage: gammatune" in result.stdout
+
+
+def test_help_and_check_import_neither_torch_nor_optuna(tiny_config: Path) -> None:
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from gammatune.cli import app\n"
+        "r = CliRunner().invoke(app, ['--help'])\n"
+        f"r = CliRunner().invoke(app, ['check', '-c', {str(tiny_config)!r}])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "print(sorted(m for m in ('torch', 'optuna', 'sklearn', 'pandas') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_check_prints_the_resolved_config(tiny_config: Path) -> None:
+    result = _invoke("check", "-c", str(tiny_config))
+    assert result.exit_code == 0
+    assert "name: tiny" in result.stdout and "monitor: pr_auc" in result.stdout
+    assert "valid" in result.stderr
+
+
+def test_bad_config_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    path = write_config(tmp_path, train={"epochs": -1})
+    result = _invoke("search", "-c", str(path))
+    assert result.exit_code == 2
+    assert (
+        result.stderr
+        == f"gammatune: error: {path}: train.epochs: Input should be greater than 0 (got -1)\n"
+    )
+    assert "Traceback" not in result.output
+
+
+def test_traceback_flag_reraises(tmp_path: Path) -> None:
+    path = write_config(tmp_path, train={"epochs": -1})
+    result = _invoke("--traceback", "check", "-c", str(path))
+    assert result.exit_code != 0 and type(result.exception).__name__ == "ConfigError"
+
+
+def test_refine_before_search(tiny_config: Path) -> None:
+    result = _invoke("refine", "-c", str(tiny_config))
+    assert result.exit_code == 4
+    assert "refine: no completed search trial in study 'tiny.search'" in result.stderr
+
+
+def test_unreachable_storage_is_named_without_its_password(tiny_config: Path) -> None:
+    url = "postgresql+psycopg2://me:secret@127.0.0.1:9/db"
+    result = _invoke("baseline", "-c", str(tiny_config), "--storage", url)
+    assert result.exit_code == 4
+    assert "storage: cannot open postgresql+psycopg2://me:***@127.0.0.1:9/db" in result.stderr
+    assert "secret" not in result.output
+
+
+def test_data_error_exit_3(tmp_path: Path) -> None:
+    path = write_config(tmp_path, data={"source": "csv", "path": "nope.csv", "target": "y"})
+    result = _invoke("baseline", "-c", str(path))
+    assert result.exit_code == 3 and "data.path: no such file" in result.stderr
+
+
+def test_workflow_end_to_end(tiny_config: Path, tmp_path: Path) -> None:
+    for command in ("baseline", "search", "refine"):
+        result = _invoke(command, "-c", str(tiny_config))
+        assert result.exit_code == 0, result.output
+    out = tmp_path / "trials.csv"
+    result = _invoke("report", "-c", str(tiny_config), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "recommended" in result.stdout and "Best on validation:" in result.stdout
+    rows = _rows(out)
+    stages = [r["stage"] for r in rows]
+    assert stages.count("baseline") == 3  # plain CE, CE at alpha 0.75, linear yardstick
+    assert stages.count("search") == 2
+    refine = [r for r in rows if r["stage"] == "refine" and not r["warm_start_from"]]
+    assert len(refine) == 2
+    for row in rows:
+        assert row["state"] == "COMPLETE"
+        if row["stage"] == "baseline":
+            assert float(row["gamma"]) == 0.0
+        tp, fp, fn = (int(float(row[f"val_{k}"])) for k in ("tp", "fp", "fn"))
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        assert float(row["val_precision"]) == pytest.approx(precision)
+        assert float(row["val_recall"]) == pytest.approx(recall)
+        assert float(row["objective"]) == pytest.approx(float(row["val_f1"]))
+    plain = next(r for r in rows if r["stage"] == "baseline" and not r["alpha"])
+    assert float(plain["delta_vs_ce"]) == 0.0
+    assert (tmp_path / "runs" / "tiny" / "config.resolved.yaml").is_file()
+
+
+def test_rerun_does_not_retrain_completed_points(tiny_config: Path, monkeypatch) -> None:
+    assert _invoke("search", "-c", str(tiny_config)).exit_code == 0
+    calls = _count_fits(monkeypatch)
+    result = _invoke("search", "-c", str(tiny_config))
+    assert result.exit_code == 0 and calls == []
+
+
+def test_interrupted_run_resumes_with_the_remaining_points(tiny_config: Path, monkeypatch) -> None:
+    calls: list[float] = []
+
+    def interrupt_second(*args, **kwargs) -> FitResult:
+        calls.append(kwargs["loss_fn"])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return fit(*args, **kwargs)
+
+    monkeypatch.setattr(gammatune.trial, "fit", interrupt_second)
+    result = _invoke("search", "-c", str(tiny_config))
+    assert result.exit_code == 130
+    assert "interrupted; run the same command again to resume" in result.stderr
+    resumed = _count_fits(monkeypatch)
+    result = _invoke("search", "-c", str(tiny_config))
+    assert result.exit_code == 0 and len(resumed) == 1  # only the interrupted point
+    report = _invoke("report", "-c", str(tiny_config))
+    assert report.exit_code == 0
+    rows = _rows(tiny_config.parent / "runs" / "tiny" / "trials.csv")
+    states = sorted(r["state"] for r in rows)
+    assert states == ["COMPLETE", "COMPLETE", "FAIL"]
+
+
+def test_failed_trial_is_recorded_and_retried(tiny_config: Path, monkeypatch) -> None:
+    def nan_loss_at_gamma_2(**kwargs):
+        loss = make_loss(**kwargs)
+        return (
+            (lambda logits, targets: loss(logits, targets) * math.nan)
+            if kwargs["gamma"] == 2
+            else loss
+        )
+
+    monkeypatch.setattr(gammatune.trial, "make_loss", nan_loss_at_gamma_2)
+    result = _invoke("search", "-c", str(tiny_config))
+    assert result.exit_code == 0
+    assert "FAILED: training loss became nan at epoch 1" in result.stderr
+    monkeypatch.setattr(gammatune.trial, "make_loss", make_loss)
+    assert _invoke("search", "-c", str(tiny_config)).exit_code == 0
+    assert _invoke("report", "-c", str(tiny_config)).exit_code == 0
+    rows = _rows(tiny_config.parent / "runs" / "tiny" / "trials.csv")
+    failed = [r for r in rows if r["state"] == "FAIL"]
+    assert len(failed) == 1 and failed[0]["fail_reason"] == "training loss became nan at epoch 1"
+    assert sorted(float(r["gamma"]) for r in rows if r["state"] == "COMPLETE") == [0.5, 2.0]
+
+
+def test_multiclass_digits_run(tmp_path: Path) -> None:
+    path = write_config(
+        tmp_path,
+        data={"source": "sklearn", "name": "digits", "minority_fraction": 0.03},
+        model={"kind": "cnn", "channels": [4]},
+        train={"epochs": 2, "batch_size": 256},
+        search={"gamma": [1.0], "alpha": [0.75]},
+        refine={"n_trials": 1},
+    )
+    result = _invoke("run", "-c", str(path))
+    assert result.exit_code == 0, result.output
+    rows = _rows(tmp_path / "runs" / "tiny" / "trials.csv")
+    confusion = json.loads(rows[0]["val_confusion"])
+    assert len(confusion) == 10 and len(json.loads(rows[0]["val_f1_per_class"])) == 10
+
+
+def _count_fits(monkeypatch) -> list[object]:
+    calls: list[object] = []
+
+    def counting(*args, **kwargs) -> FitResult:
+        calls.append(kwargs)
+        return fit(*args, **kwargs)
+
+    monkeypatch.setattr(gammatune.trial, "fit", counting)
+    return calls
