@@ -249,7 +249,7 @@ def _add_warm_start(study: optuna.Study, plan: StagePlan) -> None:
 def _enqueue_missing(study: optuna.Study, plan: StagePlan) -> None:
     """Enqueue fixed points without an active trial; for refine, retry failed points once."""
     trials = study.get_trials(deepcopy=False)
-    active = {_key(t.params) for t in trials if t.state in _ACTIVE}
+    active = {_key(_params(t)) for t in trials if t.state in _ACTIVE}
     if plan.points is not None:
         wanted = plan.points
     else:
@@ -258,6 +258,11 @@ def _enqueue_missing(study: optuna.Study, plan: StagePlan) -> None:
         if _key(params) not in active:
             study.enqueue_trial(dict(params))
             active.add(_key(params))
+
+
+def _params(trial: FrozenTrial) -> dict[str, Any]:
+    """A trial's parameters; a waiting (enqueued) trial keeps them in ``fixed_params``."""
+    return trial.params or dict(trial.system_attrs.get("fixed_params", {}))
 
 
 def _key(params: dict[str, Any]) -> tuple[Any, ...]:

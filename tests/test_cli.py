@@ -131,27 +131,33 @@ def test_rerun_does_not_retrain_completed_points(tiny_config: Path, monkeypatch)
     assert result.exit_code == 0 and calls == []
 
 
-def test_interrupted_run_resumes_with_the_remaining_points(tiny_config: Path, monkeypatch) -> None:
-    calls: list[float] = []
+@pytest.mark.parametrize("interrupted_call", [1, 2])
+def test_interrupted_run_resumes_with_the_remaining_points(
+    tiny_config: Path, monkeypatch, interrupted_call: int
+) -> None:
+    calls: list[object] = []
 
-    def interrupt_second(*args, **kwargs) -> FitResult:
-        calls.append(kwargs["loss_fn"])
-        if len(calls) == 2:
+    def interrupting(*args, **kwargs) -> FitResult:
+        calls.append(kwargs)
+        if len(calls) == interrupted_call:
             raise KeyboardInterrupt
         return fit(*args, **kwargs)
 
-    monkeypatch.setattr(gammatune.trial, "fit", interrupt_second)
+    monkeypatch.setattr(gammatune.trial, "fit", interrupting)
     result = _invoke("search", "-c", str(tiny_config))
     assert result.exit_code == 130
     assert "interrupted; run the same command again to resume" in result.stderr
     resumed = _count_fits(monkeypatch)
     result = _invoke("search", "-c", str(tiny_config))
-    assert result.exit_code == 0 and len(resumed) == 1  # only the interrupted point
-    report = _invoke("report", "-c", str(tiny_config))
-    assert report.exit_code == 0
+    # the points not completed before the interruption, each once
+    assert result.exit_code == 0 and len(resumed) == 3 - interrupted_call
+    assert _invoke("report", "-c", str(tiny_config)).exit_code == 0
     rows = _rows(tiny_config.parent / "runs" / "tiny" / "trials.csv")
-    states = sorted(r["state"] for r in rows)
-    assert states == ["COMPLETE", "COMPLETE", "FAIL"]
+    assert sorted(r["state"] for r in rows) == ["COMPLETE", "COMPLETE", "FAIL"]
+    done = sorted(float(r["gamma"]) for r in rows if r["state"] == "COMPLETE")
+    assert done == [0.5, 2.0]
+    assert _invoke("search", "-c", str(tiny_config)).exit_code == 0
+    assert len(resumed) == 3 - interrupted_call  # a third run trains nothing
 
 
 def test_failed_trial_is_recorded_and_retried(tiny_config: Path, monkeypatch) -> None:
