@@ -43,6 +43,11 @@ Storage = Annotated[
     typer.Option("--storage", help="Optuna storage URL; overrides the file's `storage`."),
 ]
 
+OutCsv = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option("--out", help="CSV of every trial [default: runs/<name>/trials.csv]."),
+]
+
 
 @app.callback()
 def main(
@@ -133,10 +138,7 @@ def run(
     ctx: typer.Context,
     config: ConfigPath,
     storage: Storage = None,
-    out_csv: Annotated[
-        Optional[Path],  # noqa: UP045
-        typer.Option("--out", help="CSV of every trial [default: runs/<name>/trials.csv]."),
-    ] = None,
+    out_csv: OutCsv = None,
 ) -> None:
     """Run baseline, search and refine, then report."""
     _run_stages(ctx, config, storage, ["baseline", "search", "refine"])
@@ -148,10 +150,7 @@ def report(
     ctx: typer.Context,
     config: ConfigPath,
     storage: Storage = None,
-    out_csv: Annotated[
-        Optional[Path],  # noqa: UP045
-        typer.Option("--out", help="CSV of every trial [default: runs/<name>/trials.csv]."),
-    ] = None,
+    out_csv: OutCsv = None,
 ) -> None:
     """Export every trial to CSV and compare the best settings with the baselines."""
     with _user_errors(ctx):
