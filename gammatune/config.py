@@ -140,6 +140,9 @@ class TrainConfig(_Strict):
     )
     device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
     precision: Precision = "auto"
+    parallel: Annotated[int, Field(gt=0)] | Literal["auto"] = Field(
+        "auto", description="Trials trained at once as one stacked model (linear, mlp)."
+    )
 
 
 class BaselineConfig(_Strict):
@@ -160,6 +163,9 @@ class RefineConfig(_Strict):
     gamma_step: float = Field(0.1, gt=0)
     alpha_window: float = Field(0.2, gt=0)
     alpha_step: float = Field(0.05, gt=0)
+    batch: int | None = Field(
+        None, gt=0, description="Trials asked of TPE per round; default n_trials / 4."
+    )
 
 
 class Config(_Strict):

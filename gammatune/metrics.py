@@ -87,10 +87,6 @@ def evaluate(
     predictions = (scores >= threshold).astype(np.int64) if binary else scores.argmax(axis=1)
     matrix = confusion_matrix(targets, predictions, n_classes)
     precision, recall, f1 = per_class_prf(matrix)
-    ovr = [scores] if binary else [scores[:, c] for c in range(n_classes)]
-    ovr_targets = (
-        [targets] if binary else [(targets == c).astype(np.int64) for c in range(n_classes)]
-    )
     best_threshold, best_f1 = best_f1_threshold(targets, scores) if binary else (None, None)
     low, high = bootstrap_f1(targets, predictions, n_classes, n_bootstrap=n_bootstrap, seed=seed)
     return Evaluation(
@@ -99,10 +95,8 @@ def evaluate(
         recall=float(recall[1] if binary else recall.mean()),
         f1=float(f1[1] if binary else f1.mean()),
         f1_macro=float(f1.mean()),
-        pr_auc=float(
-            np.mean([average_precision(t, s) for t, s in zip(ovr_targets, ovr, strict=True)])
-        ),
-        roc_auc=float(np.mean([roc_auc(t, s) for t, s in zip(ovr_targets, ovr, strict=True)])),
+        pr_auc=mean_average_precision(targets, scores),
+        roc_auc=roc_auc(targets, scores) if binary else _mean_ovr(roc_auc, targets, scores),
         precision_per_class=precision.tolist(),
         recall_per_class=recall.tolist(),
         f1_per_class=f1.tolist(),
@@ -163,6 +157,21 @@ def average_precision(targets: np.ndarray, scores: np.ndarray) -> float:
     precision = tps / (tps + fps)
     recall = tps / tps[-1]
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def mean_average_precision(targets: np.ndarray, scores: np.ndarray) -> float:
+    """Average precision of binary scores ``(N,)``; the one-vs-rest mean for ``(N, C)``."""
+    if scores.ndim == 1:
+        return average_precision(targets, scores)
+    return _mean_ovr(average_precision, targets, scores)
+
+
+def _mean_ovr(
+    metric: Callable[[np.ndarray, np.ndarray], float], targets: np.ndarray, scores: np.ndarray
+) -> float:
+    """Mean of a binary metric over the classes, one vs rest."""
+    classes = range(scores.shape[1])
+    return float(np.mean([metric((targets == c).astype(np.int64), scores[:, c]) for c in classes]))
 
 
 def roc_auc(targets: np.ndarray, scores: np.ndarray) -> float:

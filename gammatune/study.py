@@ -13,6 +13,7 @@ continues a stage: completed points are not retrained, failed or interrupted one
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 from collections.abc import Callable
@@ -66,7 +67,8 @@ class TrialFailed(Exception):
         self.attrs = attrs
 
 
-Objective = Callable[[dict[str, Any]], tuple[float, dict[str, Any]]]
+Outcome = tuple[float, dict[str, Any]] | TrialFailed
+Objective = Callable[[list[dict[str, Any]]], list[Outcome]]
 
 
 def plan_stage(config: Config, stage: Stage, storage: optuna.storages.BaseStorage) -> StagePlan:
@@ -147,6 +149,7 @@ def run_stage(
     objective: Objective,
     *,
     storage: optuna.storages.BaseStorage,
+    parallel: int = 1,
     on_trial: Callable[[TrialEvent], None] | None = None,
     study_attrs: dict[str, Any] | None = None,
 ) -> optuna.Study:
@@ -155,8 +158,10 @@ def run_stage(
     Args:
         config: The experiment.
         stage: ``baseline``, ``search`` or ``refine``.
-        objective: ``params -> (value, user_attrs)``; raises :class:`TrialFailed` to fail a trial.
+        objective: ``[params, ...] -> [(value, user_attrs) or TrialFailed, ...]``.
         storage: From :func:`open_storage`.
+        parallel: How many trials to hand the objective at once. Refine asks TPE for at most
+            ``refine.batch`` at a time (default a quarter of its trials), with constant liar.
         on_trial: Called when each trial ends.
         study_attrs: JSON-safe facts about the data, stored on the study for the report.
 
@@ -176,13 +181,13 @@ def run_stage(
     _fail_orphans(study)
     _add_warm_start(study, plan)
     _enqueue_missing(study, plan)
-    while (trial := _next_trial(study, plan)) is not None:
-        params = _complete_params(
-            {name: _suggest(trial, name, dist) for name, dist in plan.distributions.items()}
-        )
-        event = _run_trial(study, trial, params, objective, plan)
-        if on_trial is not None:
-            on_trial(event)
+    batch = parallel
+    if plan.points is None:
+        batch = min(parallel, config.refine.batch or max(1, math.ceil(plan.n_trials / 4)))
+    while trials := _next_trials(study, plan, batch):
+        for event in _run_trials(study, trials, objective, plan):
+            if on_trial is not None:
+                on_trial(event)
     return study
 
 
@@ -270,48 +275,63 @@ def _key(params: dict[str, Any]) -> tuple[Any, ...]:
     return tuple((k, round(v, 9) if isinstance(v, float) else v) for k, v in sorted(full.items()))
 
 
-def _next_trial(study: optuna.Study, plan: StagePlan) -> optuna.Trial | None:
+def _next_trials(study: optuna.Study, plan: StagePlan, batch: int) -> list[optuna.Trial]:
+    """Up to ``batch`` trials: waiting (enqueued) ones first, then, for refine, new TPE ones."""
     trials = study.get_trials(deepcopy=False)
-    if any(t.state == TrialState.WAITING for t in trials):
-        return study.ask()
+    waiting = sum(t.state == TrialState.WAITING for t in trials)
     if plan.points is not None:
-        return None
-    counted = [
-        t
+        wanted = min(batch, waiting)
+    else:
+        counted = sum(
+            t.state in (TrialState.COMPLETE, TrialState.RUNNING)
+            and "warm_start_from" not in t.user_attrs
+            for t in trials
+        )
+        wanted = min(batch, max(0, plan.n_trials - counted))
+    asked = [study.ask() for _ in range(wanted)]
+    for trial in asked:
+        trial.set_user_attr("host", socket.gethostname())
+        trial.set_user_attr("pid", os.getpid())
+    return asked
+
+
+def _run_trials(
+    study: optuna.Study, trials: list[optuna.Trial], objective: Objective, plan: StagePlan
+) -> list[TrialEvent]:
+    params = [
+        _complete_params({n: _suggest(t, n, d) for n, d in plan.distributions.items()})
         for t in trials
-        if t.state in (TrialState.COMPLETE, TrialState.RUNNING)
-        and "warm_start_from" not in t.user_attrs
     ]
-    return study.ask() if len(counted) < plan.n_trials else None
-
-
-def _run_trial(
-    study: optuna.Study,
-    trial: optuna.Trial,
-    params: dict[str, Any],
-    objective: Objective,
-    plan: StagePlan,
-) -> TrialEvent:
-    stage = plan.stage
-    trial.set_user_attr("host", socket.gethostname())
-    trial.set_user_attr("pid", os.getpid())
-    reused = _completed_twin(study, params)
+    twins = [_completed_twin(study, p) for p in params]
     try:
-        if reused is not None:
-            value, attrs = reused.value, {**reused.user_attrs, "reused_from": reused.number}
-        else:
-            value, attrs = objective(params)
-    except TrialFailed as failure:
-        _set_attrs(trial, {**failure.attrs, "stage": stage, "fail_reason": failure.reason})
-        study.tell(trial, state=TrialState.FAIL)
-        return _event(study, plan, trial.number, "FAIL", None, params, failure.reason)
+        fresh = iter(objective([p for p, twin in zip(params, twins, strict=True) if twin is None]))
     except BaseException:
-        # KeyboardInterrupt or a bug: the point is retried on the next run.
-        study.tell(trial, state=TrialState.FAIL)
+        # KeyboardInterrupt or a bug: these points are retried on the next run.
+        for trial in trials:
+            study.tell(trial, state=TrialState.FAIL)
         raise
-    _set_attrs(trial, {**attrs, "stage": stage})
-    study.tell(trial, value)
-    return _event(study, plan, trial.number, "COMPLETE", value, params)
+    events = []
+    for trial, point, twin in zip(trials, params, twins, strict=True):
+        outcome = (
+            (twin.value, {**twin.user_attrs, "reused_from": twin.number}) if twin else next(fresh)
+        )
+        if isinstance(outcome, TrialFailed):
+            _set_attrs(
+                trial, {**outcome.attrs, "stage": plan.stage, "fail_reason": outcome.reason}
+            )
+            study.tell(trial, state=TrialState.FAIL)
+            events.append(_event(study, plan, trial.number, "FAIL", None, point, outcome.reason))
+        else:
+            value, attrs = outcome
+            _set_attrs(trial, {**attrs, "stage": plan.stage})
+            study.tell(trial, value)
+            events.append(_event(study, plan, trial.number, "COMPLETE", value, point))
+    return events
+
+
+def _reused(twin: FrozenTrial) -> Outcome:
+    assert twin.value is not None
+    return twin.value, {**twin.user_attrs, "reused_from": twin.number}
 
 
 def _completed_twin(study: optuna.Study, params: dict[str, Any]) -> FrozenTrial | None:

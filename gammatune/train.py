@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from gammatune.config import TrainConfig
 from gammatune.loss import focal_loss
-from gammatune.metrics import average_precision
+from gammatune.metrics import mean_average_precision
 
 logger = logging.getLogger(__name__)
 
@@ -105,39 +105,69 @@ def fit(
     )
     scaler = torch.amp.GradScaler(device.type) if autocast == torch.float16 else None
     generator = torch.Generator().manual_seed(seed)
-    sign = 1.0 if config.monitor == "pr_auc" else -1.0  # compare as higher-is-better
-    best_score, best_epoch, best_state = -math.inf, 0, copy.deepcopy(model.state_dict())
-    curves: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_monitor": []}
-    failure, stop_reason = None, "max_epochs"
+    tracker = EpochTracker(config)
+    best_state = copy.deepcopy(model.state_dict())
     for epoch in range(1, config.epochs + 1):
         order = torch.randperm(len(x_train), generator=generator).to(device)
         train_loss = _train_epoch(
             model, x_train, y_train, order, loss_fn, optimizer, config.batch_size, autocast, scaler
         )
-        if not math.isfinite(train_loss):
-            failure = f"training loss became {train_loss} at epoch {epoch}"
-            stop_reason = "non_finite_loss"
-            break
-        val_loss, monitor = _validate(model, x_val, y_val, loss_fn, autocast, config.monitor)
-        for key, value in zip(curves, (train_loss, val_loss, monitor), strict=True):
-            curves[key].append(value)
-        if on_epoch is not None:
-            on_epoch(EpochEvent(epoch, config.epochs, train_loss, val_loss, monitor))
-        if sign * monitor > best_score:
-            best_score, best_epoch = sign * monitor, epoch
-            best_state = copy.deepcopy(model.state_dict())
-        elif epoch >= config.min_epochs and epoch - best_epoch >= config.patience:
-            stop_reason = "early_stopping"
+        if tracker.train_loss_is_finite(epoch, train_loss):
+            val_loss, monitor = _validate(model, x_val, y_val, loss_fn, autocast, config.monitor)
+            if tracker.record(epoch, train_loss, val_loss, monitor):
+                best_state = copy.deepcopy(model.state_dict())
+            if on_epoch is not None:
+                on_epoch(EpochEvent(epoch, config.epochs, train_loss, val_loss, monitor))
+        if tracker.stopped:
             break
     model.load_state_dict(best_state)
-    return FitResult(
-        epochs_run=len(curves["train_loss"]),
-        best_epoch=best_epoch,
-        stop_reason=stop_reason,
-        failure=failure,
-        duration_s=time.perf_counter() - start,
-        **curves,
-    )
+    return tracker.result(time.perf_counter() - start)
+
+
+class EpochTracker:
+    """One model's curves and early stopping: which epoch is best, when to stop, and why.
+
+    The monitor is compared as higher-is-better (``val_loss`` is negated); training stops
+    once ``patience`` epochs pass without improvement, never before ``min_epochs``.
+    """
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+        self.sign = 1.0 if config.monitor == "pr_auc" else -1.0
+        self.best_score, self.best_epoch = -math.inf, 0
+        self.curves: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_monitor": []}
+        self.failure: str | None = None
+        self.stop_reason = "max_epochs"
+        self.stopped = False
+
+    def train_loss_is_finite(self, epoch: int, train_loss: float) -> bool:
+        """Record a failure and stop when the epoch's training loss is NaN or infinite."""
+        if math.isfinite(train_loss):
+            return True
+        self.failure = f"training loss became {train_loss} at epoch {epoch}"
+        self.stop_reason, self.stopped = "non_finite_loss", True
+        return False
+
+    def record(self, epoch: int, train_loss: float, val_loss: float, monitor: float) -> bool:
+        """Add an epoch; return True when it is the best so far (keep its weights)."""
+        for key, value in zip(self.curves, (train_loss, val_loss, monitor), strict=True):
+            self.curves[key].append(value)
+        if self.sign * monitor > self.best_score:
+            self.best_score, self.best_epoch = self.sign * monitor, epoch
+            return True
+        if epoch >= self.config.min_epochs and epoch - self.best_epoch >= self.config.patience:
+            self.stop_reason, self.stopped = "early_stopping", True
+        return False
+
+    def result(self, duration_s: float) -> FitResult:
+        return FitResult(
+            epochs_run=len(self.curves["train_loss"]),
+            best_epoch=self.best_epoch,
+            stop_reason=self.stop_reason,
+            failure=self.failure,
+            duration_s=duration_s,
+            **self.curves,
+        )
 
 
 def _train_epoch(
@@ -152,13 +182,13 @@ def _train_epoch(
     scaler: torch.amp.GradScaler | None,
 ) -> float:
     model.train()
-    total = torch.zeros((), device=x.device)
+    total = torch.zeros((), device=x.device, dtype=torch.float64)
     for batch in order.split(batch_size):
         with torch.autocast(
             x.device.type, dtype=autocast or torch.float32, enabled=bool(autocast)
         ):
             logits = model(x[batch])
-        loss = loss_fn(logits.float(), y[batch])
+        loss = loss_fn(logits, y[batch])  # the kernel computes half precision in float32
         optimizer.zero_grad(set_to_none=True)
         if scaler is None:
             loss.backward()
@@ -167,7 +197,7 @@ def _train_epoch(
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
-        total += loss.detach() * len(batch)
+        total += loss.detach().double() * len(batch)
     return float(total.item() / len(order))  # .item() syncs with the GPU: once per epoch
 
 
@@ -175,14 +205,15 @@ def _train_epoch(
 def predict_logits(
     model: nn.Module, x: Tensor, *, autocast: torch.dtype | None = None, chunk: int = 65536
 ) -> Tensor:
-    """Return the model's float32 logits for ``x`` in evaluation mode, in chunks."""
+    """Return the model's logits (float32, or float64 for a float64 model), in chunks."""
     model.eval()
     parts = []
     for piece in x.split(chunk):
         with torch.autocast(
             x.device.type, dtype=autocast or torch.float32, enabled=bool(autocast)
         ):
-            parts.append(model(piece).float())
+            logits = model(piece)
+            parts.append(logits.to(torch.promote_types(logits.dtype, torch.float32)))
     return torch.cat(parts) if parts else torch.zeros(0, 1, device=x.device)
 
 
@@ -205,8 +236,4 @@ def _validate(
     val_loss = float(loss_fn(logits, y).item())
     if monitor == "val_loss":
         return val_loss, val_loss
-    scores, targets = scores_from_logits(logits), y.cpu().numpy()
-    if scores.ndim == 1:
-        return val_loss, average_precision(targets, scores)
-    per_class = [average_precision(targets == c, scores[:, c]) for c in range(scores.shape[1])]
-    return val_loss, float(np.mean(per_class))
+    return val_loss, mean_average_precision(y.cpu().numpy(), scores_from_logits(logits))

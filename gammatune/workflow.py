@@ -14,7 +14,7 @@ from gammatune.device import autocast_dtype, resolve_device
 from gammatune.storage import Stage, open_storage
 from gammatune.study import TrialEvent, plan_stage, run_stage
 from gammatune.train import EpochEvent
-from gammatune.trial import make_objective
+from gammatune.trial import make_objective, parallel_trials
 
 
 def run_stages(
@@ -41,6 +41,7 @@ def run_stages(
     if on_data is not None:
         on_data(splits)
     device = resolve_device(config.train.device)
+    parallel = parallel_trials(config, splits, device)
     objective = make_objective(
         config,
         splits,
@@ -58,6 +59,7 @@ def run_stages(
             stage,
             objective,
             storage=storage,
+            parallel=parallel,
             on_trial=on_trial,
             study_attrs=data_facts(splits),
         )

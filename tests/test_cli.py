@@ -14,8 +14,9 @@ from typer.testing import CliRunner
 
 import gammatune.trial
 from gammatune.cli import app
+from gammatune.ensemble import fit_stacked
 from gammatune.train import FitResult, fit, make_loss
-from tests.conftest import write_config
+from tests.conftest import TINY, write_config
 
 runner = CliRunner()
 
@@ -133,8 +134,9 @@ def test_rerun_does_not_retrain_completed_points(tiny_config: Path, monkeypatch)
 
 @pytest.mark.parametrize("interrupted_call", [1, 2])
 def test_interrupted_run_resumes_with_the_remaining_points(
-    tiny_config: Path, monkeypatch, interrupted_call: int
+    tmp_path: Path, monkeypatch, interrupted_call: int
 ) -> None:
+    tiny_config = write_config(tmp_path, train={**TINY["train"], "parallel": 1})
     calls: list[object] = []
 
     def interrupting(*args, **kwargs) -> FitResult:
@@ -160,7 +162,41 @@ def test_interrupted_run_resumes_with_the_remaining_points(
     assert len(resumed) == 3 - interrupted_call  # a third run trains nothing
 
 
-def test_failed_trial_is_recorded_and_retried(tiny_config: Path, monkeypatch) -> None:
+def test_interrupted_stacked_group_is_retried_whole(tiny_config: Path, monkeypatch) -> None:
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gammatune.trial, "fit_stacked", interrupt)
+    assert _invoke("search", "-c", str(tiny_config)).exit_code == 130
+    monkeypatch.setattr(gammatune.trial, "fit_stacked", fit_stacked)
+    result = _invoke("search", "-c", str(tiny_config))
+    assert result.exit_code == 0
+    assert result.stderr.count("search #") == 2
+    assert _invoke("report", "-c", str(tiny_config)).exit_code == 0
+    rows = _rows(tiny_config.parent / "runs" / "tiny" / "trials.csv")
+    assert sorted(r["state"] for r in rows) == ["COMPLETE", "COMPLETE", "FAIL", "FAIL"]
+
+
+def test_stacked_and_one_at_a_time_give_the_same_trials(tmp_path: Path) -> None:
+    results = {}
+    for parallel in (1, 8):
+        folder = tmp_path / str(parallel)
+        folder.mkdir()
+        path = write_config(folder, train={**TINY["train"], "parallel": parallel})
+        assert _invoke("search", "-c", str(path)).exit_code == 0
+        assert _invoke("report", "-c", str(path)).exit_code == 0
+        results[parallel] = _rows(folder / "runs" / "tiny" / "trials.csv")
+    for alone, together in zip(results[1], results[8], strict=True):
+        assert (
+            alone["gamma"] == together["gamma"] and alone["epochs_run"] == together["epochs_run"]
+        )
+        assert abs(float(alone["val_f1"]) - float(together["val_f1"])) <= 0.01
+        assert abs(float(alone["val_pr_auc"]) - float(together["val_pr_auc"])) <= 0.01
+
+
+def test_failed_trial_is_recorded_and_retried(tmp_path: Path, monkeypatch) -> None:
+    tiny_config = write_config(tmp_path, train={**TINY["train"], "parallel": 1})
+
     def nan_loss_at_gamma_2(**kwargs):
         loss = make_loss(**kwargs)
         return (

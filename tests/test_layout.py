@@ -12,6 +12,7 @@ ORDER = [
     "data",
     "models",
     "train",
+    "ensemble",
     "storage",
     "study",
     "trial",

@@ -1,0 +1,87 @@
+"""Stacked training is the same training as each member alone."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+
+from gammatune.config import ModelConfig, TrainConfig
+from gammatune.ensemble import Member, fit_stacked, stackable
+from gammatune.models import build_model
+from gammatune.train import fit, make_loss
+
+CPU = torch.device("cpu")
+
+
+def _data(n_classes: int = 2) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 6, generator=g, dtype=torch.float64)
+    if n_classes == 2:
+        y = (x[:, 0] + 0.5 * torch.randn(300, generator=g, dtype=torch.float64) > 1.0).long()
+    else:
+        y = torch.bucketize(x[:, 0].contiguous(), torch.tensor([-1.0, 0.5], dtype=torch.float64))
+    return x[:200], y[:200], x[200:], y[200:]
+
+
+def _members(n_outputs: int, settings: list[tuple[float, float | None, int]]) -> list[Member]:
+    members = []
+    for gamma, alpha, seed in settings:
+        torch.manual_seed(seed)
+        model = build_model(
+            ModelConfig(kind="mlp", hidden=[8, 8], dropout=0.0), n_features=6, n_outputs=n_outputs
+        ).double()
+        members.append(Member(model, gamma, alpha, seed))
+    return members
+
+
+def _alone(member: Member, data, config: TrainConfig, n_classes: int) -> tuple:
+    model = copy.deepcopy(member.model)
+    loss = make_loss(gamma=member.gamma, alpha=member.alpha, n_classes=n_classes, minority=2)
+    result = fit(model, data, loss_fn=loss, config=config, device=CPU, seed=member.seed)
+    return model, result
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_members_train_as_they_would_alone(n_classes: int) -> None:
+    data = _data(n_classes)
+    config = TrainConfig(epochs=12, batch_size=32, lr=0.01, patience=2, min_epochs=3)
+    settings = [(0.0, None, 0), (0.5, 0.25, 1), (2.0, 0.75, 2), (1.0, None, 0)]
+    members = _members(1 if n_classes == 2 else n_classes, settings)
+    alone = [_alone(m, data, config, n_classes) for m in members]
+    stacked = fit_stacked(
+        members, data, n_classes=n_classes, minority=2, config=config, device=CPU
+    )
+    for member, (model, result), together in zip(members, alone, stacked, strict=True):
+        assert (together.epochs_run, together.best_epoch, together.stop_reason) == (
+            result.epochs_run,
+            result.best_epoch,
+            result.stop_reason,
+        )
+        assert together.train_loss == pytest.approx(result.train_loss, rel=1e-10)
+        for p_stacked, p_alone in zip(member.model.parameters(), model.parameters(), strict=True):
+            torch.testing.assert_close(p_stacked, p_alone, rtol=1e-10, atol=1e-12)
+    if n_classes == 2:
+        assert len({r.epochs_run for r in stacked}) > 1  # members stopped at different epochs
+
+
+def test_a_failing_member_does_not_stop_the_others() -> None:
+    data = _data()
+    config = TrainConfig(epochs=4, batch_size=32, lr=0.01, patience=10)
+    members = _members(1, [(2.0, None, 0), (2.0, None, 1)])
+    healthy = _alone(members[1], data, config, 2)
+    with torch.no_grad():
+        members[0].model[0].weight[0, 0] = math.nan
+    results = fit_stacked(members, data, n_classes=2, minority=1, config=config, device=CPU)
+    assert results[0].failure == "training loss became nan at epoch 1"
+    assert results[1].failure is None and results[1].epochs_run == 4
+    assert results[1].train_loss == pytest.approx(healthy[1].train_loss, rel=1e-10)
+
+
+def test_what_can_be_stacked() -> None:
+    assert stackable(build_model(ModelConfig(kind="linear"), n_features=4, n_outputs=1))
+    assert stackable(build_model(ModelConfig(kind="mlp"), n_features=4, n_outputs=1))
+    cnn = build_model(ModelConfig(kind="cnn"), n_features=64, n_outputs=1, image_shape=(1, 8, 8))
+    assert not stackable(cnn)
