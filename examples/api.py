@@ -9,7 +9,7 @@ import torch
 
 from gammatune import focal_loss, load_config
 from gammatune.report import summarize, trials_frame
-from gammatune.workflow import run_stages
+from gammatune.workflow import run_workflow
 
 # 1. The kernel: a drop-in loss for imbalanced binary (or multiclass/multilabel) training.
 logits = torch.randn(8, requires_grad=True)
@@ -20,7 +20,7 @@ print(f"focal loss {loss.item():.4f}; gradient finite: {bool(torch.isfinite(logi
 
 # 2. The workflow on an experiment file, as `gammatune run` does it (quietly).
 config = load_config("examples/fraud.yaml")
-run_stages(config, ["baseline", "search"])
+run_workflow(config, ["baseline", "search"])
 frame = trials_frame(config)
 summary = summarize(frame, config.objective)
 print(frame[["stage", "gamma", "alpha", "objective", "test_f1", "test_pr_auc"]].to_string())

@@ -18,7 +18,8 @@ _EXPORTS = {
     "load_config": "gammatune.config",
     "Config": "gammatune.config",
     "load_data": "gammatune.data",
-    "run_stage": "gammatune.study",
+    "run_workflow": "gammatune.workflow",
+    "run_stages": "gammatune.study",
     "trials_frame": "gammatune.report",
     "GammatuneError": "gammatune.errors",
 }

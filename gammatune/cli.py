@@ -171,12 +171,12 @@ def _run_stages(
         import optuna
 
         from gammatune.report import render_summary, summarize, trials_frame
-        from gammatune.workflow import run_stages
+        from gammatune.workflow import run_workflow
 
         if logging.getLogger().level > logging.DEBUG:
             optuna.logging.set_verbosity(optuna.logging.WARNING)
         with _Progress() as progress:
-            run_stages(
+            run_workflow(
                 resolved,
                 stages,
                 on_data=progress.show_data,
@@ -251,4 +251,4 @@ class _Progress:
         self.bars.console.print(
             f"{event.stage} #{event.number}: {label}: {outcome}", markup=False, highlight=False
         )
-        self.bars.update(self.trials, completed=event.done)
+        self.bars.advance(self.trials)

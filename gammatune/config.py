@@ -147,6 +147,7 @@ class TrainConfig(_Strict):
 
 class BaselineConfig(_Strict):
     repeats: int = Field(1, gt=0, description="Seeds of plain cross-entropy, to show noise.")
+    balanced: bool = Field(True, description="Also train CE at each alpha of the search grid.")
     linear: bool = Field(True, description="Also train a linear model as a yardstick.")
 
 

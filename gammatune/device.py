@@ -39,8 +39,9 @@ def resolve_device(name: str = "auto") -> torch.device:
 def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
     """Return the autocast dtype for ``train.precision`` on ``device``, or None for float32.
 
-    ``auto`` is bfloat16 on a CUDA device that supports it and float32 elsewhere (CPU autocast
-    is rarely faster for small models).
+    ``auto`` is bfloat16 on a CUDA device that supports it and on a CPU with native bfloat16
+    matrix instructions (AVX512-BF16 or AMX: about 4x the float32 matmul rate), float32
+    elsewhere. Evaluation always runs in float32.
 
     Raises:
         ConfigError: float16 asked for off CUDA.
@@ -48,11 +49,19 @@ def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype
     if precision == "fp32":
         return None
     if precision == "auto":
-        cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-        return torch.bfloat16 if cuda_bf16 else None
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+        return torch.bfloat16 if device.type == "cpu" and _cpu_has_native_bf16() else None
     if precision == "fp16" and device.type != "cuda":
         raise ConfigError(f"train.precision: 'fp16' needs a CUDA device; the device is {device}.")
     return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
+def _cpu_has_native_bf16() -> bool:
+    try:  # oneDNN's own check for AVX512-BF16/AMX; absent from some builds
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def seed_everything(seed: int) -> None:

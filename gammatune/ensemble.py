@@ -20,7 +20,13 @@ from torch import Tensor, nn
 from gammatune.config import TrainConfig
 from gammatune.loss import focal_loss
 from gammatune.metrics import mean_average_precision
-from gammatune.train import EpochEvent, EpochTracker, FitResult, scores_from_logits
+from gammatune.train import (
+    EpochEvent,
+    EpochTracker,
+    FitResult,
+    make_optimizer,
+    scores_from_logits,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,9 +157,7 @@ def fit_stacked(
     start = time.perf_counter()
     x_train, y_train, x_val, y_val = (t.to(device) for t in data)
     stacked = StackedMLP([m.model for m in members]).to(device)
-    optimizer = torch.optim.AdamW(
-        stacked.parameters(), lr=config.lr, weight_decay=config.weight_decay
-    )
+    optimizer = make_optimizer(stacked.parameters(), config, device)
     scaler = torch.amp.GradScaler(device.type) if autocast == torch.float16 else None
     generators = [torch.Generator().manual_seed(m.seed) for m in members]
     loss_fn = _stacked_loss(members, n_classes, minority, device, stacked.weights[0].dtype)
@@ -166,7 +170,7 @@ def fit_stacked(
         train_losses = _train_epoch(
             stacked, x_train, y_train, order, loss_fn, optimizer, config, autocast, scaler
         )
-        val_losses, monitors = _validate(stacked, x_val, y_val, loss_fn, autocast, config.monitor)
+        val_losses, monitors = _validate(stacked, x_val, y_val, loss_fn, config.monitor)
         for k, tracker in enumerate(trackers):
             if tracker.stopped or not tracker.train_loss_is_finite(epoch, train_losses[k]):
                 continue
@@ -268,13 +272,10 @@ def _validate(
     x: Tensor,
     y: Tensor,
     loss_fn: StackedLoss,
-    autocast: torch.dtype | None,
     monitor: str,
 ) -> tuple[list[float], list[float]]:
-    stacked.eval()
-    with torch.autocast(x.device.type, dtype=autocast or torch.float32, enabled=bool(autocast)):
-        logits = stacked(x)  # (K, N, out)
-    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    stacked.eval()  # evaluation in full precision, as predict_logits
+    logits = stacked(x)  # (K, N, out)
     targets = y.expand(logits.shape[0], -1)
     val_losses = loss_fn(logits, targets).tolist()
     if monitor == "val_loss":

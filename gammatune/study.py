@@ -16,7 +16,7 @@ import logging
 import math
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,8 +53,6 @@ class TrialEvent:
     state: str
     value: float | None
     params: dict[str, Any]
-    done: int
-    total: int
     reason: str | None = None
 
 
@@ -91,7 +89,7 @@ def plan_stage(config: Config, stage: Stage, storage: optuna.storages.BaseStorag
         points += [
             {"gamma": 0.0, "alpha": a, "repeat": 0, "model": "configured"}
             for a in dict.fromkeys(alphas)
-            if a is not None
+            if a is not None and config.baseline.balanced
         ]
         if config.baseline.linear and config.model.kind != "linear":
             points.append({"gamma": 0.0, "alpha": None, "repeat": 0, "model": "linear"})
@@ -143,31 +141,59 @@ def _window(center: float, half: float, step: float, low: float, high: float) ->
     return FloatDistribution(lo, round(lo + max(n_steps, 1) * step, 10), step=step)
 
 
-def run_stage(
+def run_stages(
     config: Config,
-    stage: Stage,
+    stages: Sequence[Stage],
     objective: Objective,
     *,
     storage: optuna.storages.BaseStorage,
     parallel: int = 1,
+    on_stage: Callable[[str, int], None] | None = None,
     on_trial: Callable[[TrialEvent], None] | None = None,
     study_attrs: dict[str, Any] | None = None,
-) -> optuna.Study:
-    """Run (or continue) ``stage`` until its points are done or its trials reach ``n_trials``.
+) -> dict[Stage, optuna.Study]:
+    """Run (or continue) ``stages`` until their points are done or refine reaches ``n_trials``.
+
+    The fixed points of baseline and search are known up front, so they train together;
+    refine then asks TPE for at most ``refine.batch`` trials a round (default a quarter of its
+    trials; constant liar marks the ones in flight).
 
     Args:
         config: The experiment.
-        stage: ``baseline``, ``search`` or ``refine``.
+        stages: Some of ``baseline``, ``search``, ``refine``, in that order.
         objective: ``[params, ...] -> [(value, user_attrs) or TrialFailed, ...]``.
         storage: From :func:`open_storage`.
-        parallel: How many trials to hand the objective at once. Refine asks TPE for at most
-            ``refine.batch`` at a time (default a quarter of its trials), with constant liar.
+        parallel: How many trials to hand the objective at once.
+        on_stage: Hears each round's name and how many trials it will run.
         on_trial: Called when each trial ends.
-        study_attrs: JSON-safe facts about the data, stored on the study for the report.
+        study_attrs: JSON-safe facts about the data, stored on each study for the report.
 
     Returns:
-        The stage's study.
+        The studies, by stage.
     """
+    studies: dict[Stage, optuna.Study] = {}
+    rounds = [[s for s in stages if s != "refine"], [s for s in stages if s == "refine"]]
+    for group in filter(None, rounds):
+        opened = [_open(config, stage, storage, study_attrs) for stage in group]
+        studies.update({plan.stage: study for plan, study in opened})
+        if on_stage is not None:
+            on_stage("+".join(group), sum(_remaining(study, plan) for plan, study in opened))
+        batch = parallel
+        if group == ["refine"]:
+            batch = min(parallel, config.refine.batch or math.ceil(opened[0][0].n_trials / 4))
+        while slots := _next_slots(opened, batch):
+            for event in _run_slots(slots, objective):
+                if on_trial is not None:
+                    on_trial(event)
+    return studies
+
+
+def _open(
+    config: Config,
+    stage: Stage,
+    storage: optuna.storages.BaseStorage,
+    study_attrs: dict[str, Any] | None,
+) -> tuple[StagePlan, optuna.Study]:
     plan = plan_stage(config, stage, storage)
     study = optuna.create_study(
         study_name=study_name(config, stage),
@@ -181,14 +207,7 @@ def run_stage(
     _fail_orphans(study)
     _add_warm_start(study, plan)
     _enqueue_missing(study, plan)
-    batch = parallel
-    if plan.points is None:
-        batch = min(parallel, config.refine.batch or max(1, math.ceil(plan.n_trials / 4)))
-    while trials := _next_trials(study, plan, batch):
-        for event in _run_trials(study, trials, objective, plan):
-            if on_trial is not None:
-                on_trial(event)
-    return study
+    return plan, study
 
 
 def _sampler(config: Config, plan: StagePlan) -> optuna.samplers.BaseSampler:
@@ -275,57 +294,68 @@ def _key(params: dict[str, Any]) -> tuple[Any, ...]:
     return tuple((k, round(v, 9) if isinstance(v, float) else v) for k, v in sorted(full.items()))
 
 
-def _next_trials(study: optuna.Study, plan: StagePlan, batch: int) -> list[optuna.Trial]:
-    """Up to ``batch`` trials: waiting (enqueued) ones first, then, for refine, new TPE ones."""
+def _remaining(study: optuna.Study, plan: StagePlan) -> int:
+    """Trials this stage still has to run: its waiting points, or refine's unused budget."""
     trials = study.get_trials(deepcopy=False)
-    waiting = sum(t.state == TrialState.WAITING for t in trials)
     if plan.points is not None:
-        wanted = min(batch, waiting)
-    else:
-        counted = sum(
-            t.state in (TrialState.COMPLETE, TrialState.RUNNING)
-            and "warm_start_from" not in t.user_attrs
-            for t in trials
-        )
-        wanted = min(batch, max(0, plan.n_trials - counted))
-    asked = [study.ask() for _ in range(wanted)]
-    for trial in asked:
-        trial.set_user_attr("host", socket.gethostname())
-        trial.set_user_attr("pid", os.getpid())
-    return asked
-
-
-def _run_trials(
-    study: optuna.Study, trials: list[optuna.Trial], objective: Objective, plan: StagePlan
-) -> list[TrialEvent]:
-    params = [
-        _complete_params({n: _suggest(t, n, d) for n, d in plan.distributions.items()})
+        return sum(t.state == TrialState.WAITING for t in trials)
+    counted = sum(
+        t.state in (TrialState.COMPLETE, TrialState.RUNNING)
+        and "warm_start_from" not in t.user_attrs
         for t in trials
-    ]
-    twins = [_completed_twin(study, p) for p in params]
+    )
+    retries = sum(t.state == TrialState.WAITING for t in trials)
+    return max(retries, plan.n_trials - counted)
+
+
+@dataclass(frozen=True, slots=True)
+class _Slot:
+    """A trial in flight, with its study and plan."""
+
+    plan: StagePlan
+    study: optuna.Study
+    trial: optuna.Trial
+    params: dict[str, Any]
+
+
+def _next_slots(opened: list[tuple[StagePlan, optuna.Study]], batch: int) -> list[_Slot]:
+    """Up to ``batch`` trials: waiting (enqueued) points first, then, for refine, TPE's."""
+    slots: list[_Slot] = []
+    for plan, study in opened:
+        for _ in range(min(batch - len(slots), _remaining(study, plan))):
+            trial = study.ask()
+            trial.set_user_attr("host", socket.gethostname())
+            trial.set_user_attr("pid", os.getpid())
+            params = {n: _suggest(trial, n, d) for n, d in plan.distributions.items()}
+            slots.append(_Slot(plan, study, trial, _complete_params(params)))
+    return slots
+
+
+def _run_slots(slots: list[_Slot], objective: Objective) -> list[TrialEvent]:
+    twins = [_completed_twin(slot.study, slot.params) for slot in slots]
     try:
-        fresh = iter(objective([p for p, twin in zip(params, twins, strict=True) if twin is None]))
+        fresh = iter(
+            objective([s.params for s, twin in zip(slots, twins, strict=True) if not twin])
+        )
     except BaseException:
         # KeyboardInterrupt or a bug: these points are retried on the next run.
-        for trial in trials:
-            study.tell(trial, state=TrialState.FAIL)
+        for slot in slots:
+            slot.study.tell(slot.trial, state=TrialState.FAIL)
         raise
     events = []
-    for trial, point, twin in zip(trials, params, twins, strict=True):
-        outcome = (
-            (twin.value, {**twin.user_attrs, "reused_from": twin.number}) if twin else next(fresh)
-        )
+    for slot, twin in zip(slots, twins, strict=True):
+        outcome = next(fresh) if twin is None else _reused(twin)
+        stage, trial = slot.plan.stage, slot.trial
         if isinstance(outcome, TrialFailed):
-            _set_attrs(
-                trial, {**outcome.attrs, "stage": plan.stage, "fail_reason": outcome.reason}
-            )
-            study.tell(trial, state=TrialState.FAIL)
-            events.append(_event(study, plan, trial.number, "FAIL", None, point, outcome.reason))
+            _set_attrs(trial, {**outcome.attrs, "stage": stage, "fail_reason": outcome.reason})
+            slot.study.tell(trial, state=TrialState.FAIL)
+            event = TrialEvent(stage, trial.number, "FAIL", None, slot.params, outcome.reason)
         else:
             value, attrs = outcome
-            _set_attrs(trial, {**attrs, "stage": plan.stage})
-            study.tell(trial, value)
-            events.append(_event(study, plan, trial.number, "COMPLETE", value, point))
+            _set_attrs(trial, {**attrs, "stage": stage})
+            slot.study.tell(trial, value)
+            event = TrialEvent(stage, trial.number, "COMPLETE", value, slot.params)
+        events.append(event)
     return events
 
 
@@ -347,17 +377,3 @@ def _set_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
     for key, value in attrs.items():
         if key not in ("host", "pid"):
             trial.set_user_attr(key, value)
-
-
-def _event(
-    study: optuna.Study,
-    plan: StagePlan,
-    number: int,
-    state: str,
-    value: float | None,
-    params: dict[str, Any],
-    reason: str | None = None,
-) -> TrialEvent:
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    done = sum("warm_start_from" not in t.user_attrs for t in trials)
-    return TrialEvent(plan.stage, number, state, value, params, done, plan.n_trials, reason)

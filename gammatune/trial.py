@@ -190,9 +190,7 @@ def _outcome(
         return TrialFailed(result.failure, attrs)
     splits, config = context.splits, context.config
     val_scores, test_scores = (
-        scores_from_logits(
-            predict_logits(member.model, x.to(context.device), autocast=context.autocast)
-        )
+        scores_from_logits(predict_logits(member.model, x.to(context.device)))
         for x in (splits.x_val, splits.x_test)
     )
     threshold = config.threshold if isinstance(config.threshold, float) else 0.5

@@ -12,24 +12,24 @@ from gammatune.config import Config
 from gammatune.data import Splits, load_data
 from gammatune.device import autocast_dtype, resolve_device
 from gammatune.storage import Stage, open_storage
-from gammatune.study import TrialEvent, plan_stage, run_stage
+from gammatune.study import TrialEvent, plan_stage, run_stages
 from gammatune.train import EpochEvent
 from gammatune.trial import make_objective, parallel_trials
 
 
-def run_stages(
+def run_workflow(
     config: Config,
     stages: Sequence[Stage],
     *,
     on_data: Callable[[Splits], None] | None = None,
-    on_stage: Callable[[Stage, int], None] | None = None,
+    on_stage: Callable[[str, int], None] | None = None,
     on_trial: Callable[[TrialEvent], None] | None = None,
     on_epoch: Callable[[EpochEvent], None] | None = None,
 ) -> dict[Stage, optuna.Study]:
     """Run (or continue) ``stages`` in order and return their studies.
 
-    Writes ``config.resolved.yaml`` into the run folder. ``on_stage`` hears each stage's name
-    and planned number of trials before it starts.
+    Writes ``config.resolved.yaml`` into the run folder. ``on_stage`` hears each round's name
+    (``baseline+search`` train together) and how many trials it will run.
 
     Raises:
         GammatuneError: Invalid data, an unreachable storage, or refine before search.
@@ -50,20 +50,16 @@ def run_stages(
         on_epoch=on_epoch,
     )
     _write_resolved(config)
-    studies = {}
-    for stage in stages:
-        if on_stage is not None:
-            on_stage(stage, plan_stage(config, stage, storage).n_trials)
-        studies[stage] = run_stage(
-            config,
-            stage,
-            objective,
-            storage=storage,
-            parallel=parallel,
-            on_trial=on_trial,
-            study_attrs=data_facts(splits),
-        )
-    return studies
+    return run_stages(
+        config,
+        stages,
+        objective,
+        storage=storage,
+        parallel=parallel,
+        on_stage=on_stage,
+        on_trial=on_trial,
+        study_attrs=data_facts(splits),
+    )
 
 
 def data_facts(splits: Splits) -> dict[str, Any]:

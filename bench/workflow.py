@@ -1,0 +1,290 @@
+"""The tuning workflow: gammatune against the hand-written Optuna pipeline, in the same process.
+
+Run: python bench/workflow.py [--repeats 3] [--threads 1 2] [--skip-process] [--json]
+
+Workload (both sides): make_classification(40000 x 32, 12 informative, 5 % positives,
+flip_y 0.01, seed 0), stratified 80/20, standardized; MLP 32-128-128-1 (ReLU), AdamW lr 1e-3,
+batch 256, 8 epochs, no early stopping, F1 at threshold 0.5; 1 cross-entropy baseline + grid
+gamma {0.5, 1, 1.5, 2} x alpha {0.25} + 15 seeded TPE trials.
+
+- reference: Optuna in-memory studies, DataLoader(TensorDataset, shuffle=True), the textbook
+  focal formula, one trial at a time (what a competent user writes).
+- gammatune: the same stages through gammatune (SQLite storage, metrics, curves and all), its
+  refine window opened to cover gamma [0, 5] and alpha [0, 1].
+
+Prints medians over --repeats of the wall time of each, the ratio, trials per minute, the share
+of the machine's measured sgemm rate, and per-trial agreement: gammatune's stacked trials
+against the same trials trained alone (same seed), and against the reference on the points both
+train (baseline and grid; different batch orders, so statistical agreement only). Never asserts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import torch
+import torch.nn.functional as F
+import yaml
+from sklearn.datasets import make_classification
+from sklearn.metrics import f1_score
+from sklearn.model_selection import train_test_split
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from gammatune.config import Config
+from gammatune.data import Splits
+from gammatune.storage import open_storage
+from gammatune.study import run_stages
+from gammatune.trial import make_objective, parallel_trials
+
+GAMMAS, ALPHA, N_TPE, EPOCHS, BATCH, SEED = [0.5, 1.0, 1.5, 2.0], 0.25, 15, 8, 256, 0
+LAYERS = [(32, 128), (128, 128), (128, 1)]
+GEN = {"n_samples": 40000, "n_features": 32, "n_informative": 12, "flip_y": 0.01}
+
+
+def workload() -> tuple[torch.Tensor, ...]:
+    x, y = make_classification(**GEN, weights=[0.95, 0.05], random_state=0)
+    x_tr, x_va, y_tr, y_va = train_test_split(x, y, test_size=0.2, stratify=y, random_state=0)
+    mean, std = x_tr.mean(0), x_tr.std(0)
+    to = lambda a: torch.tensor((a - mean) / std, dtype=torch.float32)  # noqa: E731
+    return to(x_tr), torch.tensor(y_tr), to(x_va), torch.tensor(y_va)
+
+
+# ---- the reference: a hand-written pipeline -------------------------------------------------
+
+
+def textbook_focal(logits, targets, gamma, alpha):
+    p = torch.sigmoid(logits)
+    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    p_t = p * targets + (1 - p) * (1 - targets)
+    loss = ce * (1 - p_t) ** gamma
+    if alpha is not None:
+        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+    return loss.mean()
+
+
+def reference_trial(data, gamma: float, alpha: float | None, seed: int) -> float:
+    x_tr, y_tr, x_va, y_va = data
+    torch.manual_seed(seed)
+    model = nn.Sequential(
+        nn.Linear(32, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 1)
+    )
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    loader = DataLoader(TensorDataset(x_tr, y_tr.float()), batch_size=BATCH, shuffle=True)
+    for _ in range(EPOCHS):
+        for xb, yb in loader:
+            loss = textbook_focal(model(xb).squeeze(1), yb, gamma, alpha)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    with torch.no_grad():
+        scores = torch.sigmoid(model(x_va).squeeze(1))
+    if not torch.isfinite(scores).all():
+        return float("nan")
+    return float(f1_score(y_va.numpy(), (scores >= 0.5).numpy()))
+
+
+def reference_workflow(data) -> list[dict]:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    records: list[dict] = []
+    base = optuna.create_study(direction="maximize")
+    base.optimize(lambda t: _record(records, data, 0.0, None), n_trials=1)
+    grid = optuna.create_study(
+        direction="maximize",
+        sampler=optuna.samplers.GridSampler({"gamma": GAMMAS, "alpha": [ALPHA]}),
+    )
+    grid.optimize(
+        lambda t: _record(
+            records, data, t.suggest_float("gamma", 0, 5), t.suggest_float("alpha", 0, 1)
+        ),
+        n_trials=len(GAMMAS),
+    )
+    tpe = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=SEED))
+    tpe.optimize(
+        lambda t: _record(
+            records, data, t.suggest_float("gamma", 0, 5), t.suggest_float("alpha", 0.05, 0.95)
+        ),
+        n_trials=N_TPE,
+    )
+    return records
+
+
+def _record(records: list[dict], data, gamma: float, alpha: float | None) -> float:
+    f1 = reference_trial(data, gamma, alpha, SEED)
+    records.append({"gamma": gamma, "alpha": alpha, "f1": f1})
+    return f1 if np.isfinite(f1) else 0.0
+
+
+# ---- gammatune ------------------------------------------------------------------------------
+
+
+def bench_config(folder: Path, **train) -> Config:
+    return Config.model_validate(
+        {
+            "name": "bench",
+            "seed": SEED,
+            "data": {"source": "synthetic", **GEN, "minority_fraction": 0.05},
+            "model": {"kind": "mlp", "hidden": [128, 128], "dropout": 0.0},
+            "train": {"epochs": EPOCHS, "batch_size": BATCH, "lr": 1e-3, "weight_decay": 0.01,
+                      "patience": 100, "min_epochs": EPOCHS, "device": "cpu", **train},
+            "baseline": {"repeats": 1, "balanced": False, "linear": False},
+            "search": {"gamma": GAMMAS, "alpha": [ALPHA]},
+            "refine": {"n_trials": N_TPE, "gamma_window": 5.0, "alpha_window": 1.0},
+            "output_dir": str(folder),
+        }
+    )  # fmt: skip
+
+
+def gammatune_workflow(data, folder: Path, parallel: int | str = "auto") -> list[dict]:
+    config = bench_config(folder, parallel=parallel)
+    x_tr, y_tr, x_va, y_va = data
+    splits = Splits(x_tr, y_tr, x_va, y_va, x_va, y_va, class_names=("0", "1"))
+    storage = open_storage(config)
+    objective = make_objective(config, splits, device=torch.device("cpu"), autocast=None)
+    k = parallel_trials(config, splits, torch.device("cpu"))
+    records = []
+    studies = run_stages(
+        config, ["baseline", "search", "refine"], objective, storage=storage, parallel=k
+    )
+    for stage, study in studies.items():
+        for t in study.get_trials(deepcopy=False):
+            if "warm_start_from" not in t.user_attrs:
+                records.append({"stage": stage, "gamma": t.user_attrs.get("gamma"),
+                                "alpha": t.user_attrs.get("alpha"), "f1": t.user_attrs.get("val_f1", float("nan"))})  # fmt: skip
+    return records
+
+
+def alone_f1(data, folder: Path, records: list[dict]) -> list[float]:
+    """Train each gammatune trial alone (parallel 1), same seed and settings."""
+    config = bench_config(folder, parallel=1)
+    x_tr, y_tr, x_va, y_va = data
+    splits = Splits(x_tr, y_tr, x_va, y_va, x_va, y_va, class_names=("0", "1"))
+    objective = make_objective(config, splits, device=torch.device("cpu"), autocast=None)
+    out = []
+    for r in records:
+        (outcome,) = objective(
+            [{"gamma": r["gamma"], "alpha": r["alpha"], "repeat": 0, "model": "configured"}]
+        )
+        out.append(outcome[1]["val_f1"] if isinstance(outcome, tuple) else float("nan"))
+    return out
+
+
+# ---- measurement ----------------------------------------------------------------------------
+
+
+def sgemm_rate() -> float:
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    torch.mm(a, b)
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        times.append(time.perf_counter() - start)
+    return 2 * 2048**3 / statistics.median(times)
+
+
+def training_flops(n_train: int, n_trials: int) -> float:
+    per_sample = 6 * sum(i * o for i, o in LAYERS)  # forward + backward
+    return per_sample * n_train * EPOCHS * n_trials
+
+
+def whole_process(threads: int, folder: Path) -> tuple[float, float]:
+    """Wall seconds of `gammatune run` and of this script's reference, each as a new process."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
+    config = bench_config(folder).model_dump(mode="json")
+    config["split"] = {"val": 0.2, "test": 0.01}
+    path = folder / "bench.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    gammatune = [sys.executable, "-m", "gammatune", "run", "--config", str(path)]
+    reference = [sys.executable, __file__, "--only-reference", "--threads", str(threads)]
+    walls = []
+    for command in (gammatune, reference):
+        start = time.perf_counter()
+        subprocess.run(command, env=env, check=True, capture_output=True)
+        walls.append(time.perf_counter() - start)
+    return walls[0], walls[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--skip-process", action="store_true", help="skip the whole-process runs")
+    parser.add_argument("--only-reference", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    data = workload()
+    if args.only_reference:  # the reference as a script of its own, for the whole-process figure
+        torch.set_num_threads(args.threads[0])
+        reference_workflow(data)
+        return
+    n_trials = 1 + len(GAMMAS) + N_TPE
+    rows = []
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        peak = sgemm_rate()
+        ref_s, ours_s, ours_records, ref_records = [], [], [], []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            ref_records = reference_workflow(data)
+            ref_s.append(time.perf_counter() - start)
+            with tempfile.TemporaryDirectory() as folder:
+                start = time.perf_counter()
+                ours_records = gammatune_workflow(data, Path(folder))
+                ours_s.append(time.perf_counter() - start)
+        with tempfile.TemporaryDirectory() as folder:
+            alone = alone_f1(data, Path(folder), ours_records)
+            process = None if args.skip_process else whole_process(threads, Path(folder))
+        stacked_gap = max(abs(a - r["f1"]) for a, r in zip(alone, ours_records, strict=True))
+        common = [
+            (o["f1"], r["f1"])
+            for o, r in zip(ours_records[:5], ref_records[:5], strict=True)
+            if np.isfinite(r["f1"])
+        ]
+        flops = training_flops(len(data[0]), n_trials)
+        ref_med, ours_med = statistics.median(ref_s), statistics.median(ours_s)
+        rows.append({
+            "threads": threads, "device": "cpu", "torch": torch.__version__,
+            "reference_s": ref_med, "gammatune_s": ours_med, "ratio": ref_med / ours_med,
+            "reference_runs_s": ref_s, "gammatune_runs_s": ours_s,
+            "reference_trials_per_min": 60 * n_trials / ref_med,
+            "gammatune_trials_per_min": 60 * n_trials / ours_med,
+            "sgemm_gflops": peak / 1e9,
+            "reference_peak_share": flops / ref_med / peak, "gammatune_peak_share": flops / ours_med / peak,
+            "max_f1_gap_stacked_vs_alone": stacked_gap,
+            "mean_f1_gap_vs_reference": float(np.mean([abs(a - b) for a, b in common])) if common else None,
+            "reference_nan_trials": sum(not np.isfinite(r["f1"]) for r in ref_records),
+            "process_gammatune_s": process[0] if process else None,
+            "process_reference_s": process[1] if process else None,
+            "process_ratio": process[1] / process[0] if process else None,
+        })  # fmt: skip
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        print(f"threads={r['threads']} ({r['torch']}, {r['device']}), medians of {args.repeats}:")
+        print(f"  reference  {r['reference_s']:7.1f} s  {r['reference_trials_per_min']:6.1f} trials/min  "
+              f"{100 * r['reference_peak_share']:4.1f} % of sgemm {r['sgemm_gflops']:.0f} GFLOP/s  "
+              f"({r['reference_nan_trials']} NaN trials)")  # fmt: skip
+        print(f"  gammatune  {r['gammatune_s']:7.1f} s  {r['gammatune_trials_per_min']:6.1f} trials/min  "
+              f"{100 * r['gammatune_peak_share']:4.1f} % of sgemm")  # fmt: skip
+        print(f"  ratio (in process)   {r['ratio']:.2f}x")
+        if r["process_ratio"]:
+            print(f"  whole process: gammatune run {r['process_gammatune_s']:.1f} s, reference script "
+                  f"{r['process_reference_s']:.1f} s, ratio {r['process_ratio']:.2f}x")  # fmt: skip
+        print(f"  max |F1 stacked - alone| {r['max_f1_gap_stacked_vs_alone']:.4f}; "
+              f"mean |F1 gammatune - reference| on common points {r['mean_f1_gap_vs_reference']:.4f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
