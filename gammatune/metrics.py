@@ -49,13 +49,15 @@ class Evaluation:
     pr_curve: list[list[float]]
 
     def to_attrs(self, prefix: str) -> dict[str, object]:
-        """Flatten to ``{prefix_field: value}``; binary confusion counts become tn/fp/fn/tp."""
-        attrs = {f"{prefix}_{key}": value for key, value in asdict(self).items()}
+        """Return ``{prefix: every field, prefix_f1: ..., prefix_pr_auc: ...}``.
+
+        The fields travel as one attribute (one storage write, not twenty); F1 and PR-AUC also
+        stand alone, for the dashboard. Binary confusion counts are also flat tn/fp/fn/tp.
+        """
+        fields = asdict(self)
         if len(self.confusion) == 2:
-            (tn, fp), (fn, tp) = self.confusion
-            attrs.update({f"{prefix}_tn": tn, f"{prefix}_fp": fp, f"{prefix}_fn": fn})
-            attrs[f"{prefix}_tp"] = tp
-        return attrs
+            (fields["tn"], fields["fp"]), (fields["fn"], fields["tp"]) = self.confusion
+        return {prefix: fields, f"{prefix}_f1": self.f1, f"{prefix}_pr_auc": self.pr_auc}
 
 
 def evaluate(

@@ -91,8 +91,10 @@ def _row(stage: str, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     row.update(stage=stage, number=trial.number, state=trial.state.name)
     row.pop("host", None), row.pop("pid", None)
     for split in ("val", "test"):
-        if len(attrs.get(f"{split}_confusion", [])) > 2:  # multiclass: keep the per-class detail
-            row.update({f"{split}_{k}": json.dumps(attrs[f"{split}_{k}"]) for k in _PER_CLASS})
+        fields = attrs.get(split, {})
+        row.update({f"{split}_{k}": v for k, v in fields.items() if not isinstance(v, list)})
+        if len(fields.get("confusion", [])) > 2:  # multiclass: keep the per-class detail
+            row.update({f"{split}_{k}": json.dumps(fields[k]) for k in _PER_CLASS})
     row["objective"] = trial.value if trial.state == TrialState.COMPLETE else math.nan
     if trial.state == TrialState.FAIL and "fail_reason" not in attrs:
         row["fail_reason"] = "interrupted (the process ended during the trial)"

@@ -155,8 +155,8 @@ def run_stages(
     """Run (or continue) ``stages`` until their points are done or refine reaches ``n_trials``.
 
     The fixed points of baseline and search are known up front, so they train together;
-    refine then asks TPE for at most ``refine.batch`` trials a round (default a quarter of its
-    trials; constant liar marks the ones in flight).
+    refine then asks TPE for at most ``refine.batch`` trials a round (default half its trials,
+    so TPE learns from the first half; constant liar marks the ones in flight).
 
     Args:
         config: The experiment.
@@ -180,7 +180,7 @@ def run_stages(
             on_stage("+".join(group), sum(_remaining(study, plan) for plan, study in opened))
         batch = parallel
         if group == ["refine"]:
-            batch = min(parallel, config.refine.batch or math.ceil(opened[0][0].n_trials / 4))
+            batch = min(parallel, config.refine.batch or math.ceil(opened[0][0].n_trials / 2))
         while slots := _next_slots(opened, batch):
             for event in _run_slots(slots, objective):
                 if on_trial is not None:

@@ -182,9 +182,11 @@ def _outcome(
         epochs_run=result.epochs_run,
         best_epoch=result.best_epoch,
         stop_reason=result.stop_reason,
-        curve_train_loss=_rounded(result.train_loss),
-        curve_val_loss=_rounded(result.val_loss),
-        curve_val_monitor=_rounded(result.val_monitor),
+        curves={
+            "train_loss": _rounded(result.train_loss),
+            "val_loss": _rounded(result.val_loss),
+            "val_monitor": _rounded(result.val_monitor),
+        },
     )
     if result.failure is not None:
         return TrialFailed(result.failure, attrs)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from sklearn import metrics as sk
@@ -57,7 +59,10 @@ def test_best_threshold_maximizes_f1() -> None:
 def test_binary_attrs_flatten_confusion_counts() -> None:
     attrs = evaluate(Y, S).to_attrs("val")
     (tn, fp), (fn, tp) = sk.confusion_matrix(Y, S >= 0.5)
-    assert (attrs["val_tn"], attrs["val_fp"], attrs["val_fn"], attrs["val_tp"]) == (tn, fp, fn, tp)
+    fields = attrs["val"]
+    assert (fields["tn"], fields["fp"], fields["fn"], fields["tp"]) == (tn, fp, fn, tp)
+    assert attrs["val_f1"] == fields["f1"] and attrs["val_pr_auc"] == fields["pr_auc"]
+    json.dumps(attrs)  # JSON-safe, as Optuna's storage needs
 
 
 @pytest.mark.parametrize("objective", sorted(OBJECTIVES))
@@ -84,3 +89,13 @@ def test_ranking_metrics_ignore_monotone_rescaling(name: str) -> None:
 def test_no_positives_gives_zero_not_nan() -> None:
     assert average_precision(np.zeros(5, int), np.linspace(0, 1, 5)) == 0.0
     assert evaluate(np.zeros(5, int), np.linspace(0, 1, 5)).f1 == 0.0
+
+
+def test_bootstrap_interval_matches_resampling_samples() -> None:
+    """Drawing confusion cells from a multinomial is resampling the samples, in distribution."""
+    e = evaluate(Y, S, n_bootstrap=2000)
+    rng = np.random.default_rng(1)
+    pred = S >= 0.5
+    values = [sk.f1_score(Y[i], pred[i]) for i in rng.integers(0, len(Y), size=(2000, len(Y)))]
+    low, high = np.percentile(values, [2.5, 97.5])
+    assert abs(e.f1_ci_low - low) < 0.03 and abs(e.f1_ci_high - high) < 0.03
