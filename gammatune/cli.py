@@ -7,6 +7,7 @@ torch, optuna and pandas are imported inside the commands that use them, so ``--
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,6 +44,18 @@ Storage = Annotated[
     typer.Option("--storage", help="Optuna storage URL; overrides the file's `storage`."),
 ]
 
+Workers = Annotated[
+    int,
+    typer.Option(
+        "--workers",
+        min=1,
+        help="Processes sharing the study (one per GPU when there are several).",
+    ),
+]
+TensorBoardDir = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option("--tensorboard", help="Write each trial's curves to TensorBoard in this folder."),
+]
 OutCsv = Annotated[
     Optional[Path],  # noqa: UP045
     typer.Option("--out", help="CSV of every trial [default: runs/<name>/trials.csv]."),
@@ -116,21 +129,39 @@ def check(ctx: typer.Context, config: ConfigPath) -> None:
 
 
 @app.command()
-def baseline(ctx: typer.Context, config: ConfigPath, storage: Storage = None) -> None:
+def baseline(
+    ctx: typer.Context,
+    config: ConfigPath,
+    storage: Storage = None,
+    workers: Workers = 1,
+    tensorboard: TensorBoardDir = None,
+) -> None:
     """Train the references: cross-entropy (gamma 0), alpha-balanced CE, a linear model."""
-    _run_stages(ctx, config, storage, ["baseline"])
+    _run_stages(ctx, config, storage, ["baseline"], workers, tensorboard)
 
 
 @app.command()
-def search(ctx: typer.Context, config: ConfigPath, storage: Storage = None) -> None:
+def search(
+    ctx: typer.Context,
+    config: ConfigPath,
+    storage: Storage = None,
+    workers: Workers = 1,
+    tensorboard: TensorBoardDir = None,
+) -> None:
     """Train the coarse grid of gamma x alpha."""
-    _run_stages(ctx, config, storage, ["search"])
+    _run_stages(ctx, config, storage, ["search"], workers, tensorboard)
 
 
 @app.command()
-def refine(ctx: typer.Context, config: ConfigPath, storage: Storage = None) -> None:
+def refine(
+    ctx: typer.Context,
+    config: ConfigPath,
+    storage: Storage = None,
+    workers: Workers = 1,
+    tensorboard: TensorBoardDir = None,
+) -> None:
     """Search gamma and alpha finely around the best grid point (TPE)."""
-    _run_stages(ctx, config, storage, ["refine"])
+    _run_stages(ctx, config, storage, ["refine"], workers, tensorboard)
 
 
 @app.command()
@@ -139,10 +170,12 @@ def run(
     config: ConfigPath,
     storage: Storage = None,
     out_csv: OutCsv = None,
+    workers: Workers = 1,
+    tensorboard: TensorBoardDir = None,
 ) -> None:
     """Run baseline, search and refine, then report."""
-    _run_stages(ctx, config, storage, ["baseline", "search", "refine"])
-    report(ctx, config, storage, out_csv)
+    _run_stages(ctx, config, storage, ["baseline", "search", "refine"], workers, tensorboard)
+    report(ctx, config, storage, out_csv, html=None, plots=None)
 
 
 @app.command()
@@ -151,41 +184,110 @@ def report(
     config: ConfigPath,
     storage: Storage = None,
     out_csv: OutCsv = None,
+    html: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--html", help="The report page [default: runs/<name>/report.html]."),
+    ] = None,
+    plots: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--plots", help="Also write each figure as a PNG file into this folder."),
+    ] = None,
 ) -> None:
-    """Export every trial to CSV and compare the best settings with the baselines."""
+    """Export every trial to CSV, draw the report page, and compare the best with the baselines."""
     with _user_errors(ctx):
-        from gammatune.report import render_summary, summarize, trials_frame, write_csv
+        from gammatune.page import write_report
+        from gammatune.report import render_summary
 
-        resolved = _load(config, storage)
-        frame = trials_frame(resolved)
-        path = write_csv(frame, out_csv or resolved.run_dir / "trials.csv")
-        render_summary(out, summarize(frame, resolved.objective))
-        err.print(f"wrote {len(frame)} trials to {path}", markup=False, highlight=False)
+        written = write_report(
+            _load(config, storage), csv_path=out_csv, html_path=html, plots_dir=plots
+        )
+        render_summary(out, written.summary)
+        err.print(
+            f"wrote {written.n_trials} trials to {written.csv}, the report to {written.html}"
+            + (f", {len(written.plots)} figures to {plots}" if plots else ""),
+            markup=False,
+            highlight=False,
+        )
 
 
 def _run_stages(
-    ctx: typer.Context, config_path: Path, storage: str | None, stages: Sequence[Stage]
+    ctx: typer.Context,
+    config_path: Path,
+    storage: str | None,
+    stages: Sequence[Stage],
+    workers: int = 1,
+    tensorboard: Path | None = None,
 ) -> None:
     with _user_errors(ctx):
         resolved = _load(config_path, storage)
-        import optuna
-
         from gammatune.report import render_summary, summarize, trials_frame
-        from gammatune.workflow import run_workflow
 
-        if logging.getLogger().level > logging.DEBUG:
-            optuna.logging.set_verbosity(optuna.logging.WARNING)
-        with _Progress() as progress:
-            run_workflow(
-                resolved,
-                stages,
-                on_data=progress.show_data,
-                on_stage=progress.start_stage,
-                on_trial=progress.trial_done,
-                on_epoch=progress.epoch_done,
+        _quiet_optuna()
+        if workers > 1:
+            from gammatune.workers import run_with_workers
+
+            run_with_workers(
+                resolved, config_path, stages, n_workers=workers, tensorboard=tensorboard
             )
+        else:
+            from gammatune.workflow import run_workflow
+
+            with _Progress() as progress:
+                run_workflow(
+                    resolved,
+                    stages,
+                    on_data=progress.show_data,
+                    on_stage=progress.start_stage,
+                    on_trial=progress.trial_done,
+                    on_epoch=progress.epoch_done,
+                    tensorboard=tensorboard,
+                )
         if len(stages) == 1:
             render_summary(out, summarize(trials_frame(resolved), resolved.objective))
+
+
+@app.command(hidden=True)
+def worker(
+    ctx: typer.Context,
+    config: ConfigPath,
+    storage: Storage = None,
+    stages: Annotated[str, typer.Option(help="Comma-separated stages.")] = "baseline",
+    tensorboard: TensorBoardDir = None,
+) -> None:
+    """Run prepared stages as one of several worker processes (started by --workers)."""
+    with _user_errors(ctx):
+        from gammatune.workflow import run_workflow
+
+        _quiet_optuna()
+        prefix = f"worker {os.environ.get('GAMMATUNE_WORKER', '?')}: "
+        run_workflow(
+            _load(config, storage),
+            [s for s in stages.split(",") if s],  # type: ignore[misc]
+            on_trial=lambda event: err.print(
+                prefix + _trial_line(event), markup=False, highlight=False
+            ),
+            role="worker",
+            tensorboard=tensorboard,
+        )
+
+
+def _quiet_optuna() -> None:
+    """Our progress replaces Optuna's line per trial, unless -vv asked for debug output."""
+    import optuna
+
+    if logging.getLogger().level > logging.DEBUG:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _trial_line(event: TrialEvent) -> str:
+    alpha = event.params["alpha"]
+    label = f"gamma={event.params['gamma']:g} alpha={'off' if alpha is None else f'{alpha:g}'}"
+    if event.params.get("model") == "linear":
+        label += " (linear)"
+    outcome = (
+        f"objective {event.value:.4f}" if event.value is not None else f"FAILED: {event.reason}"
+    )
+    return f"{event.stage} #{event.number}: {label}: {outcome}"
 
 
 class _Progress:
@@ -239,16 +341,5 @@ class _Progress:
         self.bars.update(self.epochs, total=event.epochs, completed=event.epoch, visible=True)
 
     def trial_done(self, event: TrialEvent) -> None:
-        alpha = event.params["alpha"]
-        label = f"gamma={event.params['gamma']:g} alpha={'off' if alpha is None else f'{alpha:g}'}"
-        if event.params.get("model") == "linear":
-            label += " (linear)"
-        outcome = (
-            f"objective {event.value:.4f}"
-            if event.value is not None
-            else f"FAILED: {event.reason}"
-        )
-        self.bars.console.print(
-            f"{event.stage} #{event.number}: {label}: {outcome}", markup=False, highlight=False
-        )
+        self.bars.console.print(_trial_line(event), markup=False, highlight=False)
         self.bars.advance(self.trials)

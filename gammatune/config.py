@@ -140,6 +140,7 @@ class TrainConfig(_Strict):
     )
     device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
     precision: Precision = "auto"
+    tensorboard: bool = Field(False, description="Write curves to runs/<name>/tensorboard.")
     parallel: Annotated[int, Field(gt=0)] | Literal["auto"] = Field(
         "auto", description="Trials trained at once as one stacked model (linear, mlp)."
     )

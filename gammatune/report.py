@@ -37,7 +37,9 @@ _SPLIT_FIELDS = [
     "tp",
 ]
 _PER_CLASS = ["precision_per_class", "recall_per_class", "f1_per_class", "confusion"]
+_OBJECTS = ["val_pr_curve", "test_pr_curve", "curves"]  # for the plots; not in the CSV
 _TRAILING = [
+    "curve_flags",
     "delta_vs_ce",
     "delta_vs_balanced_ce",
     "test_delta_vs_ce",
@@ -80,7 +82,41 @@ def trials_frame(
     _add_deltas(frame, OBJECTIVES[config.objective])
     ordered = _LEADING + [f"{split}_{f}" for split in ("val", "test") for f in _SPLIT_FIELDS]
     ordered += [f"{split}_{f}" for split in ("val", "test") for f in _PER_CLASS] + _TRAILING
+    ordered += _OBJECTS
     return frame.reindex(columns=[c for c in ordered if c in frame.columns])
+
+
+def curve_flags(curves: dict[str, list[float | None]]) -> str:
+    """Name what the training curves show: ``overfitting`` (validation loss rose 10 % above
+    its minimum while the training loss kept falling) and/or ``unstable`` (the validation
+    monitor changed direction on most epochs by more than 0.02 on average); '' if neither.
+    """
+    train = [v for v in curves.get("train_loss", []) if v is not None]
+    val = [v for v in curves.get("val_loss", []) if v is not None]
+    monitor = [v for v in curves.get("val_monitor", []) if v is not None]
+    flags = []
+    if len(val) >= 3 and len(train) == len(val):
+        best = min(range(len(val)), key=val.__getitem__)
+        if val[-1] > 1.1 * val[best] and train[-1] < train[best]:
+            flags.append("overfitting")
+    steps = [b - a for a, b in zip(monitor, monitor[1:], strict=False)]
+    if len(steps) >= 3:
+        turns = sum(x * y < 0 for x, y in zip(steps, steps[1:], strict=False)) / (len(steps) - 1)
+        if turns > 0.5 and sum(map(abs, steps)) / len(steps) > 0.02:
+            flags.append("unstable")
+    return ";".join(flags)
+
+
+def experiment_facts(
+    config: Config, storage: optuna.storages.BaseStorage | None = None
+) -> dict[str, Any]:
+    """The data facts the stages stored on their studies (class names and counts, imbalance)."""
+    storage = storage or open_storage(config)
+    for stage in STAGES:
+        study = load_study(config, stage, storage)
+        if study is not None and study.user_attrs:
+            return dict(study.user_attrs)
+    return {}
 
 
 def _row(stage: str, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
@@ -91,10 +127,10 @@ def _row(stage: str, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     row.update(stage=stage, number=trial.number, state=trial.state.name)
     row.pop("host", None), row.pop("pid", None)
     for split in ("val", "test"):
-        fields = attrs.get(split, {})
-        row.update({f"{split}_{k}": v for k, v in fields.items() if not isinstance(v, list)})
-        if len(fields.get("confusion", [])) > 2:  # multiclass: keep the per-class detail
-            row.update({f"{split}_{k}": json.dumps(fields[k]) for k in _PER_CLASS})
+        # Lists (per class, confusion, PR curve) stay objects here; write_csv encodes them.
+        row.update({f"{split}_{k}": v for k, v in attrs.get(split, {}).items()})
+    row["curves"] = attrs.get("curves")
+    row["curve_flags"] = curve_flags(attrs.get("curves") or {})
     row["objective"] = trial.value if trial.state == TrialState.COMPLETE else math.nan
     if trial.state == TrialState.FAIL and "fail_reason" not in attrs:
         row["fail_reason"] = "interrupted (the process ended during the trial)"
@@ -119,10 +155,20 @@ def _add_deltas(frame: pd.DataFrame, field: str) -> None:
 
 
 def write_csv(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Write the trials to ``path`` (folders created) and return it."""
+    """Write the trials to ``path`` (folders created) and return it.
+
+    Per-class lists and confusion matrices are written as JSON; curves and PR curves, which
+    the HTML report draws, are left out.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(path, index=False)
+    table = frame.drop(columns=[c for c in _OBJECTS if c in frame])
+    for column in table.columns:
+        if table[column].map(lambda v: isinstance(v, list)).any():
+            table[column] = table[column].map(
+                lambda v: json.dumps(v) if isinstance(v, list) else v
+            )
+    table.to_csv(path, index=False)
     return path
 
 

@@ -18,30 +18,20 @@ import os
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from gammatune.config import Config
-from gammatune.errors import StudyError
-from gammatune.storage import Stage, load_study, study_name
+from gammatune.plan import StagePlan, complete_params, plan_stage
+from gammatune.storage import Stage, study_name
 
 logger = logging.getLogger(__name__)
 
 _ACTIVE = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
-
-
-@dataclass(frozen=True, slots=True)
-class StagePlan:
-    """What a stage runs: fixed ``points`` (baseline, search) or a TPE ``space`` (refine)."""
-
-    stage: Stage
-    distributions: dict[str, BaseDistribution]
-    points: list[dict[str, Any]] | None
-    n_trials: int
-    warm_start: list[FrozenTrial]
+Role = Literal["single", "worker"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +44,7 @@ class TrialEvent:
     value: float | None
     params: dict[str, Any]
     reason: str | None = None
+    curves: dict[str, list[float | None]] | None = None
 
 
 class TrialFailed(Exception):
@@ -69,78 +60,6 @@ Outcome = tuple[float, dict[str, Any]] | TrialFailed
 Objective = Callable[[list[dict[str, Any]]], list[Outcome]]
 
 
-def plan_stage(config: Config, stage: Stage, storage: optuna.storages.BaseStorage) -> StagePlan:
-    """Return what ``stage`` runs under ``config``.
-
-    Raises:
-        StudyError: ``refine`` before any search trial completed.
-    """
-    gammas = [float(g) for g in config.search.gamma]  # YAML's 1 and 1.0 must be one value
-    alphas = [None if a is None else float(a) for a in config.search.alpha]
-    if stage == "search":
-        points = [{"gamma": g, "alpha": a} for g in gammas for a in alphas]
-        dists = {"gamma": _choices(gammas), "alpha": _choices(alphas)}
-        return StagePlan(stage, dists, points, len(points), [])
-    if stage == "baseline":
-        repeats = list(range(config.baseline.repeats))
-        points = [
-            {"gamma": 0.0, "alpha": None, "repeat": r, "model": "configured"} for r in repeats
-        ]
-        points += [
-            {"gamma": 0.0, "alpha": a, "repeat": 0, "model": "configured"}
-            for a in dict.fromkeys(alphas)
-            if a is not None and config.baseline.balanced
-        ]
-        if config.baseline.linear and config.model.kind != "linear":
-            points.append({"gamma": 0.0, "alpha": None, "repeat": 0, "model": "linear"})
-        dists = {
-            "gamma": _choices([0.0]),
-            "alpha": _choices([None, *alphas]),
-            "repeat": _choices(repeats),
-            "model": _choices(["configured", "linear"]),
-        }
-        return StagePlan(stage, dists, points, len(points), [])
-    return _refine_plan(config, storage)
-
-
-def _choices(values: list[Any]) -> CategoricalDistribution:
-    return CategoricalDistribution(list(dict.fromkeys(values)))
-
-
-def _refine_plan(config: Config, storage: optuna.storages.BaseStorage) -> StagePlan:
-    search = load_study(config, "search", storage)
-    done = (
-        [] if search is None else search.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    )
-    if not done:
-        raise StudyError(
-            f"refine: no completed search trial in study {study_name(config, 'search')!r}; "
-            "run `gammatune search` with this config first."
-        )
-    best = max(done, key=lambda t: t.value if t.value is not None else float("-inf"))
-    refine = config.refine
-    # An unweighted best (alpha off) is refined around 0.5, which weighs classes equally.
-    alpha_center = 0.5 if best.params["alpha"] is None else best.params["alpha"]
-    dists: dict[str, BaseDistribution] = {
-        "gamma": _window(best.params["gamma"], refine.gamma_window, refine.gamma_step, 0.0, 20.0),
-        "alpha": _window(alpha_center, refine.alpha_window, refine.alpha_step, 0.0, 1.0),
-    }
-    inside = [
-        t
-        for t in done
-        if t.params["alpha"] is not None
-        and all(dists[k]._contains(dists[k].to_internal_repr(t.params[k])) for k in dists)
-    ]
-    return StagePlan("refine", dists, None, refine.n_trials, inside)
-
-
-def _window(center: float, half: float, step: float, low: float, high: float) -> FloatDistribution:
-    """A stepped range of about ``center +- half``, aligned to multiples of ``step``."""
-    lo = max(low, round(round((center - half) / step) * step, 10))
-    n_steps = int(round((min(high, center + half) - lo) / step, 6))
-    return FloatDistribution(lo, round(lo + max(n_steps, 1) * step, 10), step=step)
-
-
 def run_stages(
     config: Config,
     stages: Sequence[Stage],
@@ -151,6 +70,7 @@ def run_stages(
     on_stage: Callable[[str, int], None] | None = None,
     on_trial: Callable[[TrialEvent], None] | None = None,
     study_attrs: dict[str, Any] | None = None,
+    role: Role = "single",
 ) -> dict[Stage, optuna.Study]:
     """Run (or continue) ``stages`` until their points are done or refine reaches ``n_trials``.
 
@@ -167,6 +87,10 @@ def run_stages(
         on_stage: Hears each round's name and how many trials it will run.
         on_trial: Called when each trial ends.
         study_attrs: JSON-safe facts about the data, stored on each study for the report.
+        role: ``single`` prepares each stage (fails orphaned trials, adds refine's warm start,
+            enqueues missing points) and runs it; ``worker`` only runs what a coordinating
+            process prepared with :func:`prepare_stages`, so that workers sharing a storage
+            never enqueue a point twice.
 
     Returns:
         The studies, by stage.
@@ -174,7 +98,9 @@ def run_stages(
     studies: dict[Stage, optuna.Study] = {}
     rounds = [[s for s in stages if s != "refine"], [s for s in stages if s == "refine"]]
     for group in filter(None, rounds):
-        opened = [_open(config, stage, storage, study_attrs) for stage in group]
+        opened = [
+            _open(config, stage, storage, study_attrs, prepare=role == "single") for stage in group
+        ]
         studies.update({plan.stage: study for plan, study in opened})
         if on_stage is not None:
             on_stage("+".join(group), sum(_remaining(study, plan) for plan, study in opened))
@@ -188,11 +114,21 @@ def run_stages(
     return studies
 
 
+def prepare_stages(
+    config: Config, stages: Sequence[Stage], storage: optuna.storages.BaseStorage
+) -> None:
+    """Make ``stages`` ready for workers: fail orphans, add the warm start, enqueue points."""
+    for stage in stages:
+        _open(config, stage, storage, None, prepare=True)
+
+
 def _open(
     config: Config,
     stage: Stage,
     storage: optuna.storages.BaseStorage,
     study_attrs: dict[str, Any] | None,
+    *,
+    prepare: bool,
 ) -> tuple[StagePlan, optuna.Study]:
     plan = plan_stage(config, stage, storage)
     study = optuna.create_study(
@@ -204,9 +140,10 @@ def _open(
     )
     for key, value in (study_attrs or {}).items():
         study.set_user_attr(key, value)
-    _fail_orphans(study)
-    _add_warm_start(study, plan)
-    _enqueue_missing(study, plan)
+    if prepare:
+        _fail_orphans(study)
+        _add_warm_start(study, plan)
+        _enqueue_missing(study, plan)
     return plan, study
 
 
@@ -224,10 +161,6 @@ def _suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
     assert isinstance(dist, FloatDistribution)
     # Round off the step's binary noise (0.8500000000000001).
     return round(trial.suggest_float(name, dist.low, dist.high, step=dist.step), 10)
-
-
-def _complete_params(params: dict[str, Any]) -> dict[str, Any]:
-    return {"repeat": 0, "model": "configured", **params}
 
 
 def _fail_orphans(study: optuna.Study) -> None:
@@ -290,7 +223,7 @@ def _params(trial: FrozenTrial) -> dict[str, Any]:
 
 
 def _key(params: dict[str, Any]) -> tuple[Any, ...]:
-    full = _complete_params(params)
+    full = complete_params(params)
     return tuple((k, round(v, 9) if isinstance(v, float) else v) for k, v in sorted(full.items()))
 
 
@@ -323,12 +256,33 @@ def _next_slots(opened: list[tuple[StagePlan, optuna.Study]], batch: int) -> lis
     slots: list[_Slot] = []
     for plan, study in opened:
         for _ in range(min(batch - len(slots), _remaining(study, plan))):
-            trial = study.ask()
+            trial = _start(study, fixed=plan.points is not None)
+            if trial is None:  # another worker took the last point
+                break
             trial.set_user_attr("host", socket.gethostname())
             trial.set_user_attr("pid", os.getpid())
             params = {n: _suggest(trial, n, d) for n, d in plan.distributions.items()}
-            slots.append(_Slot(plan, study, trial, _complete_params(params)))
+            slots.append(_Slot(plan, study, trial, complete_params(params)))
     return slots
+
+
+def _start(study: optuna.Study, *, fixed: bool) -> optuna.Trial | None:
+    """Start a trial: an enqueued one, or (unless ``fixed``) a new one from the sampler.
+
+    A fixed-point stage must never let ``Study.ask`` create a trial of its own, so it pops
+    enqueued trials directly, which is atomic in the storage: workers never take the same
+    point. A worker that lists a waiting trial another worker has meanwhile finished gets
+    ``UpdateFinishedTrialError``; it then looks again.
+    """
+    for _ in range(100):
+        try:
+            if not fixed:
+                return study.ask()
+            trial_id = study._pop_waiting_trial_id()  # ask()'s first step; no public form
+            return None if trial_id is None else optuna.Trial(study, trial_id)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+    return None
 
 
 def _run_slots(slots: list[_Slot], objective: Objective) -> list[TrialEvent]:
@@ -349,12 +303,22 @@ def _run_slots(slots: list[_Slot], objective: Objective) -> list[TrialEvent]:
         if isinstance(outcome, TrialFailed):
             _set_attrs(trial, {**outcome.attrs, "stage": stage, "fail_reason": outcome.reason})
             slot.study.tell(trial, state=TrialState.FAIL)
-            event = TrialEvent(stage, trial.number, "FAIL", None, slot.params, outcome.reason)
+            event = TrialEvent(
+                stage,
+                trial.number,
+                "FAIL",
+                None,
+                slot.params,
+                outcome.reason,
+                outcome.attrs.get("curves"),
+            )
         else:
             value, attrs = outcome
             _set_attrs(trial, {**attrs, "stage": stage})
             slot.study.tell(trial, value)
-            event = TrialEvent(stage, trial.number, "COMPLETE", value, slot.params)
+            event = TrialEvent(
+                stage, trial.number, "COMPLETE", value, slot.params, curves=attrs.get("curves")
+            )
         events.append(event)
     return events
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -11,8 +12,10 @@ import yaml
 from gammatune.config import Config
 from gammatune.data import Splits, load_data
 from gammatune.device import autocast_dtype, resolve_device
+from gammatune.monitor import tensorboard_logger
+from gammatune.plan import plan_stage
 from gammatune.storage import Stage, open_storage
-from gammatune.study import TrialEvent, plan_stage, run_stages
+from gammatune.study import Role, TrialEvent, run_stages
 from gammatune.train import EpochEvent
 from gammatune.trial import make_objective, parallel_trials
 
@@ -25,15 +28,23 @@ def run_workflow(
     on_stage: Callable[[str, int], None] | None = None,
     on_trial: Callable[[TrialEvent], None] | None = None,
     on_epoch: Callable[[EpochEvent], None] | None = None,
+    role: Role = "single",
+    tensorboard: Path | None = None,
 ) -> dict[Stage, optuna.Study]:
     """Run (or continue) ``stages`` in order and return their studies.
 
     Writes ``config.resolved.yaml`` into the run folder. ``on_stage`` hears each round's name
-    (``baseline+search`` train together) and how many trials it will run.
+    (``baseline+search`` train together) and how many trials it will run. Curves go to
+    TensorBoard when ``train.tensorboard`` is set (into ``runs/<name>/tensorboard``) or
+    ``tensorboard`` names a folder. ``role="worker"`` runs what a coordinating process
+    prepared (see ``workers``).
 
     Raises:
         GammatuneError: Invalid data, an unreachable storage, or refine before search.
     """
+    log_dir = tensorboard or (config.run_dir / "tensorboard" if config.train.tensorboard else None)
+    if log_dir is not None:
+        on_trial = _both(on_trial, tensorboard_logger(log_dir))
     storage = open_storage(config)
     if "refine" in stages and "search" not in stages:
         plan_stage(config, "refine", storage)  # fail before loading data if search is missing
@@ -59,7 +70,19 @@ def run_workflow(
         on_stage=on_stage,
         on_trial=on_trial,
         study_attrs=data_facts(splits),
+        role=role,
     )
+
+
+def _both(
+    first: Callable[[TrialEvent], None] | None, second: Callable[[TrialEvent], None]
+) -> Callable[[TrialEvent], None]:
+    def call(event: TrialEvent) -> None:
+        if first is not None:
+            first(event)
+        second(event)
+
+    return call
 
 
 def data_facts(splits: Splits) -> dict[str, Any]:

@@ -243,3 +243,18 @@ def _count_fits(monkeypatch) -> list[object]:
 
     monkeypatch.setattr(gammatune.trial, "fit", counting)
     return calls
+
+
+def test_two_workers_share_one_study_without_duplicates(tiny_config: Path) -> None:
+    result = _invoke("run", "-c", str(tiny_config), "--workers", "2")
+    assert result.exit_code == 0, result.output
+    rows = _rows(tiny_config.parent / "runs" / "tiny" / "trials.csv")
+    assert all(r["state"] == "COMPLETE" for r in rows)
+    fixed = [
+        (r["stage"], r["gamma"], r["alpha"], r["model"]) for r in rows if r["stage"] != "refine"
+    ]
+    assert len(fixed) == len(set(fixed)) == 5  # every baseline and search point exactly once
+    assert sorted(float(r["gamma"]) for r in rows if r["stage"] == "search") == [0.5, 2.0]
+    assert sum(r["stage"] == "baseline" for r in rows) == 3
+    refine = [r for r in rows if r["stage"] == "refine" and not r["warm_start_from"]]
+    assert len(refine) == 2  # refine.n_trials is the total over both workers

@@ -14,10 +14,15 @@ ORDER = [
     "train",
     "ensemble",
     "storage",
+    "plan",
     "study",
     "trial",
+    "monitor",
     "workflow",
+    "workers",
     "report",
+    "plots",
+    "page",
     "cli",
 ]
 LEAVES = {"errors", "loss", "schedules", "device", "metrics", "plugins"}

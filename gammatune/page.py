@@ -1,0 +1,271 @@
+"""The report as one self-contained HTML page (pictures embedded), or as PNG files."""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from gammatune.config import Config
+from gammatune.plots import (
+    confusion_matrices,
+    objective_vs_gamma,
+    per_class,
+    pr_curves,
+    precision_recall_heatmaps,
+    to_png,
+    training_curves,
+)
+from gammatune.report import (
+    Summary,
+    SummaryRow,
+    experiment_facts,
+    summarize,
+    trials_frame,
+    write_csv,
+)
+from gammatune.storage import open_storage
+
+# (file stem, the question it answers, caption)
+_FIGURES = [
+    (
+        "objective_vs_gamma",
+        "Which gamma?",
+        "The validation objective against gamma; the lines are cross-entropy without and with "
+        "the class weight.",
+    ),
+    (
+        "heatmaps",
+        "Where do precision and recall balance?",
+        "The search grid; the boxed cell has the highest min(precision, recall).",
+    ),
+    (
+        "pr_curves",
+        "Is the gain a threshold effect?",
+        "Precision-recall curves of plain cross-entropy and the recommendation.",
+    ),
+    (
+        "confusion",
+        "Which errors changed?",
+        "Test confusion matrices: counts, and shares of each true class.",
+    ),
+    ("training", "Did training behave?", "Per-epoch curves of the baseline and the best trials."),
+    ("per_class", "Did the rare classes gain?", "Test recall and F1 per class."),
+]
+
+_STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;
+max-width:1100px;color:#222;line-height:1.45;padding:0 1em}
+h1{margin-bottom:.2em} .sub{color:#666;margin-top:0}
+.verdict{background:#f3f7ff;border-left:5px solid #1f77b4;padding:.8em 1em;font-size:1.05em}
+.verdict b{color:#d62728}
+table{border-collapse:collapse;margin:.6em 0;font-size:.92em}
+th,td{border-bottom:1px solid #ddd;padding:.3em .7em;text-align:right}
+th:first-child,td:first-child{text-align:left}
+tr.recommended{font-weight:bold;background:#fff4f4}
+.facts{display:flex;gap:2.5em;flex-wrap:wrap}
+figure{margin:1.5em 0} figcaption{color:#555} img{max-width:100%}
+.warn{color:#a15c00}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What ``write_report`` produced."""
+
+    summary: Summary
+    n_trials: int
+    csv: Path
+    html: Path
+    plots: list[Path]
+
+
+def write_report(
+    config: Config,
+    *,
+    csv_path: str | Path | None = None,
+    html_path: str | Path | None = None,
+    plots_dir: str | Path | None = None,
+) -> Written:
+    """Read the storage once and write the CSV, the HTML page and (if asked) the PNG files.
+
+    Defaults: ``runs/<name>/trials.csv`` and ``runs/<name>/report.html``.
+    """
+    storage = open_storage(config)
+    frame = trials_frame(config, storage)
+    summary = summarize(frame, config.objective)
+    csv = write_csv(frame, csv_path or config.run_dir / "trials.csv")
+    facts = experiment_facts(config, storage)
+    drawn = figures(frame, summary, [str(n) for n in facts.get("class_names", [])])
+    plots = write_plots(plots_dir, drawn) if plots_dir is not None else []
+    page = Path(html_path or config.run_dir / "report.html")
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text(render_html(frame, summary, facts, drawn, name=config.name), "utf-8")
+    return Written(summary, len(frame), csv, page, plots)
+
+
+def figures(frame: pd.DataFrame, summary: Summary, class_names: list[str]) -> dict[str, Any]:
+    """Return the report's figures by file stem; those with nothing to draw are left out."""
+    drawn = {
+        "objective_vs_gamma": objective_vs_gamma(frame, summary),
+        "heatmaps": precision_recall_heatmaps(frame),
+        "pr_curves": pr_curves(frame, summary),
+        "confusion": confusion_matrices(frame, summary, class_names),
+        "training": training_curves(frame, summary),
+        "per_class": per_class(frame, summary, class_names),
+    }
+    return {name: figure for name, figure in drawn.items() if figure is not None}
+
+
+def write_plots(folder: str | Path, drawn: dict[str, Any]) -> list[Path]:
+    """Write each figure as ``folder/<stem>.png`` and return the paths."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, figure in drawn.items():
+        path = folder / f"{name}.png"
+        path.write_bytes(to_png(figure))
+        paths.append(path)
+    return paths
+
+
+def render_html(
+    frame: pd.DataFrame,
+    summary: Summary,
+    facts: dict[str, Any],
+    drawn: dict[str, Any],
+    *,
+    name: str,
+) -> str:
+    """Return the report page: data and budget, the verdict, the comparison, the pictures."""
+    parts = [
+        f"<h1>gammatune report: {html.escape(name)}</h1>",
+        f'<p class="sub">validation objective: {html.escape(summary.objective)}; '
+        "every figure is drawn from the study storage.</p>",
+        f'<p class="verdict">{_verdict(summary)}</p>',
+        '<div class="facts">',
+        _data_table(facts),
+        _budget_table(frame),
+        "</div>",
+        "<h2>Baselines against the best settings</h2>",
+        _summary_table(summary),
+        _warnings(frame),
+    ]
+    for stem, question, caption in _FIGURES:
+        if stem in drawn:
+            data = base64.b64encode(to_png(drawn[stem])).decode("ascii")
+            parts.append(
+                f'<figure id="{stem}"><h2>{html.escape(question)}</h2>'
+                f'<img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+                f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+            )
+    body = "\n".join(parts)
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>gammatune: {html.escape(name)}</title><style>{_STYLE}</style></head>"
+        f"<body>\n{body}\n</body></html>\n"
+    )
+
+
+def _verdict(summary: Summary) -> str:
+    best = summary.recommended
+    if best is None:
+        return html.escape(summary.verdict)
+    alpha = "off" if best.alpha is None else f"{best.alpha:g}"
+    return f"<b>Recommended: gamma = {best.gamma:g}, alpha = {alpha}.</b> " + html.escape(
+        summary.verdict
+    )
+
+
+def _data_table(facts: dict[str, Any]) -> str:
+    names, counts = facts.get("class_names", []), facts.get("class_counts", {})
+    if not names:
+        return ""
+    rows = "".join(
+        f"<tr><td>{html.escape(str(n))}</td>"
+        + "".join(
+            f"<td>{counts.get(s, [0] * len(names))[i]}</td>" for s in ("train", "val", "test")
+        )
+        + "</tr>"
+        for i, n in enumerate(names)
+    )
+    ratio = facts.get("imbalance_ratio")
+    caption = f"Data: imbalance {ratio:.1f}:1" if ratio else "Data"
+    return (
+        f'<table class="data"><caption>{caption}</caption>'
+        "<tr><th>class</th><th>train</th><th>val</th><th>test</th></tr>"
+        f"{rows}</table>"
+    )
+
+
+def _budget_table(frame: pd.DataFrame) -> str:
+    counts = frame.groupby(["stage", "state"]).size().unstack(fill_value=0)
+    header = "".join(f"<th>{html.escape(s)}</th>" for s in counts.columns)
+    rows = "".join(
+        f"<tr><td>{html.escape(stage)}</td>"
+        + "".join(f"<td>{v}</td>" for v in counts.loc[stage])
+        + "</tr>"
+        for stage in counts.index
+    )
+    seconds = float(frame.get("duration_s", pd.Series(dtype=float)).fillna(0).sum())
+    devices = ", ".join(
+        sorted({str(d) for d in frame.get("device", pd.Series(dtype=str)).dropna()})
+    )
+    return (
+        f'<table class="budget"><caption>Budget: {len(frame)} trials, '
+        f"{seconds:.1f} s of training, on {html.escape(devices or 'n/a')}</caption>"
+        f"<tr><th>stage</th>{header}</tr>{rows}</table>"
+    )
+
+
+_COLUMNS = [
+    ("gamma", lambda r: f"{r.gamma:g}"),
+    ("alpha", lambda r: "off" if r.alpha is None else f"{r.alpha:g}"),
+    ("objective", lambda r: f"{r.val_objective:.3f}"),
+    ("val_precision", lambda r: f"{r.val_precision:.3f}"),
+    ("val_recall", lambda r: f"{r.val_recall:.3f}"),
+    ("val_f1", lambda r: f"{r.val_f1:.3f}"),
+    ("val_pr_auc", lambda r: f"{r.val_pr_auc:.3f}"),
+    ("test_f1", lambda r: f"{r.test_f1:.3f}"),
+    ("test_f1_ci", lambda r: f"{r.test_f1_ci[0]:.3f} to {r.test_f1_ci[1]:.3f}"),
+    ("test_pr_auc", lambda r: f"{r.test_pr_auc:.3f}"),
+]
+_HEADERS = ["", "trial", "gamma", "alpha", "val objective", "val precision", "val recall",
+            "val F1", "val PR-AUC", "test F1", "test F1 95% interval", "test PR-AUC"]  # fmt: skip
+
+
+def _summary_table(summary: Summary) -> str:
+    rows: list[SummaryRow] = [
+        *summary.rows,
+        *([summary.recommended] if summary.recommended else []),
+    ]
+    header = "".join(f"<th>{h}</th>" for h in _HEADERS)
+    body = "".join(
+        f'<tr class="{"recommended" if r.label == "recommended" else ""}" '
+        f'data-stage="{r.stage}" data-number="{r.number}">'
+        f"<td>{html.escape(r.label)}</td><td>{r.stage} #{r.number}</td>"
+        + "".join(f'<td class="{key}">{fmt(r)}</td>' for key, fmt in _COLUMNS)
+        + "</tr>"
+        for r in rows
+    )
+    return f'<table class="summary"><tr>{header}</tr>{body}</table>'
+
+
+def _warnings(frame: pd.DataFrame) -> str:
+    flagged = frame[frame.get("curve_flags", pd.Series("", index=frame.index)).fillna("") != ""]
+    if flagged.empty:
+        return "<p>Training curves: no trial overfitted or oscillated.</p>"
+    items = "".join(
+        f"<li>{html.escape(str(r.stage))} #{r.number} (gamma {r.gamma:g}): "
+        f"{html.escape(str(r.curve_flags).replace(';', ', '))}</li>"
+        for r in flagged.itertuples()
+    )
+    return (
+        f'<p class="warn">Training curves of {len(flagged)} trial(s) need a look '
+        "(overfitting: validation loss rose while training loss fell; unstable: the validation "
+        f"monitor oscillated):</p><ul>{items}</ul>"
+    )

@@ -1,0 +1,275 @@
+"""The pictures of the report, drawn from the trials table alone (matplotlib, headless).
+
+Each function takes the frame of ``report.trials_frame`` (and the summary) and returns a
+matplotlib ``Figure``, or None when the study holds nothing to draw.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from gammatune.report import Summary, SummaryRow
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+_BASE, _BEST, _ALT = "#7f7f7f", "#d62728", "#1f77b4"
+
+
+def _figure(width: float, height: float, ncols: int = 1, nrows: int = 1) -> tuple[Figure, Any]:
+    from matplotlib.figure import Figure  # the Agg canvas: no display needed
+
+    figure = Figure(figsize=(width, height), dpi=110, layout="constrained")
+    return figure, figure.subplots(nrows, ncols, squeeze=False)
+
+
+def to_png(figure: Figure) -> bytes:
+    """Render a figure to PNG bytes."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def _done(frame: pd.DataFrame) -> pd.DataFrame:
+    done = frame[frame["state"] == "COMPLETE"]
+    return done[done["warm_start_from"].isna()] if "warm_start_from" in done else done
+
+
+def _trial(frame: pd.DataFrame, row: SummaryRow | None) -> pd.Series | None:
+    if row is None:
+        return None
+    match = frame[(frame["stage"] == row.stage) & (frame["number"] == row.number)]
+    return None if match.empty else match.iloc[0]
+
+
+def _label(row: SummaryRow) -> str:
+    alpha = "off" if row.alpha is None else f"{row.alpha:g}"
+    return f"{row.label} (gamma {row.gamma:g}, alpha {alpha})"
+
+
+def objective_vs_gamma(frame: pd.DataFrame, summary: Summary) -> Figure | None:
+    """Validation objective, precision and recall against gamma, with both CE baselines."""
+    done = _done(frame)
+    tuned = done[done["stage"].isin(["search", "refine"]) & (done["model"] != "linear")]
+    if tuned.empty:
+        return None
+    figure, axes = _figure(7.5, 4.2)
+    ax = axes[0][0]
+    ax.scatter(
+        tuned["gamma"], tuned["val_precision"], s=14, color="#9467bd", alpha=0.5, label="precision"
+    )
+    ax.scatter(
+        tuned["gamma"], tuned["val_recall"], s=14, color="#2ca02c", alpha=0.5, label="recall"
+    )
+    ax.scatter(tuned["gamma"], tuned["objective"], s=30, color=_ALT, label=summary.objective)
+    for row, style, color in _baselines(summary):
+        ax.axhline(row.val_objective, linestyle=style, color=color, label=f"{_label(row)}")
+    if summary.recommended is not None:
+        ax.axvline(
+            summary.recommended.gamma, color=_BEST, linewidth=1.5, label="recommended gamma"
+        )
+    ax.set(
+        xlabel="gamma", ylabel="validation", title=f"Validation {summary.objective} against gamma"
+    )
+    ax.legend(fontsize=7, loc="best")
+    return figure
+
+
+def _baselines(summary: Summary) -> list[tuple[SummaryRow, str, str]]:
+    pairs = {"CE": ("--", _BASE), "CE+alpha": (":", "#ff7f0e")}
+    return [(row, *pairs[row.label]) for row in summary.rows if row.label in pairs]
+
+
+def precision_recall_heatmaps(frame: pd.DataFrame) -> Figure | None:
+    """Validation precision and recall over the search grid, the best balance boxed."""
+    grid = _done(frame)
+    grid = grid[grid["stage"] == "search"].assign(
+        alpha_label=lambda f: f["alpha"].map(_alpha_text)
+    )
+    if grid.empty:
+        return None
+    tables = [
+        grid.pivot_table(index="alpha_label", columns="gamma", values=f"val_{m}", aggfunc="mean")
+        for m in ("precision", "recall")
+    ]
+    balance = np.minimum(tables[0].to_numpy(), tables[1].to_numpy())
+    sweet = (
+        np.unravel_index(np.nanargmax(balance), balance.shape)
+        if np.isfinite(balance).any()
+        else None
+    )
+    figure, axes = _figure(9, 3.6, ncols=2)
+    for ax, table, name in zip(axes[0], tables, ("precision", "recall"), strict=True):
+        image = ax.imshow(table.to_numpy(), cmap="viridis", vmin=0, vmax=1, aspect="auto")
+        ax.set_xticks(range(table.shape[1]), [f"{g:g}" for g in table.columns])
+        ax.set_yticks(range(table.shape[0]), list(table.index))
+        for (i, j), value in np.ndenumerate(table.to_numpy()):
+            if math.isfinite(value):
+                ax.text(
+                    j,
+                    i,
+                    f"{value:.2f}",
+                    ha="center",
+                    va="center",
+                    color="white" if value < 0.6 else "black",
+                    fontsize=8,
+                )
+        if sweet is not None:
+            ax.add_patch(_box(sweet))
+        ax.set(xlabel="gamma", ylabel="alpha", title=f"Validation {name} (search grid)")
+        figure.colorbar(image, ax=ax, shrink=0.8)
+    return figure
+
+
+def _alpha_text(alpha: Any) -> str:
+    return (
+        "off"
+        if alpha is None or (isinstance(alpha, float) and math.isnan(alpha))
+        else f"{alpha:g}"
+    )
+
+
+def _box(cell: tuple[int, ...]) -> Any:
+    from matplotlib.patches import Rectangle
+
+    return Rectangle(
+        (cell[1] - 0.5, cell[0] - 0.5), 1, 1, fill=False, edgecolor=_BEST, linewidth=2.5
+    )
+
+
+def pr_curves(frame: pd.DataFrame, summary: Summary) -> Figure | None:
+    """Precision-recall curves of plain CE and the recommendation on validation and test."""
+    rows = [r for r in (_first(summary, "CE"), summary.recommended) if r is not None]
+    trials = [(r, _trial(frame, r)) for r in rows]
+    if not any(t is not None and isinstance(t.get("val_pr_curve"), list) for _, t in trials):
+        return None
+    figure, axes = _figure(9, 3.8, ncols=2)
+    for ax, split in zip(axes[0], ("val", "test"), strict=True):
+        for (row, trial), color in zip(trials, (_BASE, _BEST), strict=False):
+            curve = trial.get(f"{split}_pr_curve") if trial is not None else None
+            if not isinstance(curve, list) or not curve:
+                continue
+            recall, precision, thresholds = np.array(curve).T
+            ax.plot(recall, precision, color=color, label=_label(row))
+            # The validation F1-best threshold, where it falls on this split's curve.
+            chosen = trial.get("val_best_threshold")
+            if chosen is not None and math.isfinite(chosen):
+                k = int(np.argmin(np.abs(thresholds - chosen)))
+                ax.plot(recall[k], precision[k], "o", color=color, markersize=6)
+        ax.set(
+            xlabel="recall",
+            ylabel="precision",
+            xlim=(0, 1.02),
+            ylim=(0, 1.02),
+            title=f"PR curve ({split}); dot: F1-best threshold on val",
+        )
+        ax.legend(fontsize=7, loc="lower left")
+    return figure
+
+
+def _first(summary: Summary, label: str) -> SummaryRow | None:
+    return next((r for r in summary.rows if r.label == label), None)
+
+
+def confusion_matrices(
+    frame: pd.DataFrame, summary: Summary, class_names: list[str]
+) -> Figure | None:
+    """Test confusion matrices of plain CE and the recommendation: counts and row shares."""
+    rows = [r for r in (_first(summary, "CE"), summary.recommended) if r is not None]
+    trials = [(r, _trial(frame, r)) for r in rows]
+    trials = [
+        (r, t) for r, t in trials if t is not None and isinstance(t.get("test_confusion"), list)
+    ]
+    if not trials:
+        return None
+    figure, axes = _figure(4.2 * len(trials), 7.2, ncols=len(trials), nrows=2)
+    for column, (row, trial) in enumerate(trials):
+        counts = np.array(trial["test_confusion"], dtype=float)
+        shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+        for ax, table, fmt, title in (
+            (axes[0][column], counts, "{:.0f}", "counts"),
+            (axes[1][column], shares, "{:.2f}", "share of true class"),
+        ):
+            ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+            ticks = range(len(class_names))
+            names = class_names if len(class_names) <= 10 else [str(i) for i in ticks]
+            ax.set_xticks(ticks, names, rotation=45 if len(names) > 4 else 0, fontsize=7)
+            ax.set_yticks(ticks, names, fontsize=7)
+            for (i, j), value in np.ndenumerate(table):
+                ax.text(
+                    j,
+                    i,
+                    fmt.format(value),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if shares[i, j] > 0.6 else "black",
+                )
+            ax.set(xlabel="predicted", ylabel="true", title=f"{row.label}: {title} (test)")
+    return figure
+
+
+def training_curves(frame: pd.DataFrame, summary: Summary) -> Figure | None:
+    """Per-epoch training loss, validation loss and validation monitor of the key trials."""
+    rows = {
+        r.label: r
+        for r in [*summary.rows, *([summary.recommended] if summary.recommended else [])]
+    }
+    picked = [rows[k] for k in ("CE", "search best", "refine best", "recommended") if k in rows]
+    seen, series = set(), []
+    for row in picked:
+        trial = _trial(frame, row)
+        key = (row.stage, row.number)
+        if trial is None or key in seen or not isinstance(trial.get("curves"), dict):
+            continue
+        seen.add(key)
+        series.append((row, trial["curves"]))
+    if not series:
+        return None
+    figure, axes = _figure(12, 3.6, ncols=3)
+    colors = [_BASE, _ALT, "#2ca02c", _BEST]
+    for (row, curves), color in zip(series, colors, strict=False):
+        for ax, key in zip(axes[0], ("train_loss", "val_loss", "val_monitor"), strict=True):
+            values = [np.nan if v is None else v for v in curves.get(key, [])]
+            ax.plot(range(1, len(values) + 1), values, color=color, marker=".", label=_label(row))
+    titles = ("training loss", "validation loss", "validation monitor (PR-AUC or loss)")
+    for ax, title in zip(axes[0], titles, strict=True):
+        ax.set(xlabel="epoch", title=title)
+    axes[0][0].legend(fontsize=7)
+    return figure
+
+
+def per_class(frame: pd.DataFrame, summary: Summary, class_names: list[str]) -> Figure | None:
+    """Test recall and F1 per class of plain CE and the recommendation (multiclass only)."""
+    if len(class_names) <= 2:
+        return None
+    rows = [r for r in (_first(summary, "CE"), summary.recommended) if r is not None]
+    trials = [(r, _trial(frame, r)) for r in rows]
+    trials = [
+        (r, t)
+        for r, t in trials
+        if t is not None and isinstance(t.get("test_recall_per_class"), list)
+    ]
+    if not trials:
+        return None
+    figure, axes = _figure(10, 3.6, ncols=2)
+    x = np.arange(len(class_names))
+    width = 0.8 / len(trials)
+    for ax, metric in zip(axes[0], ("recall", "f1"), strict=True):
+        for index, ((row, trial), color) in enumerate(zip(trials, (_BASE, _BEST), strict=False)):
+            ax.bar(
+                x + index * width,
+                trial[f"test_{metric}_per_class"],
+                width,
+                color=color,
+                label=_label(row),
+            )
+        ax.set_xticks(x + width * (len(trials) - 1) / 2, class_names, fontsize=7)
+        ax.set(ylim=(0, 1.05), title=f"Test {metric} per class", xlabel="class")
+        ax.legend(fontsize=7)
+    return figure

@@ -1,0 +1,148 @@
+"""The visual report: it renders for every kind of study, and its numbers are the CSV's."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from matplotlib.image import imread
+from typer.testing import CliRunner
+
+from gammatune.cli import app
+from gammatune.report import curve_flags
+from tests.conftest import TINY, write_config
+
+runner = CliRunner()
+
+
+class _Page(HTMLParser):
+    """Collects the embedded images and the summary table's cells."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[bytes] = []
+        self.rows: list[dict[str, str]] = []
+        self._cell: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        if tag == "img":
+            src = attributes["src"] or ""
+            assert src.startswith("data:image/png;base64,")
+            self.images.append(base64.b64decode(src.split(",", 1)[1]))
+        if tag == "tr" and "data-stage" in attributes:
+            self.rows.append(
+                {"stage": attributes["data-stage"], "number": attributes["data-number"]}
+            )
+        if tag == "td" and self.rows and attributes.get("class"):
+            self._cell = attributes["class"]
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self.rows[-1][self._cell] = data
+            self._cell = None
+
+
+def _report(path: Path, *extra: str) -> _Page:
+    result = runner.invoke(app, ["report", "-c", str(path), *extra])
+    assert result.exit_code == 0, result.output
+    page = _Page()
+    page.feed((path.parent / "runs" / "tiny" / "report.html").read_text(encoding="utf-8"))
+    return page
+
+
+def _assert_real_pngs(images: list[bytes]) -> None:
+    for data in images:
+        assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 5000
+        pixels = imread(io.BytesIO(data))
+        assert pixels.std() > 0.05  # drawn on, not a blank canvas
+
+
+def test_binary_report_pictures_and_numbers_match_the_csv(
+    tiny_config: Path, tmp_path: Path
+) -> None:
+    assert runner.invoke(app, ["run", "-c", str(tiny_config)]).exit_code == 0
+    page = _report(tiny_config, "--plots", str(tmp_path / "png"))
+    assert len(page.images) == 5  # all but the per-class bars, which are for multiclass
+    _assert_real_pngs(page.images)
+    pngs = sorted(p.name for p in (tmp_path / "png").iterdir())
+    assert pngs == [
+        "confusion.png",
+        "heatmaps.png",
+        "objective_vs_gamma.png",
+        "pr_curves.png",
+        "training.png",
+    ]
+    with (tiny_config.parent / "runs" / "tiny" / "trials.csv").open(encoding="utf-8") as handle:
+        rows = {(r["stage"], r["number"]): r for r in csv.DictReader(handle)}
+    assert len(page.rows) >= 4
+    for shown in page.rows:
+        row = rows[(shown["stage"], shown["number"])]
+        for key in (
+            "objective",
+            "val_precision",
+            "val_recall",
+            "val_pr_auc",
+            "test_f1",
+            "test_pr_auc",
+        ):
+            assert shown[key] == f"{float(row[key]):.3f}", key
+
+
+def test_multiclass_report_has_per_class_bars(tmp_path: Path) -> None:
+    path = write_config(
+        tmp_path,
+        data={"source": "sklearn", "name": "wine"},
+        model={"kind": "mlp", "hidden": [8]},
+        train={**TINY["train"], "epochs": 2},
+        search={"gamma": [1.0], "alpha": [0.75]},
+        refine={"n_trials": 1},
+    )
+    assert runner.invoke(app, ["run", "-c", str(path)]).exit_code == 0
+    page = _report(path)
+    _assert_real_pngs(page.images)
+    assert len(page.images) == 6
+
+
+def test_report_of_a_baseline_only_study(tiny_config: Path) -> None:
+    assert runner.invoke(app, ["baseline", "-c", str(tiny_config)]).exit_code == 0
+    page = _report(tiny_config)
+    assert 1 <= len(page.images) <= 4  # no search: no heatmap, no gamma curve
+    _assert_real_pngs(page.images)
+
+
+def test_report_with_failed_trials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gammatune.trial
+    from gammatune.train import FitResult
+
+    path = write_config(tmp_path, train={**TINY["train"], "parallel": 1})
+
+    def failing(*args, **kwargs) -> FitResult:
+        return FitResult(1, 0, "non_finite_loss", "training loss became nan at epoch 1", 0.1)
+
+    monkeypatch.setattr(gammatune.trial, "fit", failing)
+    assert runner.invoke(app, ["search", "-c", str(path)]).exit_code == 0
+    page = _report(path)
+    assert page.rows == []  # nothing completed: no comparison, and no crash
+    html = (tmp_path / "runs" / "tiny" / "report.html").read_text(encoding="utf-8")
+    assert "No trial has completed yet." in html
+
+
+def _curves(train: list[float], val: list[float], monitor: list[float]) -> dict:
+    return {"train_loss": train, "val_loss": val, "val_monitor": monitor}
+
+
+@pytest.mark.parametrize(
+    ("curves", "flags"),
+    [
+        (_curves([1, 0.8, 0.6, 0.4, 0.2], [1, 0.7, 0.75, 0.8, 0.9], [0.1, 0.2, 0.25, 0.26, 0.27]), "overfitting"),  # noqa: E501
+        (_curves([1, 0.9, 0.8, 0.7, 0.6], [1, 0.9, 0.8, 0.7, 0.6], [0.2, 0.5, 0.1, 0.6, 0.2]), "unstable"),  # noqa: E501
+        (_curves([1, 0.9, 0.8], [1, 0.9, 0.85], [0.2, 0.3, 0.35]), ""),
+    ],
+)  # fmt: skip
+def test_curve_flags(curves: dict, flags: str) -> None:
+    assert curve_flags(curves) == flags
