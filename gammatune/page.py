@@ -59,12 +59,13 @@ _FIGURES = [
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;
-max-width:1100px;color:#222;line-height:1.45;padding:0 1em}
+max-width:1240px;color:#222;line-height:1.45;padding:0 1em}
 h1{margin-bottom:.2em} .sub{color:#666;margin-top:0}
 .verdict{background:#f3f7ff;border-left:5px solid #1f77b4;padding:.8em 1em;font-size:1.05em}
 .verdict b{color:#d62728}
 table{border-collapse:collapse;margin:.6em 0;font-size:.92em}
-th,td{border-bottom:1px solid #ddd;padding:.3em .7em;text-align:right}
+th,td{border-bottom:1px solid #ddd;padding:.3em .5em;text-align:right;white-space:nowrap}
+.scroll{overflow-x:auto}
 th:first-child,td:first-child{text-align:left}
 tr.recommended{font-weight:bold;background:#fff4f4}
 .facts{display:flex;gap:2.5em;flex-wrap:wrap}
@@ -231,11 +232,11 @@ _COLUMNS = [
     ("val_f1", lambda r: f"{r.val_f1:.3f}"),
     ("val_pr_auc", lambda r: f"{r.val_pr_auc:.3f}"),
     ("test_f1", lambda r: f"{r.test_f1:.3f}"),
-    ("test_f1_ci", lambda r: f"{r.test_f1_ci[0]:.3f} to {r.test_f1_ci[1]:.3f}"),
+    ("test_f1_ci", lambda r: f"{r.test_f1_ci[0]:.2f}–{r.test_f1_ci[1]:.2f}"),
     ("test_pr_auc", lambda r: f"{r.test_pr_auc:.3f}"),
 ]
 _HEADERS = ["", "trial", "gamma", "alpha", "val objective", "val precision", "val recall",
-            "val F1", "val PR-AUC", "test F1", "test F1 95% interval", "test PR-AUC"]  # fmt: skip
+            "val F1", "val PR-AUC", "test F1", "95% interval", "test PR-AUC"]  # fmt: skip
 
 
 def _summary_table(summary: Summary) -> str:
@@ -252,7 +253,7 @@ def _summary_table(summary: Summary) -> str:
         + "</tr>"
         for r in rows
     )
-    return f'<table class="summary"><tr>{header}</tr>{body}</table>'
+    return f'<div class="scroll"><table class="summary"><tr>{header}</tr>{body}</table></div>'
 
 
 def _warnings(frame: pd.DataFrame) -> str:
@@ -265,7 +266,8 @@ def _warnings(frame: pd.DataFrame) -> str:
         for r in flagged.itertuples()
     )
     return (
-        f'<p class="warn">Training curves of {len(flagged)} trial(s) need a look '
-        "(overfitting: validation loss rose while training loss fell; unstable: the validation "
-        f"monitor oscillated):</p><ul>{items}</ul>"
+        f'<details class="warn"><summary>Training curves of {len(flagged)} of {len(frame)} '
+        "trials need a look (overfitting: by the kept epoch the validation loss had risen 20 % "
+        "while the training loss fell; unstable: the validation monitor oscillated)</summary>"
+        f"<ul>{items}</ul></details>"
     )

@@ -58,7 +58,7 @@ def objective_vs_gamma(frame: pd.DataFrame, summary: Summary) -> Figure | None:
     tuned = done[done["stage"].isin(["search", "refine"]) & (done["model"] != "linear")]
     if tuned.empty:
         return None
-    figure, axes = _figure(7.5, 4.2)
+    figure, axes = _figure(9.5, 4.2)
     ax = axes[0][0]
     ax.scatter(
         tuned["gamma"], tuned["val_precision"], s=14, color="#9467bd", alpha=0.5, label="precision"
@@ -76,7 +76,7 @@ def objective_vs_gamma(frame: pd.DataFrame, summary: Summary) -> Figure | None:
     ax.set(
         xlabel="gamma", ylabel="validation", title=f"Validation {summary.objective} against gamma"
     )
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return figure
 
 
@@ -144,10 +144,9 @@ def _box(cell: tuple[int, ...]) -> Any:
 
 def pr_curves(frame: pd.DataFrame, summary: Summary) -> Figure | None:
     """Precision-recall curves of plain CE and the recommendation on validation and test."""
-    rows = [r for r in (_first(summary, "CE"), summary.recommended) if r is not None]
-    trials = [(r, _trial(frame, r)) for r in rows]
-    if not any(t is not None and isinstance(t.get("val_pr_curve"), list) for _, t in trials):
-        return None
+    trials = [(r, _trial(frame, r)) for r in _compared(summary)]
+    if not any(t is not None and _nonempty(t.get("val_pr_curve")) for _, t in trials):
+        return None  # multiclass trials have no single PR curve
     figure, axes = _figure(9, 3.8, ncols=2)
     for ax, split in zip(axes[0], ("val", "test"), strict=True):
         for (row, trial), color in zip(trials, (_BASE, _BEST), strict=False):
@@ -172,16 +171,29 @@ def pr_curves(frame: pd.DataFrame, summary: Summary) -> Figure | None:
     return figure
 
 
+def _nonempty(value: Any) -> bool:
+    return isinstance(value, list) and len(value) > 0
+
+
 def _first(summary: Summary, label: str) -> SummaryRow | None:
     return next((r for r in summary.rows if r.label == label), None)
+
+
+def _compared(summary: Summary) -> list[SummaryRow]:
+    """Plain CE and the recommendation; when CE is the recommendation, the best focal trial."""
+    ce, best = _first(summary, "CE"), summary.recommended
+    if ce is not None and best is not None and (ce.stage, ce.number) == (best.stage, best.number):
+        focal = [r for r in summary.rows if r.label in ("search best", "refine best")]
+        best = max(focal, key=lambda r: r.val_objective) if focal else None
+    return [r for r in (ce, best) if r is not None]
 
 
 def confusion_matrices(
     frame: pd.DataFrame, summary: Summary, class_names: list[str]
 ) -> Figure | None:
-    """Test confusion matrices of plain CE and the recommendation: counts and row shares."""
-    rows = [r for r in (_first(summary, "CE"), summary.recommended) if r is not None]
-    trials = [(r, _trial(frame, r)) for r in rows]
+    """Test confusion matrices of plain CE and the recommendation (or, when that is plain CE,
+    the best focal-loss trial): counts and shares of each true class."""
+    trials = [(r, _trial(frame, r)) for r in _compared(summary)]
     trials = [
         (r, t) for r, t in trials if t is not None and isinstance(t.get("test_confusion"), list)
     ]
@@ -248,8 +260,7 @@ def per_class(frame: pd.DataFrame, summary: Summary, class_names: list[str]) -> 
     """Test recall and F1 per class of plain CE and the recommendation (multiclass only)."""
     if len(class_names) <= 2:
         return None
-    rows = [r for r in (_first(summary, "CE"), summary.recommended) if r is not None]
-    trials = [(r, _trial(frame, r)) for r in rows]
+    trials = [(r, _trial(frame, r)) for r in _compared(summary)]
     trials = [
         (r, t)
         for r, t in trials

@@ -86,23 +86,27 @@ def trials_frame(
     return frame.reindex(columns=[c for c in ordered if c in frame.columns])
 
 
-def curve_flags(curves: dict[str, list[float | None]]) -> str:
-    """Name what the training curves show: ``overfitting`` (validation loss rose 10 % above
-    its minimum while the training loss kept falling) and/or ``unstable`` (the validation
-    monitor changed direction on most epochs by more than 0.02 on average); '' if neither.
+def curve_flags(curves: dict[str, list[float | None]], best_epoch: int | None = None) -> str:
+    """Name what the training curves show, up to the kept (best) epoch; '' if nothing.
+
+    ``overfitting``: by the kept epoch the validation loss had risen 20 % above its minimum
+    while the training loss kept falling (a generalization gap the model was kept with).
+    ``unstable``: the validation monitor changed direction on most epochs, by more than 0.05
+    on average.
     """
     train = [v for v in curves.get("train_loss", []) if v is not None]
     val = [v for v in curves.get("val_loss", []) if v is not None]
     monitor = [v for v in curves.get("val_monitor", []) if v is not None]
+    kept = min(best_epoch or len(val), len(val), len(train))
     flags = []
-    if len(val) >= 3 and len(train) == len(val):
-        best = min(range(len(val)), key=val.__getitem__)
-        if val[-1] > 1.1 * val[best] and train[-1] < train[best]:
+    if kept >= 3:
+        lowest = min(range(kept), key=val.__getitem__)
+        if val[kept - 1] > 1.2 * val[lowest] and train[kept - 1] < train[lowest]:
             flags.append("overfitting")
     steps = [b - a for a, b in zip(monitor, monitor[1:], strict=False)]
     if len(steps) >= 3:
         turns = sum(x * y < 0 for x, y in zip(steps, steps[1:], strict=False)) / (len(steps) - 1)
-        if turns > 0.5 and sum(map(abs, steps)) / len(steps) > 0.02:
+        if turns > 0.6 and sum(map(abs, steps)) / len(steps) > 0.05:
             flags.append("unstable")
     return ";".join(flags)
 
@@ -130,7 +134,7 @@ def _row(stage: str, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
         # Lists (per class, confusion, PR curve) stay objects here; write_csv encodes them.
         row.update({f"{split}_{k}": v for k, v in attrs.get(split, {}).items()})
     row["curves"] = attrs.get("curves")
-    row["curve_flags"] = curve_flags(attrs.get("curves") or {})
+    row["curve_flags"] = curve_flags(attrs.get("curves") or {}, attrs.get("best_epoch"))
     row["objective"] = trial.value if trial.state == TrialState.COMPLETE else math.nan
     if trial.state == TrialState.FAIL and "fail_reason" not in attrs:
         row["fail_reason"] = "interrupted (the process ended during the trial)"

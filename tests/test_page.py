@@ -105,7 +105,7 @@ def test_multiclass_report_has_per_class_bars(tmp_path: Path) -> None:
     assert runner.invoke(app, ["run", "-c", str(path)]).exit_code == 0
     page = _report(path)
     _assert_real_pngs(page.images)
-    assert len(page.images) == 6
+    assert len(page.images) == 5  # a PR curve is for binary tasks; per-class bars instead
 
 
 def test_report_of_a_baseline_only_study(tiny_config: Path) -> None:
@@ -136,13 +136,19 @@ def _curves(train: list[float], val: list[float], monitor: list[float]) -> dict:
     return {"train_loss": train, "val_loss": val, "val_monitor": monitor}
 
 
+RISING = _curves([1, 0.8, 0.6, 0.4, 0.2], [1, 0.7, 0.75, 0.8, 0.9], [0.1, 0.2, 0.25, 0.26, 0.27])
+WOBBLY = _curves([1, 0.9, 0.8, 0.7, 0.6], [1, 0.9, 0.8, 0.7, 0.6], [0.2, 0.5, 0.1, 0.6, 0.2])
+SMOOTH = _curves([1, 0.9, 0.8], [1, 0.9, 0.85], [0.2, 0.3, 0.35])
+
+
 @pytest.mark.parametrize(
-    ("curves", "flags"),
+    ("curves", "best_epoch", "flags"),
     [
-        (_curves([1, 0.8, 0.6, 0.4, 0.2], [1, 0.7, 0.75, 0.8, 0.9], [0.1, 0.2, 0.25, 0.26, 0.27]), "overfitting"),  # noqa: E501
-        (_curves([1, 0.9, 0.8, 0.7, 0.6], [1, 0.9, 0.8, 0.7, 0.6], [0.2, 0.5, 0.1, 0.6, 0.2]), "unstable"),  # noqa: E501
-        (_curves([1, 0.9, 0.8], [1, 0.9, 0.85], [0.2, 0.3, 0.35]), ""),
+        (RISING, 5, "overfitting"),  # kept after the validation loss rose
+        (RISING, 2, ""),  # early stopping kept the epoch before the rise: nothing to flag
+        (WOBBLY, 5, "unstable"),
+        (SMOOTH, 3, ""),
     ],
-)  # fmt: skip
-def test_curve_flags(curves: dict, flags: str) -> None:
-    assert curve_flags(curves) == flags
+)
+def test_curve_flags(curves: dict, best_epoch: int, flags: str) -> None:
+    assert curve_flags(curves, best_epoch) == flags
