@@ -43,9 +43,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from gammatune.config import Config
 from gammatune.data import Splits
-from gammatune.storage import open_storage
-from gammatune.study import run_stages
-from gammatune.trial import make_objective, parallel_trials
+from gammatune.device import autocast_dtype
+from gammatune.trial import make_objective
+from gammatune.workflow import run_workflow
 
 GAMMAS, ALPHA, N_TPE, EPOCHS, BATCH, SEED = [0.5, 1.0, 1.5, 2.0], 0.25, 15, 8, 256, 0
 LAYERS = [(32, 128), (128, 128), (128, 1)]
@@ -146,16 +146,12 @@ def bench_config(folder: Path, **train) -> Config:
 
 
 def gammatune_workflow(data, folder: Path, parallel: int | str = "auto") -> list[dict]:
+    """gammatune's own path (run_workflow: storage, device, precision, stacking), on our splits."""
     config = bench_config(folder, parallel=parallel)
     x_tr, y_tr, x_va, y_va = data
     splits = Splits(x_tr, y_tr, x_va, y_va, x_va, y_va, class_names=("0", "1"))
-    storage = open_storage(config)
-    objective = make_objective(config, splits, device=torch.device("cpu"), autocast=None)
-    k = parallel_trials(config, splits, torch.device("cpu"))
+    studies = run_workflow(config, ["baseline", "search", "refine"], splits=splits)
     records = []
-    studies = run_stages(
-        config, ["baseline", "search", "refine"], objective, storage=storage, parallel=k
-    )
     for stage, study in studies.items():
         for t in study.get_trials(deepcopy=False):
             if "warm_start_from" not in t.user_attrs:
@@ -169,7 +165,10 @@ def alone_f1(data, folder: Path, records: list[dict]) -> list[float]:
     config = bench_config(folder, parallel=1)
     x_tr, y_tr, x_va, y_va = data
     splits = Splits(x_tr, y_tr, x_va, y_va, x_va, y_va, class_names=("0", "1"))
-    objective = make_objective(config, splits, device=torch.device("cpu"), autocast=None)
+    device = torch.device("cpu")
+    objective = make_objective(
+        config, splits, device=device, autocast=autocast_dtype(device, "auto")
+    )
     out = []
     for r in records:
         (outcome,) = objective(
@@ -255,6 +254,7 @@ def main() -> None:
         ref_med, ours_med = statistics.median(ref_s), statistics.median(ours_s)
         rows.append({
             "threads": threads, "device": "cpu", "torch": torch.__version__,
+            "gammatune_precision": str(autocast_dtype(torch.device("cpu"), "auto") or "float32"),
             "reference_s": ref_med, "gammatune_s": ours_med, "ratio": ref_med / ours_med,
             "reference_runs_s": ref_s, "gammatune_runs_s": ours_s,
             "reference_trials_per_min": 60 * n_trials / ref_med,
@@ -272,7 +272,8 @@ def main() -> None:
         print(json.dumps(rows, indent=2))
         return
     for r in rows:
-        print(f"threads={r['threads']} ({r['torch']}, {r['device']}), medians of {args.repeats}:")
+        print(f"threads={r['threads']} ({r['torch']}, {r['device']}; gammatune trains in {r['gammatune_precision']}, "
+              f"the reference in float32; '% of sgemm' is of the float32 rate), medians of {args.repeats}:")  # fmt: skip
         print(f"  reference  {r['reference_s']:7.1f} s  {r['reference_trials_per_min']:6.1f} trials/min  "
               f"{100 * r['reference_peak_share']:4.1f} % of sgemm {r['sgemm_gflops']:.0f} GFLOP/s  "
               f"({r['reference_nan_trials']} NaN trials)")  # fmt: skip

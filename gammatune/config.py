@@ -166,7 +166,7 @@ class RefineConfig(_Strict):
     alpha_window: float = Field(0.2, gt=0)
     alpha_step: float = Field(0.05, gt=0)
     batch: int | None = Field(
-        None, gt=0, description="Trials asked of TPE per round; default n_trials / 2."
+        None, gt=0, description="Trials asked of TPE per round; default train.parallel."
     )
 
 

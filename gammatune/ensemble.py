@@ -99,7 +99,7 @@ class StackedMLP(nn.Module):
         for index, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
             h = torch.baddbmm(bias, h, weight) if h.dim() == 3 else torch.matmul(h, weight) + bias
             if index < len(self.weights) - 1:
-                h = torch.relu(h)
+                h = torch.relu_(h)  # in place: the matmul keeps its inputs, not its output
                 if self.dropout > 0:
                     h = nn.functional.dropout(h, self.dropout, self.training)
         return h

@@ -13,7 +13,6 @@ continues a stage: completed points are not retrained, failed or interrupted one
 from __future__ import annotations
 
 import logging
-import math
 import os
 import socket
 from collections.abc import Callable, Sequence
@@ -75,8 +74,8 @@ def run_stages(
     """Run (or continue) ``stages`` until their points are done or refine reaches ``n_trials``.
 
     The fixed points of baseline and search are known up front, so they train together;
-    refine then asks TPE for at most ``refine.batch`` trials a round (default half its trials,
-    so TPE learns from the first half; constant liar marks the ones in flight).
+    refine then asks TPE for ``parallel`` trials a round (or ``refine.batch``, if smaller, to
+    let TPE learn from more rounds; constant liar marks the trials in flight).
 
     Args:
         config: The experiment.
@@ -104,9 +103,8 @@ def run_stages(
         studies.update({plan.stage: study for plan, study in opened})
         if on_stage is not None:
             on_stage("+".join(group), sum(_remaining(study, plan) for plan, study in opened))
-        batch = parallel
-        if group == ["refine"]:
-            batch = min(parallel, config.refine.batch or math.ceil(opened[0][0].n_trials / 2))
+        # TPE asks up to `parallel` trials a round; constant liar marks the ones in flight.
+        batch = min(parallel, config.refine.batch or parallel) if group == ["refine"] else parallel
         while slots := _next_slots(opened, batch):
             for event in _run_slots(slots, objective):
                 if on_trial is not None:

@@ -30,6 +30,7 @@ def run_workflow(
     on_epoch: Callable[[EpochEvent], None] | None = None,
     role: Role = "single",
     tensorboard: Path | None = None,
+    splits: Splits | None = None,
 ) -> dict[Stage, optuna.Study]:
     """Run (or continue) ``stages`` in order and return their studies.
 
@@ -37,7 +38,8 @@ def run_workflow(
     (``baseline+search`` train together) and how many trials it will run. Curves go to
     TensorBoard when ``train.tensorboard`` is set (into ``runs/<name>/tensorboard``) or
     ``tensorboard`` names a folder. ``role="worker"`` runs what a coordinating process
-    prepared (see ``workers``).
+    prepared (see ``workers``). ``splits`` replaces the configured data source, for callers
+    that hold their data in memory.
 
     Raises:
         GammatuneError: Invalid data, an unreachable storage, or refine before search.
@@ -48,7 +50,7 @@ def run_workflow(
     storage = open_storage(config)
     if "refine" in stages and "search" not in stages:
         plan_stage(config, "refine", storage)  # fail before loading data if search is missing
-    splits = load_data(config)
+    splits = splits or load_data(config)
     if on_data is not None:
         on_data(splits)
     device = resolve_device(config.train.device)
