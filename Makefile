@@ -25,15 +25,15 @@ lint: venv
 typecheck: venv
 	$(VENV)/bin/mypy gammatune
 
-test: lint
+test: lint typecheck
 	$(PY) -m pytest --doctest-modules gammatune tests
 
 bench: venv
 	$(PY) bench/kernel.py
+	$(PY) bench/workflow.py
 
 demo: venv
 	$(VENV)/bin/gammatune run --config configs/demo.yaml
-	$(VENV)/bin/gammatune report --config configs/demo.yaml --out runs/demo/trials.csv
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache .mypy_cache

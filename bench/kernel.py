@@ -1,8 +1,9 @@
 """Forward+backward time of gammatune's focal_loss against the textbook formula, same process.
 
-Run: python bench/kernel.py [--repeats 7] [--threads 2] [--json]
+Run: python bench/kernel.py [--repeats 7] [--threads 2] [--json] [--no-compile]
 Prints medians of several runs and the ratio reference / gammatune (> 1 means gammatune is
-faster). The reference is torchvision's form, written out here: (1 - p_t) ** gamma * BCE.
+faster), eager and under torch.compile (with its one-off compile time). The reference is
+torchvision's form, written out here: (1 - p_t) ** gamma * BCE.
 """
 
 from __future__ import annotations
@@ -78,11 +79,22 @@ def cases(device: torch.device):
     )
 
 
+def compiled(
+    fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
+) -> tuple[Callable, float]:
+    """torch.compile ``fn`` (inductor) and return it with its compile time (first call)."""
+    compiled_fn = torch.compile(fn, fullgraph=True)
+    start = time.perf_counter()
+    compiled_fn(x.clone().requires_grad_()).backward()
+    return compiled_fn, time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile column")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
@@ -92,27 +104,40 @@ def main() -> None:
         for label, x, reference, ours in cases(device):
             ref_s, ref_finite = time_fwd_bwd(reference, x.clone(), args.repeats)
             our_s, our_finite = time_fwd_bwd(ours, x.clone(), args.repeats)
-            rows.append(
-                {
-                    "device": name,
-                    "case": label,
-                    "reference_ms": ref_s * 1e3,
-                    "gammatune_ms": our_s * 1e3,
-                    "ratio": ref_s / our_s,
-                    "reference_grad_finite": ref_finite,
-                    "gammatune_grad_finite": our_finite,
-                }
-            )
+            row = {
+                "device": name,
+                "case": label,
+                "reference_ms": ref_s * 1e3,
+                "gammatune_ms": our_s * 1e3,
+                "ratio": ref_s / our_s,
+                "reference_grad_finite": ref_finite,
+                "gammatune_grad_finite": our_finite,
+            }
+            if not args.no_compile:
+                fast, compile_s = compiled(ours, x)
+                fast_s, fast_finite = time_fwd_bwd(fast, x.clone(), args.repeats)
+                row.update(
+                    compiled_ms=fast_s * 1e3,
+                    compiled_ratio=ref_s / fast_s,
+                    compile_s=compile_s,
+                    compiled_grad_finite=fast_finite,
+                )
+            rows.append(row)
     if args.json:
         print(json.dumps(rows, indent=2))
         return
     print(f"focal loss forward+backward, median of {args.repeats} (torch {torch.__version__})")
-    header = f"{'device':<14}{'case':<32}{'textbook ms':>12}{'gammatune ms':>14}{'ratio':>7}"
-    print(header + "  finite grad")
+    header = f"{'device':<14}{'case':<32}{'textbook ms':>12}{'eager ms':>10}{'ratio':>7}"
+    print(header + f"{'compiled ms':>13}{'ratio':>7}{'compile s':>11}  finite grad")
     for r in rows:
+        compiled_cells = (
+            f"{r['compiled_ms']:>13.1f}{r['compiled_ratio']:>7.2f}{r['compile_s']:>11.1f}"
+            if "compiled_ms" in r
+            else f"{'-':>13}{'-':>7}{'-':>11}"
+        )
         print(
-            f"{r['device']:<14}{r['case']:<32}{r['reference_ms']:>12.1f}{r['gammatune_ms']:>14.1f}"
-            f"{r['ratio']:>7.2f}  textbook={r['reference_grad_finite']} "
+            f"{r['device']:<14}{r['case']:<32}{r['reference_ms']:>12.1f}{r['gammatune_ms']:>10.1f}"
+            f"{r['ratio']:>7.2f}{compiled_cells}  textbook={r['reference_grad_finite']} "
             f"gammatune={r['gammatune_grad_finite']}"
         )
 

@@ -97,7 +97,10 @@ def load_data(config: Config) -> Splits:
             f"data.image_shape: {tuple(shape)} holds {int(np.prod(shape))} values, but a sample "
             f"has {scaled.shape[1]} features."
         )
-    return Splits(*tensors, class_names=class_names, image_shape=shape)
+    x_train, y_train, x_val, y_val, x_test, y_test = tensors
+    return Splits(
+        x_train, y_train, x_val, y_val, x_test, y_test, class_names=class_names, image_shape=shape
+    )
 
 
 @dataclass(frozen=True, slots=True)

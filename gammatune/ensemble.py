@@ -24,6 +24,7 @@ from gammatune.train import (
     EpochEvent,
     EpochTracker,
     FitResult,
+    class_weights,
     make_optimizer,
     scores_from_logits,
 )
@@ -43,7 +44,7 @@ def stackable(model: nn.Module) -> bool:
     """True for ``nn.Linear`` and ``nn.Sequential`` of Linear/ReLU/Dropout ending in Linear."""
     if isinstance(model, nn.Linear):
         return True
-    layers = list(model) if isinstance(model, nn.Sequential) else []
+    layers = list(model.children()) if isinstance(model, nn.Sequential) else []
     return (
         bool(layers)
         and isinstance(layers[-1], nn.Linear)
@@ -71,12 +72,16 @@ def choose_parallel(
     return int(max(1, min(256, free // 2 // per_member)))
 
 
+def _layers(model: nn.Module) -> list[nn.Module]:
+    return [model] if isinstance(model, nn.Linear) else list(model.children())
+
+
 class StackedMLP(nn.Module):
     """K MLPs of one architecture; weights ``(K, in, out)``, inputs ``(K, B, F)`` or ``(B, F)``."""
 
     def __init__(self, models: list[nn.Module]) -> None:
         super().__init__()
-        layers = [[m] if isinstance(m, nn.Linear) else list(m) for m in models]
+        layers = [_layers(m) for m in models]
         linear = [[layer for layer in ms if isinstance(layer, nn.Linear)] for ms in layers]
         self.weights = nn.ParameterList(
             [
@@ -114,11 +119,7 @@ class StackedMLP(nn.Module):
 
     def unstack_into(self, k: int, state: list[Tensor], model: nn.Module) -> None:
         """Copy a saved member state (from :meth:`member_state`) into the original model."""
-        linear = (
-            [model]
-            if isinstance(model, nn.Linear)
-            else [m for m in model if isinstance(m, nn.Linear)]
-        )
+        linear = [m for m in _layers(model) if isinstance(m, nn.Linear)]
         with torch.no_grad():
             for layer, (weight, bias) in zip(
                 linear, zip(state[::2], state[1::2], strict=True), strict=True
@@ -201,9 +202,7 @@ def _stacked_loss(
         def multiclass(logits: Tensor, targets: Tensor) -> Tensor:
             losses = []
             for k, m in enumerate(members):
-                weights = None if m.alpha is None else [1 - m.alpha] * n_classes
-                if weights is not None:
-                    weights[minority] = m.alpha
+                weights = class_weights(m.alpha, n_classes=n_classes, minority=minority)
                 losses.append(
                     focal_loss(
                         logits[k], targets[k], gamma=m.gamma, alpha=weights, mode="multiclass"

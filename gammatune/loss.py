@@ -62,7 +62,7 @@ def _focal_terms(neg_z: Tensor, gamma: float | Tensor) -> tuple[Tensor, Tensor, 
     return cross_entropy, one_minus_p_t, torch.pow(one_minus_p_t, gamma)
 
 
-def _loss_saving_terms(ctx, neg_z, gamma, alpha_t, *kept):  # type: ignore[no-untyped-def]
+def _loss_saving_terms(ctx, neg_z, gamma, alpha_t, *kept):
     """Return the loss per element; save ``kept`` and the focal terms for the backward."""
     gamma_value = _resolve_gamma(gamma, neg_z)
     cross_entropy, one_minus_p_t, focal_factor = _focal_terms(neg_z, gamma_value)
@@ -75,7 +75,7 @@ def _loss_saving_terms(ctx, neg_z, gamma, alpha_t, *kept):  # type: ignore[no-un
     return loss if alpha_t is None else loss.mul_(alpha_t)
 
 
-def _descent_from_saved(ctx, grad_out):  # type: ignore[no-untyped-def]
+def _descent_from_saved(ctx, grad_out):
     """Return ``(kept, -dloss/dz * grad_out)``, with ``-dloss/dz`` in closed form:
 
     ``alpha_t (1 - p_t)^gamma (gamma p_t CE + 1 - p_t)``.
@@ -93,13 +93,13 @@ class _SigmoidFocal(torch.autograd.Function):
     """Binary/multilabel focal loss per element; margin z = x for positives, -x for negatives."""
 
     @staticmethod
-    def forward(ctx, logits, positive, gamma, alpha_t):  # type: ignore[no-untyped-def,override]
+    def forward(ctx, logits, positive, gamma, alpha_t):
         neg_logits = logits.neg()
         neg_z = torch.where(positive, neg_logits, logits, out=neg_logits)
         return _loss_saving_terms(ctx, neg_z, gamma, alpha_t, positive)
 
     @staticmethod
-    def backward(ctx, grad_out):  # type: ignore[no-untyped-def,override]
+    def backward(ctx, grad_out):
         (positive,), descent = _descent_from_saved(ctx, grad_out)
         # dz/dx = +1 for positives and -1 for negatives, so dloss/dx = -descent on positives.
         return torch.where(positive, descent.neg(), descent, out=descent), None, None, None
@@ -109,7 +109,7 @@ class _SoftmaxFocal(torch.autograd.Function):
     """Multiclass focal loss per sample; margin z = x_t - logsumexp_{j != t} x_j."""
 
     @staticmethod
-    def forward(ctx, logits, class_index, gamma, alpha_t):  # type: ignore[no-untyped-def,override]
+    def forward(ctx, logits, class_index, gamma, alpha_t):
         index = class_index.unsqueeze(1)  # (N, 1)
         log_probs = F.log_softmax(logits, dim=1)  # (N, C), one fused pass
         log_p_t = log_probs.gather(1, index)  # (N, 1), accurate where p_t is small
@@ -122,7 +122,7 @@ class _SoftmaxFocal(torch.autograd.Function):
         return _loss_saving_terms(ctx, neg_z, gamma, alpha_t, probs_others, sum_others, index)
 
     @staticmethod
-    def backward(ctx, grad_out):  # type: ignore[no-untyped-def,override]
+    def backward(ctx, grad_out):
         (probs_others, sum_others, index), descent = _descent_from_saved(ctx, grad_out)
         # dz/dx_t = 1 and dz/dx_j = -p_j / (1 - p_t) for j != t.
         grad = probs_others * (descent.unsqueeze(1) / sum_others)  # (N, C)
@@ -262,12 +262,15 @@ class FocalLoss(nn.Module):
 
     def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
         """Return :func:`focal_loss` of ``logits`` against ``targets`` with these settings."""
-        settings = {
-            "mode": self.mode,
-            "reduction": self.reduction,
-            "ignore_index": self.ignore_index,
-        }
-        return focal_loss(logits, targets, gamma=self.gamma, alpha=self.alpha, **settings)
+        return focal_loss(
+            logits,
+            targets,
+            gamma=self.gamma,
+            alpha=self.alpha,
+            mode=self.mode,
+            reduction=self.reduction,
+            ignore_index=self.ignore_index,
+        )
 
 
 def _check_gamma(gamma: Gamma) -> None:

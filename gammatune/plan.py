@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,8 +35,8 @@ def plan_stage(config: Config, stage: Stage, storage: optuna.storages.BaseStorag
     gammas = [float(g) for g in config.search.gamma]  # YAML's 1 and 1.0 must be one value
     alphas = [None if a is None else float(a) for a in config.search.alpha]
     if stage == "search":
-        points = [{"gamma": g, "alpha": a} for g in gammas for a in alphas]
-        dists = {"gamma": _choices(gammas), "alpha": _choices(alphas)}
+        points: list[dict[str, Any]] = [{"gamma": g, "alpha": a} for g in gammas for a in alphas]
+        dists: dict[str, BaseDistribution] = {"gamma": _choices(gammas), "alpha": _choices(alphas)}
         return StagePlan(stage, dists, points, len(points), [])
     if stage == "baseline":
         repeats = list(range(config.baseline.repeats))
@@ -57,6 +58,13 @@ def plan_stage(config: Config, stage: Stage, storage: optuna.storages.BaseStorag
         }
         return StagePlan(stage, dists, points, len(points), [])
     return _refine_plan(config, storage)
+
+
+def rounds(stages: Sequence[Stage]) -> list[list[Stage]]:
+    """Split ``stages`` into what can run together: baseline and search, then refine."""
+    fixed: list[Stage] = [s for s in stages if s != "refine"]
+    later: list[Stage] = [s for s in stages if s == "refine"]
+    return [group for group in (fixed, later) if group]
 
 
 def _choices(values: list[Any]) -> CategoricalDistribution:

@@ -99,7 +99,7 @@ def precision_recall_heatmaps(frame: pd.DataFrame) -> Figure | None:
     ]
     balance = np.minimum(tables[0].to_numpy(), tables[1].to_numpy())
     sweet = (
-        np.unravel_index(np.nanargmax(balance), balance.shape)
+        tuple(int(i) for i in np.unravel_index(np.nanargmax(balance), balance.shape))
         if np.isfinite(balance).any()
         else None
     )
@@ -144,14 +144,14 @@ def _box(cell: tuple[int, ...]) -> Any:
 
 def pr_curves(frame: pd.DataFrame, summary: Summary) -> Figure | None:
     """Precision-recall curves of plain CE and the recommendation on validation and test."""
-    trials = [(r, _trial(frame, r)) for r in _compared(summary)]
-    if not any(t is not None and _nonempty(t.get("val_pr_curve")) for _, t in trials):
+    trials = _compared_trials(frame, summary, "val_pr_curve")
+    if not trials:
         return None  # multiclass trials have no single PR curve
     figure, axes = _figure(9, 3.8, ncols=2)
     for ax, split in zip(axes[0], ("val", "test"), strict=True):
         for (row, trial), color in zip(trials, (_BASE, _BEST), strict=False):
-            curve = trial.get(f"{split}_pr_curve") if trial is not None else None
-            if not isinstance(curve, list) or not curve:
+            curve = trial.get(f"{split}_pr_curve")
+            if not _nonempty(curve):
                 continue
             recall, precision, thresholds = np.array(curve).T
             ax.plot(recall, precision, color=color, label=_label(row))
@@ -179,6 +179,16 @@ def _first(summary: Summary, label: str) -> SummaryRow | None:
     return next((r for r in summary.rows if r.label == label), None)
 
 
+def _compared_trials(
+    frame: pd.DataFrame, summary: Summary, column: str
+) -> list[tuple[SummaryRow, pd.Series]]:
+    """The compared rows (see ``_compared``) with their trials, where ``column`` holds data."""
+    pairs = [(row, _trial(frame, row)) for row in _compared(summary)]
+    return [
+        (row, trial) for row, trial in pairs if trial is not None and _nonempty(trial.get(column))
+    ]
+
+
 def _compared(summary: Summary) -> list[SummaryRow]:
     """Plain CE and the recommendation; when CE is the recommendation, the best focal trial."""
     ce, best = _first(summary, "CE"), summary.recommended
@@ -193,15 +203,12 @@ def confusion_matrices(
 ) -> Figure | None:
     """Test confusion matrices of plain CE and the recommendation (or, when that is plain CE,
     the best focal-loss trial): counts and shares of each true class."""
-    trials = [(r, _trial(frame, r)) for r in _compared(summary)]
-    trials = [
-        (r, t) for r, t in trials if t is not None and isinstance(t.get("test_confusion"), list)
-    ]
+    trials = _compared_trials(frame, summary, "test_confusion")
     if not trials:
         return None
     figure, axes = _figure(4.2 * len(trials), 7.2, ncols=len(trials), nrows=2)
     for column, (row, trial) in enumerate(trials):
-        counts = np.array(trial["test_confusion"], dtype=float)
+        counts = np.array(trial["test_confusion"], dtype=np.float64)
         shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
         for ax, table, fmt, title in (
             (axes[0][column], counts, "{:.0f}", "counts"),
@@ -246,8 +253,8 @@ def training_curves(frame: pd.DataFrame, summary: Summary) -> Figure | None:
     figure, axes = _figure(12, 3.6, ncols=3)
     colors = [_BASE, _ALT, "#2ca02c", _BEST]
     for (row, curves), color in zip(series, colors, strict=False):
-        for ax, key in zip(axes[0], ("train_loss", "val_loss", "val_monitor"), strict=True):
-            values = [np.nan if v is None else v for v in curves.get(key, [])]
+        for ax, name in zip(axes[0], ("train_loss", "val_loss", "val_monitor"), strict=True):
+            values = [np.nan if v is None else v for v in curves.get(name, [])]
             ax.plot(range(1, len(values) + 1), values, color=color, marker=".", label=_label(row))
     titles = ("training loss", "validation loss", "validation monitor (PR-AUC or loss)")
     for ax, title in zip(axes[0], titles, strict=True):
@@ -260,12 +267,7 @@ def per_class(frame: pd.DataFrame, summary: Summary, class_names: list[str]) -> 
     """Test recall and F1 per class of plain CE and the recommendation (multiclass only)."""
     if len(class_names) <= 2:
         return None
-    trials = [(r, _trial(frame, r)) for r in _compared(summary)]
-    trials = [
-        (r, t)
-        for r, t in trials
-        if t is not None and isinstance(t.get("test_recall_per_class"), list)
-    ]
+    trials = _compared_trials(frame, summary, "test_recall_per_class")
     if not trials:
         return None
     figure, axes = _figure(10, 3.6, ncols=2)

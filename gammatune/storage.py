@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Literal
+
+try:
+    import fcntl
+except ImportError:  # Windows: one process per study there
+    fcntl = None  # type: ignore[assignment]
 
 import optuna
 
@@ -40,6 +47,27 @@ def open_storage(config: Config) -> optuna.storages.BaseStorage:
     if url.startswith("sqlite:///"):
         _tune_sqlite(storage)
     return storage
+
+
+@contextmanager
+def claim_lock(storage: optuna.storages.BaseStorage) -> Iterator[None]:
+    """Serialize claiming trials between processes that share a SQLite file.
+
+    SQLite ignores ``SELECT ... FOR UPDATE``, so two workers could both see a waiting trial
+    and both start it; a file lock beside the database makes the claim atomic. Server
+    databases (PostgreSQL, MySQL) lock the row themselves, and need nothing here.
+    """
+    backend = getattr(storage, "_backend", storage)  # Study wraps the RDB storage in a cache
+    engine = getattr(backend, "engine", None)
+    if engine is None or engine.url.get_backend_name() != "sqlite" or fcntl is None:
+        yield
+        return
+    with open(f"{engine.url.database}.lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _tune_sqlite(storage: optuna.storages.RDBStorage) -> None:

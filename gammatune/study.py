@@ -24,8 +24,8 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.trial import FrozenTrial, TrialState
 
 from gammatune.config import Config
-from gammatune.plan import StagePlan, complete_params, plan_stage
-from gammatune.storage import Stage, study_name
+from gammatune.plan import StagePlan, complete_params, plan_stage, rounds
+from gammatune.storage import Stage, claim_lock, study_name
 
 logger = logging.getLogger(__name__)
 
@@ -95,8 +95,7 @@ def run_stages(
         The studies, by stage.
     """
     studies: dict[Stage, optuna.Study] = {}
-    rounds = [[s for s in stages if s != "refine"], [s for s in stages if s == "refine"]]
-    for group in filter(None, rounds):
+    for group in rounds(stages):
         opened = [
             _open(config, stage, storage, study_attrs, prepare=role == "single") for stage in group
         ]
@@ -148,14 +147,16 @@ def _open(
 def _sampler(config: Config, plan: StagePlan) -> optuna.samplers.BaseSampler:
     if plan.points is not None:  # every trial is enqueued: the sampler is never asked
         return optuna.samplers.RandomSampler(seed=config.seed)
+    # Workers (see workers.py) draw from different seeds, or all would propose the same points.
+    seed = config.seed + int(os.environ.get("GAMMATUNE_WORKER", "0"))
     return optuna.samplers.TPESampler(
-        seed=config.seed, multivariate=True, constant_liar=True, n_startup_trials=5
+        seed=seed, multivariate=True, constant_liar=True, n_startup_trials=5
     )
 
 
 def _suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
     if isinstance(dist, CategoricalDistribution):
-        return trial.suggest_categorical(name, dist.choices)  # type: ignore[arg-type]
+        return trial.suggest_categorical(name, dist.choices)
     assert isinstance(dist, FloatDistribution)
     # Round off the step's binary noise (0.8500000000000001).
     return round(trial.suggest_float(name, dist.low, dist.high, step=dist.step), 10)
@@ -254,8 +255,8 @@ def _next_slots(opened: list[tuple[StagePlan, optuna.Study]], batch: int) -> lis
     slots: list[_Slot] = []
     for plan, study in opened:
         for _ in range(min(batch - len(slots), _remaining(study, plan))):
-            trial = _start(study, fixed=plan.points is not None)
-            if trial is None:  # another worker took the last point
+            trial = _start(study, plan)
+            if trial is None:  # another worker took the last one
                 break
             trial.set_user_attr("host", socket.gethostname())
             trial.set_user_attr("pid", os.getpid())
@@ -264,23 +265,19 @@ def _next_slots(opened: list[tuple[StagePlan, optuna.Study]], batch: int) -> lis
     return slots
 
 
-def _start(study: optuna.Study, *, fixed: bool) -> optuna.Trial | None:
-    """Start a trial: an enqueued one, or (unless ``fixed``) a new one from the sampler.
+def _start(study: optuna.Study, plan: StagePlan) -> optuna.Trial | None:
+    """Start a trial: an enqueued one, or for refine a new one from TPE; None when none is due.
 
-    A fixed-point stage must never let ``Study.ask`` create a trial of its own, so it pops
-    enqueued trials directly, which is atomic in the storage: workers never take the same
-    point. A worker that lists a waiting trial another worker has meanwhile finished gets
-    ``UpdateFinishedTrialError``; it then looks again.
+    A fixed-point stage never lets ``Study.ask`` create a trial of its own: it pops enqueued
+    trials, under :func:`claim_lock` so that workers sharing a SQLite file never start the
+    same point. Refine counts its budget under the same lock, so that ``n_trials`` is the
+    total over all workers.
     """
-    for _ in range(100):
-        try:
-            if not fixed:
-                return study.ask()
-            trial_id = study._pop_waiting_trial_id()  # ask()'s first step; no public form
-            return None if trial_id is None else optuna.Trial(study, trial_id)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue
-    return None
+    with claim_lock(study._storage):
+        if plan.points is None:
+            return study.ask() if _remaining(study, plan) > 0 else None
+        trial_id = study._pop_waiting_trial_id()  # ask()'s first step; no public form
+        return None if trial_id is None else optuna.Trial(study, trial_id)
 
 
 def _run_slots(slots: list[_Slot], objective: Objective) -> list[TrialEvent]:

@@ -61,12 +61,19 @@ def make_loss(*, gamma: float, alpha: float | None, n_classes: int, minority: in
         return lambda logits, targets: focal_loss(
             logits.squeeze(1), targets.to(logits.dtype), gamma=gamma, alpha=alpha
         )
-    weights = None if alpha is None else [1 - alpha] * n_classes
-    if weights is not None:
-        weights[minority] = alpha  # type: ignore[call-overload]
+    weights = class_weights(alpha, n_classes=n_classes, minority=minority)
     return lambda logits, targets: focal_loss(
         logits, targets, gamma=gamma, alpha=weights, mode="multiclass"
     )
+
+
+def class_weights(alpha: float | None, *, n_classes: int, minority: int) -> list[float] | None:
+    """Multiclass alpha: ``alpha`` on the minority class, ``1 - alpha`` on every other one."""
+    if alpha is None:
+        return None
+    weights = [1 - alpha] * n_classes
+    weights[minority] = alpha
+    return weights
 
 
 def fit(

@@ -17,6 +17,7 @@ from pathlib import Path
 from gammatune.config import Config
 from gammatune.device import visible_gpus
 from gammatune.errors import StudyError
+from gammatune.plan import rounds
 from gammatune.storage import Stage, open_storage
 from gammatune.study import prepare_stages
 
@@ -36,8 +37,7 @@ def run_with_workers(
         KeyboardInterrupt: Ctrl-C; the workers record their trials as failed and stop.
     """
     storage = open_storage(config)
-    rounds = [[s for s in stages if s != "refine"], [s for s in stages if s == "refine"]]
-    for group in filter(None, rounds):
+    for group in rounds(stages):
         prepare_stages(config, group, storage)
         command = [
             sys.executable, "-m", "gammatune", "worker", "--config", str(config_path),

@@ -154,3 +154,15 @@ def test_synthetic_multiclass() -> None:
     )
     counts = np.sum(list(splits.class_counts().values()), axis=0)
     assert splits.n_classes == 4 and counts[3] < counts[:3].min()
+
+
+def test_parquet_without_pyarrow_says_what_to_install(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "x.parquet"
+    path.write_bytes(b"PAR1")
+
+    def no_engine(*args, **kwargs):
+        raise ImportError("Unable to find a usable engine; tried using: 'pyarrow', 'fastparquet'.")
+
+    monkeypatch.setattr(pd, "read_parquet", no_engine)
+    with pytest.raises(DataError, match="data.source: parquet needs pyarrow: pip install pyarrow"):
+        load_data(_config({"source": "parquet", "path": str(path), "target": "y"}))
