@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -128,40 +128,32 @@ def check(ctx: typer.Context, config: ConfigPath) -> None:
         )
 
 
-@app.command()
-def baseline(
-    ctx: typer.Context,
-    config: ConfigPath,
-    storage: Storage = None,
-    workers: Workers = 1,
-    tensorboard: TensorBoardDir = None,
-) -> None:
-    """Train the references: cross-entropy (gamma 0), alpha-balanced CE, a linear model."""
-    _run_stages(ctx, config, storage, ["baseline"], workers, tensorboard)
+def _stage_command(stages: list[Stage], summary: str) -> Callable[..., None]:
+    """One command per stage, with the options every stage takes."""
+
+    def command(
+        ctx: typer.Context,
+        config: ConfigPath,
+        storage: Storage = None,
+        workers: Workers = 1,
+        tensorboard: TensorBoardDir = None,
+    ) -> None:
+        _run_stages(ctx, config, storage, stages, workers, tensorboard)
+
+    command.__doc__ = summary
+    return command
 
 
-@app.command()
-def search(
-    ctx: typer.Context,
-    config: ConfigPath,
-    storage: Storage = None,
-    workers: Workers = 1,
-    tensorboard: TensorBoardDir = None,
-) -> None:
-    """Train the coarse grid of gamma x alpha."""
-    _run_stages(ctx, config, storage, ["search"], workers, tensorboard)
-
-
-@app.command()
-def refine(
-    ctx: typer.Context,
-    config: ConfigPath,
-    storage: Storage = None,
-    workers: Workers = 1,
-    tensorboard: TensorBoardDir = None,
-) -> None:
-    """Search gamma and alpha finely around the best grid point (TPE)."""
-    _run_stages(ctx, config, storage, ["refine"], workers, tensorboard)
+app.command("baseline")(
+    _stage_command(
+        ["baseline"],
+        "Train the references: cross-entropy (gamma 0), alpha-balanced CE, a linear model.",
+    )
+)
+app.command("search")(_stage_command(["search"], "Train the coarse grid of gamma x alpha."))
+app.command("refine")(
+    _stage_command(["refine"], "Search gamma and alpha finely around the best grid point (TPE).")
+)
 
 
 @app.command()

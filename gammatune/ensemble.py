@@ -26,6 +26,7 @@ from gammatune.train import (
     FitResult,
     class_weights,
     make_optimizer,
+    optimizer_step,
     scores_from_logits,
 )
 
@@ -253,14 +254,7 @@ def _train_epoch(
         ):
             logits = stacked(x[batch])
         losses = loss_fn(logits, y[batch])  # (K,): each member's mean; their sum trains each alone
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is None:
-            losses.sum().backward()
-            optimizer.step()
-        else:
-            scaler.scale(losses.sum()).backward()
-            scaler.step(optimizer)
-            scaler.update()
+        optimizer_step(losses.sum(), optimizer, scaler)
         total += losses.detach().double() * batch.shape[1]
     return (total / order.shape[1]).tolist()  # one sync with the GPU per epoch
 

@@ -204,16 +204,23 @@ def _train_epoch(
         ):
             logits = model(x[batch])
         loss = loss_fn(logits, y[batch])  # the kernel computes half precision in float32
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is None:
-            loss.backward()
-            optimizer.step()
-        else:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+        optimizer_step(loss, optimizer, scaler)
         total += loss.detach().double() * len(batch)
     return float(total.item() / len(order))  # .item() syncs with the GPU: once per epoch
+
+
+def optimizer_step(
+    loss: Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None
+) -> None:
+    """Backpropagate ``loss`` and step; float16 goes through the gradient scaler."""
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+    else:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
 
 
 @torch.no_grad()
