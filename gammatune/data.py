@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import zipfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -195,14 +196,17 @@ def _table(source: TableData) -> _Raw:
 def _npz(source: NpzData) -> _Raw:
     if not source.path.is_file():
         raise DataError(f"data.path: no such file: {source.path}.")
-    with np.load(source.path, allow_pickle=False) as arrays:
-        for field, key in (("x_key", source.x_key), ("y_key", source.y_key)):
-            if key not in arrays:
-                raise DataError(
-                    f"data.{field}: no array {key!r} in {source.path.name} "
-                    f"(arrays: {', '.join(arrays.files)})."
-                )
-        x, y = arrays[source.x_key], arrays[source.y_key]
+    try:
+        with np.load(source.path, allow_pickle=False) as arrays:
+            for field, key in (("x_key", source.x_key), ("y_key", source.y_key)):
+                if key not in arrays:
+                    raise DataError(
+                        f"data.{field}: no array {key!r} in {source.path.name} "
+                        f"(arrays: {', '.join(arrays.files)})."
+                    )
+            x, y = arrays[source.x_key], arrays[source.y_key]
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:  # not an npz, or object arrays
+        raise DataError(f"data.path: cannot read {source.path.name} as .npz: {exc}") from None
     image_shape = (int(x.shape[1]), int(x.shape[2]), int(x.shape[3])) if x.ndim == 4 else None
     return _Raw(_as_features(x, field="data.x_key"), _as_labels(y, len(x)), image_shape)
 

@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from gammatune.config import Config
+from gammatune.errors import GammatuneError
 from gammatune.plots import (
     confusion_matrices,
     objective_vs_gamma,
@@ -99,13 +100,16 @@ def write_report(
     storage = open_storage(config)
     frame = trials_frame(config, storage)
     summary = summarize(frame, config.objective)
-    csv = write_csv(frame, csv_path or config.run_dir / "trials.csv")
-    facts = experiment_facts(config, storage)
-    drawn = figures(frame, summary, [str(n) for n in facts.get("class_names", [])])
-    plots = write_plots(plots_dir, drawn) if plots_dir is not None else []
-    page = Path(html_path or config.run_dir / "report.html")
-    page.parent.mkdir(parents=True, exist_ok=True)
-    page.write_text(render_html(frame, summary, facts, drawn, name=config.name), "utf-8")
+    try:
+        csv = write_csv(frame, csv_path or config.run_dir / "trials.csv")
+        facts = experiment_facts(config, storage)
+        drawn = figures(frame, summary, [str(n) for n in facts.get("class_names", [])])
+        plots = write_plots(plots_dir, drawn) if plots_dir is not None else []
+        page = Path(html_path or config.run_dir / "report.html")
+        page.parent.mkdir(parents=True, exist_ok=True)
+        page.write_text(render_html(frame, summary, facts, drawn, name=config.name), "utf-8")
+    except OSError as exc:  # a folder where a file should go, no permission, disk full
+        raise GammatuneError(f"report: cannot write {exc.filename}: {exc.strerror}.") from None
     return Written(summary, len(frame), csv, page, plots)
 
 

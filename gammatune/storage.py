@@ -35,7 +35,8 @@ def open_storage(config: Config) -> optuna.storages.BaseStorage:
 
     url = config.storage_url
     if url.startswith("sqlite:///"):
-        config.run_dir.mkdir(parents=True, exist_ok=True) if config.storage is None else None
+        if config.storage is None:
+            make_run_dir(config)
         engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}}
     else:
         engine_kwargs = {"pool_pre_ping": True}
@@ -68,6 +69,18 @@ def claim_lock(storage: optuna.storages.BaseStorage) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def make_run_dir(config: Config) -> None:
+    """Create ``output_dir/name``.
+
+    Raises:
+        StudyError: It cannot be created (permissions, a file in the way).
+    """
+    try:
+        config.run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StudyError(f"output_dir: cannot create {config.run_dir}: {exc.strerror}.") from None
 
 
 def _tune_sqlite(storage: optuna.storages.RDBStorage) -> None:

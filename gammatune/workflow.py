@@ -14,7 +14,7 @@ from gammatune.data import Splits, load_data
 from gammatune.device import autocast_dtype, resolve_device
 from gammatune.monitor import tensorboard_logger
 from gammatune.plan import plan_stage
-from gammatune.storage import Stage, open_storage
+from gammatune.storage import Stage, make_run_dir, open_storage
 from gammatune.study import Role, TrialEvent, run_stages
 from gammatune.train import EpochEvent
 from gammatune.trial import make_objective, parallel_trials
@@ -97,6 +97,6 @@ def data_facts(splits: Splits) -> dict[str, Any]:
 
 
 def _write_resolved(config: Config) -> None:
-    config.run_dir.mkdir(parents=True, exist_ok=True)
+    make_run_dir(config)
     text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
     (config.run_dir / "config.resolved.yaml").write_text(text, encoding="utf-8")

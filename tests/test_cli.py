@@ -258,3 +258,19 @@ def test_two_workers_share_one_study_without_duplicates(tiny_config: Path) -> No
     assert sum(r["stage"] == "baseline" for r in rows) == 3
     refine = [r for r in rows if r["stage"] == "refine" and not r["warm_start_from"]]
     assert len(refine) == 2  # refine.n_trials is the total over both workers
+
+
+def test_unwritable_outputs_are_one_line(tiny_config: Path, tmp_path: Path) -> None:
+    assert _invoke("baseline", "-c", str(tiny_config)).exit_code == 0
+    folder = tmp_path / "a_folder"
+    folder.mkdir()
+    result = _invoke("report", "-c", str(tiny_config), "--out", str(folder))
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"gammatune: error: report: cannot write {folder}")
+    blocked = (
+        write_config(tmp_path / "x", output_dir=str(tmp_path / "tiny.yaml"))
+        if ((tmp_path / "x").mkdir() is None)
+        else None
+    )
+    result = _invoke("baseline", "-c", str(blocked))
+    assert result.exit_code == 4 and "output_dir: cannot create" in result.stderr

@@ -166,3 +166,10 @@ def test_parquet_without_pyarrow_says_what_to_install(tmp_path: Path, monkeypatc
     monkeypatch.setattr(pd, "read_parquet", no_engine)
     with pytest.raises(DataError, match="data.source: parquet needs pyarrow: pip install pyarrow"):
         load_data(_config({"source": "parquet", "path": str(path), "target": "y"}))
+
+
+def test_a_file_that_is_not_npz(tmp_path: Path) -> None:
+    path = tmp_path / "a.npz"
+    path.write_text("not a zip", encoding="utf-8")
+    with pytest.raises(DataError, match=r"data.path: cannot read a.npz as .npz"):
+        load_data(_config({"source": "npz", "path": str(path)}))
