@@ -267,10 +267,7 @@ def test_unwritable_outputs_are_one_line(tiny_config: Path, tmp_path: Path) -> N
     result = _invoke("report", "-c", str(tiny_config), "--out", str(folder))
     assert result.exit_code == 1
     assert result.stderr.startswith(f"gammatune: error: report: cannot write {folder}")
-    blocked = (
-        write_config(tmp_path / "x", output_dir=str(tmp_path / "tiny.yaml"))
-        if ((tmp_path / "x").mkdir() is None)
-        else None
-    )
+    (tmp_path / "x").mkdir()
+    blocked = write_config(tmp_path / "x", output_dir=str(tiny_config))  # a file, not a folder
     result = _invoke("baseline", "-c", str(blocked))
     assert result.exit_code == 4 and "output_dir: cannot create" in result.stderr
