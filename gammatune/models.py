@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 
 import torch
 from torch import nn
@@ -98,8 +97,3 @@ def init_output_bias(model: nn.Module, class_prior: torch.Tensor) -> bool:
     with torch.no_grad():
         last[-1].bias.copy_(target.to(last[-1].bias.dtype))
     return True
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Return the number of trainable parameters."""
-    return sum(math.prod(p.shape) for p in model.parameters() if p.requires_grad)

@@ -62,3 +62,10 @@ def test_leaves_import_only_leaves() -> None:
 def test_modules_stay_small() -> None:
     for path in PACKAGE.glob("*.py"):
         assert len(path.read_text(encoding="utf-8").splitlines()) <= 400, path.name
+
+
+def test_public_api_resolves() -> None:
+    import gammatune
+
+    for name in gammatune.__all__:
+        assert getattr(gammatune, name) is not None, name
