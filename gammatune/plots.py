@@ -31,7 +31,8 @@ def _figure(width: float, height: float, ncols: int = 1, nrows: int = 1) -> tupl
 def to_png(figure: Figure) -> bytes:
     """Render a figure to PNG bytes."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
+    # zlib level 1: a few percent larger, encoded in a fraction of the time.
+    figure.savefig(buffer, format="png", pil_kwargs={"compress_level": 1})
     return buffer.getvalue()
 
 

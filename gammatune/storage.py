@@ -110,8 +110,7 @@ def load_study(
     config: Config, stage: Stage, storage: optuna.storages.BaseStorage
 ) -> optuna.Study | None:
     """Return a stage's study, or None when it has not been run."""
-    names = {
-        s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
-    }
+    # Names only: study summaries would read (and copy) every trial of every study.
     name = study_name(config, stage)
-    return optuna.load_study(study_name=name, storage=storage) if name in names else None
+    exists = name in optuna.get_all_study_names(storage)
+    return optuna.load_study(study_name=name, storage=storage) if exists else None
