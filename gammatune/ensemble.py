@@ -103,7 +103,11 @@ class StackedMLP(nn.Module):
         """Return logits ``(K, B, out)``; a shared ``(B, F)`` input goes to every member."""
         h = x
         for index, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
-            h = torch.baddbmm(bias, h, weight) if h.dim() == 3 else torch.matmul(h, weight) + bias
+            h = (
+                torch.baddbmm(bias, h, weight)
+                if h.dim() == 3
+                else torch.matmul(h, weight).add_(bias)
+            )
             if index < len(self.weights) - 1:
                 h = torch.relu_(h)  # in place: the matmul keeps its inputs, not its output
                 if self.dropout > 0:
