@@ -62,6 +62,12 @@ OutCsv = Annotated[
 ]
 
 
+def _version(value: bool) -> None:
+    if value:  # eager: before Typer asks for a command
+        out.print(f"gammatune {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main(
     ctx: typer.Context,
@@ -72,7 +78,10 @@ def main(
         bool, typer.Option("--traceback", help="Show the traceback of an error, for bug reports.")
     ] = False,
     version: Annotated[
-        bool, typer.Option("--version", help="Print the version and exit.")
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", is_eager=True, callback=_version
+        ),
     ] = False,
 ) -> None:
     """Find the right focal-loss gamma and alpha for an imbalanced classification problem.
@@ -80,9 +89,6 @@ def main(
     The workflow: baseline (cross-entropy), search (coarse gamma x alpha grid), refine (fine
     search around the best grid point), report (CSV and summary). `run` does all four.
     """
-    if version:
-        out.print(f"gammatune {__version__}")
-        raise typer.Exit()
     ctx.obj = {"traceback": traceback}
     from rich.logging import RichHandler
 

@@ -38,6 +38,11 @@ def test_help_on_every_command(command: list[str]) -> None:
     assert result.exit_code == 0 and "Usage: gammatune" in result.stdout
 
 
+def test_version() -> None:
+    result = _invoke("--version")
+    assert result.exit_code == 0 and result.stdout.startswith("gammatune 0.")
+
+
 def test_help_and_check_import_neither_torch_nor_optuna(tiny_config: Path) -> None:
     code = (
         "import sys\n"
