@@ -129,7 +129,8 @@ def _row(stage: str, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     row.update({k: v for k, v in attrs.items() if not isinstance(v, (list, dict))})
     # A warm-start copy carries its search trial's attributes; its row is the refine study's.
     row.update(stage=stage, number=trial.number, state=trial.state.name)
-    row.pop("host", None), row.pop("pid", None)
+    for owner in ("host", "pid"):  # which process ran it: for resuming, not for the table
+        row.pop(owner, None)
     for split in ("val", "test"):
         # Lists (per class, confusion, PR curve) stay objects here; write_csv encodes them.
         row.update({f"{split}_{k}": v for k, v in attrs.get(split, {}).items()})

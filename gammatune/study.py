@@ -1,4 +1,4 @@
-"""Optuna storage and the three stages. A stage is data: its points or search space, its sampler.
+"""Running the three stages on Optuna studies: what each runs comes from ``plan``.
 
 - ``baseline``: gamma 0 (the loss is plain cross-entropy), alpha off, ``baseline.repeats`` seeds;
   alpha-balanced cross-entropy at each alpha of the search grid; a linear model as a yardstick.
@@ -320,7 +320,9 @@ def _run_slots(slots: list[_Slot], objective: Objective) -> list[TrialEvent]:
 
 def _reused(twin: FrozenTrial) -> Outcome:
     assert twin.value is not None
-    return twin.value, {**twin.user_attrs, "reused_from": twin.number}
+    # A new trial of the refine budget even when its twin is a warm-start copy of a search trial.
+    attrs = {k: v for k, v in twin.user_attrs.items() if k != "warm_start_from"}
+    return twin.value, {**attrs, "reused_from": twin.number}
 
 
 def _completed_twin(study: optuna.Study, params: dict[str, Any]) -> FrozenTrial | None:

@@ -1,0 +1,37 @@
+"""Stages on real Optuna storage, with a stand-in objective (no training)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from optuna.trial import TrialState
+
+from gammatune.config import Config
+from gammatune.storage import open_storage
+from gammatune.study import run_stages
+from tests.conftest import TINY
+
+
+def _objective(params_list: list[dict]) -> list[tuple[float, dict]]:
+    return [(p["gamma"] * (p["alpha"] or 0.5), {"gamma": p["gamma"]}) for p in params_list]
+
+
+def test_refine_budget_counts_trials_that_repeat_a_warm_start_point(tmp_path: Path) -> None:
+    """A tiny window (9 points) and 12 trials: TPE must propose points it has seen, some of them
+    the warm-start copy of the search trial. Each is still one trial of the budget."""
+    config = Config.model_validate(
+        {
+            **TINY,
+            "output_dir": str(tmp_path),
+            "search": {"gamma": [0.5], "alpha": [0.75]},
+            "refine": {"n_trials": 12, "gamma_window": 0.1, "alpha_window": 0.05},
+        }
+    )
+    storage = open_storage(config)
+    studies = run_stages(config, ["search", "refine"], _objective, storage=storage, parallel=4)
+    trials = studies["refine"].get_trials(deepcopy=False)
+    warm = [t for t in trials if "warm_start_from" in t.user_attrs]
+    run = [t for t in trials if "warm_start_from" not in t.user_attrs]
+    assert len(warm) == 1
+    assert len(run) == 12 and all(t.state == TrialState.COMPLETE for t in run)
+    assert any("reused_from" in t.user_attrs for t in run)  # twins were reused, not retrained
