@@ -131,7 +131,8 @@ def _fit_members(context: _Context, members: list[Member]) -> list[FitResult]:
     splits = context.splits
     data = (splits.x_train, splits.y_train, splits.x_val, splits.y_val)
     train = context.config.train
-    if len(members) > 1 and all(stackable(m.model) for m in members):
+    float16 = context.autocast == torch.float16  # needs loss scaling: one model at a time
+    if len(members) > 1 and not float16 and all(stackable(m.model) for m in members):
         return fit_stacked(
             members,
             data,

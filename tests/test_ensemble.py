@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from gammatune.config import ModelConfig, TrainConfig
-from gammatune.ensemble import Member, fit_stacked, stackable
+from gammatune.ensemble import FlatAdamW, Member, StackedMLP, fit_stacked, stackable
 from gammatune.models import build_model
 from gammatune.train import fit, make_loss
 
@@ -85,3 +85,48 @@ def test_what_can_be_stacked() -> None:
     assert stackable(build_model(ModelConfig(kind="mlp"), n_features=4, n_outputs=1))
     cnn = build_model(ModelConfig(kind="cnn"), n_features=64, n_outputs=1, image_shape=(1, 8, 8))
     assert not stackable(cnn)
+
+
+def test_flat_adamw_is_torch_adamw() -> None:
+    g = torch.Generator().manual_seed(0)
+    ours = torch.randn(50, generator=g, dtype=torch.float64)
+    theirs = torch.nn.Parameter(ours.clone())
+    reference = torch.optim.AdamW([theirs], lr=0.01, weight_decay=0.1)
+    optimizer = FlatAdamW(ours, lr=0.01, weight_decay=0.1)
+    for _ in range(20):
+        grad = torch.randn(50, generator=g, dtype=torch.float64)
+        theirs.grad = grad.clone()
+        reference.step()
+        optimizer.step(grad)
+    torch.testing.assert_close(ours, theirs.detach(), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize(("n_outputs", "dropout"), [(1, 0.0), (3, 0.0), (1, 0.3)])
+def test_written_out_backward_is_autograd(n_outputs: int, dropout: float) -> None:
+    models = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        config = ModelConfig(kind="mlp", hidden=[8, 5], dropout=dropout)
+        models.append(build_model(config, n_features=6, n_outputs=n_outputs).double())
+    stacked = StackedMLP(models, CPU)
+    x = torch.randn(3, 16, 6, dtype=torch.float64)
+    upstream = torch.randn(3, 16, n_outputs, dtype=torch.float64)
+    flat = stacked.flat.clone().requires_grad_()
+    torch.manual_seed(1)  # the same dropout masks both times
+    (expected,) = torch.autograd.grad((stacked.forward(x, flat, []) * upstream).sum(), flat)
+    torch.manual_seed(1)
+    saved: list[torch.Tensor] = []
+    stacked.forward(x, stacked.flat, saved)
+    got = stacked.backward(x, stacked.flat, saved, upstream)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-14)
+    assert len(saved) == (4 if dropout else 2)  # inputs of hidden layers, then masks
+
+
+def test_float16_is_refused() -> None:
+    members = _members(1, [(2.0, None, 0), (2.0, None, 1)])
+    config = TrainConfig(epochs=1, batch_size=32)
+    with pytest.raises(ValueError, match="float16"):
+        fit_stacked(
+            members, _data(), n_classes=2, minority=1, config=config, device=CPU,
+            autocast=torch.float16,
+        )  # fmt: skip
