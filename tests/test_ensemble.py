@@ -113,11 +113,12 @@ def test_written_out_backward_is_autograd(n_outputs: int, dropout: float) -> Non
     upstream = torch.randn(3, 16, n_outputs, dtype=torch.float64)
     flat = stacked.flat.clone().requires_grad_()
     torch.manual_seed(1)  # the same dropout masks both times
-    (expected,) = torch.autograd.grad((stacked.forward(x, flat, []) * upstream).sum(), flat)
+    logits = stacked.forward(x, stacked.layers(flat), [])
+    (expected,) = torch.autograd.grad((logits * upstream).sum(), flat)
     torch.manual_seed(1)
     saved: list[torch.Tensor] = []
-    stacked.forward(x, stacked.flat, saved)
-    got = stacked.backward(x, stacked.flat, saved, upstream)
+    stacked.forward(x, stacked.work_layers, saved)
+    got = stacked.backward(x, saved, upstream)
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-14)
     assert len(saved) == (4 if dropout else 2)  # inputs of hidden layers, then masks
 
