@@ -348,6 +348,7 @@ class _Progress:
             markup=False,
             highlight=False,
         )
+        _freeze_imports()  # the data reader's imports (scikit-learn, pandas) too
 
     def start_stage(self, stage: str, total: int) -> None:
         self.bars.reset(self.trials, total=total, completed=0, visible=True, description=stage)

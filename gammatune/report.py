@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 from gammatune.config import Config
 from gammatune.errors import StudyError
 from gammatune.metrics import OBJECTIVES
-from gammatune.storage import STAGES, load_study, open_storage
+from gammatune.storage import STAGES, load_study, open_storage, trial_attrs
 
 _LEADING = ["stage", "number", "state", "gamma", "alpha", "repeat", "model", "seed", "objective"]
 _SPLIT_FIELDS = [
@@ -124,7 +124,7 @@ def experiment_facts(
 
 
 def _row(stage: str, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
-    attrs = trial.user_attrs
+    attrs = trial_attrs(trial)
     row: dict[str, Any] = dict(trial.params)
     row.update({k: v for k, v in attrs.items() if not isinstance(v, (list, dict))})
     # A warm-start copy carries its search trial's attributes; its row is the refine study's.

@@ -25,7 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from gammatune.config import Config
 from gammatune.plan import StagePlan, complete_params, plan_stage, rounds
-from gammatune.storage import Stage, claim_lock, study_name
+from gammatune.storage import Stage, claim_lock, save_result, study_name, trial_attrs
 
 logger = logging.getLogger(__name__)
 
@@ -281,7 +281,7 @@ def _start(study: optuna.Study, plan: StagePlan) -> optuna.Trial | None:
 
 
 def _run_slots(slots: list[_Slot], objective: Objective) -> list[TrialEvent]:
-    twins = [_completed_twin(slot.study, slot.params) for slot in slots]
+    twins = _completed_twins(slots)
     try:
         fresh = iter(
             objective([s.params for s, twin in zip(slots, twins, strict=True) if not twin])
@@ -321,20 +321,20 @@ def _run_slots(slots: list[_Slot], objective: Objective) -> list[TrialEvent]:
 def _reused(twin: FrozenTrial) -> Outcome:
     assert twin.value is not None
     # A new trial of the refine budget even when its twin is a warm-start copy of a search trial.
-    attrs = {k: v for k, v in twin.user_attrs.items() if k != "warm_start_from"}
+    attrs = {k: v for k, v in trial_attrs(twin).items() if k != "warm_start_from"}
     return twin.value, {**attrs, "reused_from": twin.number}
 
 
-def _completed_twin(study: optuna.Study, params: dict[str, Any]) -> FrozenTrial | None:
-    """A completed trial of the same point: TPE on a stepped grid can propose one twice."""
-    key = _key(params)
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if _key(trial.params) == key:
-            return trial
-    return None
+def _completed_twins(slots: list[_Slot]) -> list[FrozenTrial | None]:
+    """Each slot's first completed trial of the same point (TPE on a stepped grid can propose
+    one twice), reading each study once."""
+    done: dict[str, dict[tuple[Any, ...], FrozenTrial]] = {}
+    for study in {slot.study.study_name: slot.study for slot in slots}.values():
+        first = done.setdefault(study.study_name, {})
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            first.setdefault(_key(trial.params), trial)
+    return [done[slot.study.study_name].get(_key(slot.params)) for slot in slots]
 
 
 def _set_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
-    for key, value in attrs.items():
-        if key not in ("host", "pid"):
-            trial.set_user_attr(key, value)
+    save_result(trial, {k: v for k, v in attrs.items() if k not in ("host", "pid")})

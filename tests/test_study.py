@@ -7,7 +7,7 @@ from pathlib import Path
 from optuna.trial import TrialState
 
 from gammatune.config import Config
-from gammatune.storage import open_storage
+from gammatune.storage import open_storage, trial_attrs
 from gammatune.study import run_stages
 from tests.conftest import TINY
 
@@ -34,4 +34,7 @@ def test_refine_budget_counts_trials_that_repeat_a_warm_start_point(tmp_path: Pa
     run = [t for t in trials if "warm_start_from" not in t.user_attrs]
     assert len(warm) == 1
     assert len(run) == 12 and all(t.state == TrialState.COMPLETE for t in run)
-    assert any("reused_from" in t.user_attrs for t in run)  # twins were reused, not retrained
+    assert any("reused_from" in trial_attrs(t) for t in run)  # twins were reused, not retrained
+    # A trial's results are one stored attribute (one write), beside who ran it.
+    assert all(set(t.user_attrs) == {"host", "pid", "result"} for t in run)
+    assert trial_attrs(run[0])["gamma"] == run[0].params["gamma"]
