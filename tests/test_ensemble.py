@@ -87,12 +87,15 @@ def test_what_can_be_stacked() -> None:
     assert not stackable(cnn)
 
 
-def test_flat_adamw_is_torch_adamw() -> None:
+@pytest.mark.parametrize("fused", [True, False])
+def test_flat_adamw_is_torch_adamw(fused: bool) -> None:
+    if fused and not hasattr(torch, "_fused_adamw_"):
+        pytest.skip("this torch has no fused AdamW kernel")
     g = torch.Generator().manual_seed(0)
     ours = torch.randn(50, generator=g, dtype=torch.float64)
     theirs = torch.nn.Parameter(ours.clone())
     reference = torch.optim.AdamW([theirs], lr=0.01, weight_decay=0.1)
-    optimizer = FlatAdamW(ours, lr=0.01, weight_decay=0.1)
+    optimizer = FlatAdamW(ours, lr=0.01, weight_decay=0.1, fused=fused)
     for _ in range(20):
         grad = torch.randn(50, generator=g, dtype=torch.float64)
         theirs.grad = grad.clone()
