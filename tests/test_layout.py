@@ -25,7 +25,7 @@ ORDER = [
     "page",
     "cli",
 ]
-LEAVES = {"errors", "loss", "schedules", "device", "metrics", "plugins"}
+LEAVES = {"errors", "loss", "fused", "schedules", "device", "metrics", "plugins"}
 
 
 def _imports(module: str) -> set[str]:

@@ -353,3 +353,39 @@ def test_multiclass_wrong_tail_is_exact() -> None:
     x = torch.tensor([[-200.0, 0.0, 0.0]])
     got = focal_loss(x, torch.tensor([0]), gamma=2.0, mode="multiclass").item()
     assert got == pytest.approx(200.0 + math.log(2.0), rel=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["binary", "multilabel"])
+def test_compiled_pass_equals_the_eager_kernel(mode: str) -> None:
+    g = torch.Generator().manual_seed(0)
+    shape = (300,) if mode == "binary" else (100, 3)
+    logits = torch.randn(shape, generator=g, dtype=torch.float64) * 6
+    logits.view(-1)[:5] = torch.tensor([40.0, -40.0, 80.0, 0.0, -3.0], dtype=torch.float64)
+    targets = (torch.rand(shape, generator=g) < 0.3).double()
+    for gamma, alpha, reduction in [(0.0, None, "mean"), (0.5, 0.25, "sum"), (2.0, 0.75, "none")]:
+        results = []
+        for compile in (False, True):
+            x = logits.clone().requires_grad_()
+            loss = focal_loss(
+                x, targets, gamma=gamma, alpha=alpha, mode=mode, reduction=reduction,
+                compile=compile,
+            )  # fmt: skip
+            loss.backward(torch.ones_like(loss))
+            results.append((loss.detach(), x.grad))
+        (eager_loss, eager_grad), (fused_loss, fused_grad) = results
+        torch.testing.assert_close(fused_loss, eager_loss, rtol=1e-12, atol=1e-15)
+        torch.testing.assert_close(fused_grad, eager_grad, rtol=1e-12, atol=1e-15)
+
+
+def test_a_compiler_failure_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gammatune.fused as fused
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(fused, "_compiled", {True: broken, False: broken})
+    monkeypatch.setattr(fused, "_failed", set())
+    logits, targets = torch.tensor([2.0, -1.0]), torch.tensor([1.0, 0.0])
+    expected = focal_loss(logits, targets, gamma=2.0, compile=False)
+    assert focal_loss(logits, targets, gamma=2.0, compile=True) == expected
+    assert fused._failed == {"cpu"}  # found out once, not tried again
