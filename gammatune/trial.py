@@ -15,9 +15,10 @@ import torch
 from gammatune.config import Config, ModelConfig
 from gammatune.data import Splits
 from gammatune.device import device_name, seed_everything
-from gammatune.ensemble import Member, choose_parallel, fit_stacked, stackable
+from gammatune.ensemble import Member, choose_parallel, fit_stacked
 from gammatune.metrics import best_f1_threshold, evaluate, objective_value
 from gammatune.models import build_model, init_output_bias
+from gammatune.stacks import stackable, vmappable
 from gammatune.study import Objective, Outcome, TrialFailed
 from gammatune.train import (
     EpochEvent,
@@ -82,7 +83,7 @@ def parallel_trials(config: Config, splits: Splits, device: torch.device) -> int
         _Context(config, splits, device, None, None),
         {"gamma": 0.0, "alpha": None, "repeat": 0, "model": "configured"},
     ).model
-    if not stackable(model):
+    if not _stacks(model, splits.n_features):
         return 1 if config.train.parallel == "auto" else int(config.train.parallel)
     return choose_parallel(
         config.train.parallel,
@@ -91,6 +92,11 @@ def parallel_trials(config: Config, splits: Splits, device: torch.device) -> int
         batch_size=config.train.batch_size,
         device=device,
     )
+
+
+def _stacks(model: torch.nn.Module, n_features: int) -> bool:
+    """Whether trials of this architecture train together (see :mod:`gammatune.stacks`)."""
+    return stackable(model) or vmappable(model, n_features)
 
 
 def _train_group(context: _Context, params_list: list[dict[str, Any]]) -> list[Outcome]:
@@ -132,7 +138,7 @@ def _fit_members(context: _Context, members: list[Member]) -> list[FitResult]:
     data = (splits.x_train, splits.y_train, splits.x_val, splits.y_val)
     train = context.config.train
     float16 = context.autocast == torch.float16  # needs loss scaling: one model at a time
-    if len(members) > 1 and not float16 and all(stackable(m.model) for m in members):
+    if len(members) > 1 and not float16 and _stacks(members[0].model, splits.n_features):
         return fit_stacked(
             members,
             data,

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from gammatune.config import ModelConfig, TrainConfig
-from gammatune.ensemble import FlatAdamW, Member, StackedMLP, fit_stacked, stackable
+from gammatune.ensemble import Member, fit_stacked
 from gammatune.models import build_model
+from gammatune.stacks import FlatAdamW, StackedMLP, VmappedModels, stackable, vmappable
 from gammatune.train import fit, make_loss
 
 CPU = torch.device("cpu")
@@ -134,3 +135,72 @@ def test_float16_is_refused() -> None:
             members, _data(), n_classes=2, minority=1, config=config, device=CPU,
             autocast=torch.float16,
         )  # fmt: skip
+
+
+def _cnn() -> torch.nn.Module:
+    cnn = ModelConfig(kind="cnn", channels=[2, 3], dropout=0.0)
+    return build_model(cnn, n_features=16, n_outputs=1, image_shape=(1, 4, 4))
+
+
+def _batch_norm() -> torch.nn.Module:  # a plugin model with buffers updated in training
+    nn = torch.nn
+    return nn.Sequential(nn.Linear(16, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 1))
+
+
+def test_vmapped_members_train_as_they_would_alone() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(120, 16, generator=g, dtype=torch.float64)
+    y = (x[:, :4].sum(1) > 0.5).long()
+    data = (x[:80], y[:80], x[80:], y[80:])
+    config = TrainConfig(epochs=4, batch_size=16, lr=0.01, patience=1, min_epochs=2)
+    members = []
+    for gamma, alpha, seed in [(0.0, None, 0), (2.0, 0.25, 1), (1.0, 0.75, 2)]:
+        torch.manual_seed(seed)
+        members.append(Member(_cnn().double(), gamma, alpha, seed))
+    assert not stackable(members[0].model) and vmappable(members[0].model, 16)
+    alone = [_alone(m, data, config, 2) for m in members]
+    together = fit_stacked(members, data, n_classes=2, minority=1, config=config, device=CPU)
+    for member, (model, result), stacked in zip(members, alone, together, strict=True):
+        assert (stacked.best_epoch, stacked.stop_reason) == (result.best_epoch, result.stop_reason)
+        assert stacked.train_loss == pytest.approx(result.train_loss, rel=1e-10)
+        for name, tensor in model.state_dict().items():  # parameters and running statistics
+            torch.testing.assert_close(
+                member.model.state_dict()[name], tensor, rtol=1e-10, atol=1e-12
+            )
+
+
+def test_vmapped_batch_norm_keeps_each_members_statistics_and_gradients() -> None:
+    """Not compared over a whole training: a bias before batch norm has a gradient of rounding
+    size, whose sign Adam's first steps turn into full steps, alone as much as stacked."""
+    torch.manual_seed(0)
+    models = [_batch_norm().double() for _ in range(2)]
+    stack = VmappedModels([copy.deepcopy(m) for m in models], CPU)
+    x = torch.randn(2, 8, 16, dtype=torch.float64)
+    stack.base.train()
+    logits = torch.func.vmap(stack._call, randomness="different")(stack.params, stack.buffers, x)
+    grads = torch.autograd.grad(logits.square().sum(), list(stack.params.values()))
+    for k, model in enumerate(models):
+        model(x[k]).square().sum().backward()
+        for param, grad in zip(model.parameters(), grads, strict=True):
+            torch.testing.assert_close(grad[k], param.grad, rtol=1e-12, atol=1e-14)
+        for name, buffer in model.named_buffers():  # running mean, variance, count
+            torch.testing.assert_close(stack.buffers[name][k], buffer)
+
+
+class _DataDependent(torch.nn.Module):
+    """Control flow on a tensor's value: vmap cannot batch it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x) if x.sum().item() > 0 else -self.linear(x)
+
+
+def test_what_vmap_cannot_batch_trains_one_at_a_time() -> None:
+    model = _DataDependent()
+    before = copy.deepcopy(model.state_dict())
+    assert not stackable(model) and not vmappable(model, 4)
+    for name, tensor in model.state_dict().items():  # the probe ran on copies
+        torch.testing.assert_close(tensor, before[name])

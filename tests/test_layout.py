@@ -12,6 +12,7 @@ ORDER = [
     "data",
     "models",
     "train",
+    "stacks",
     "ensemble",
     "storage",
     "plan",
