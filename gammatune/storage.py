@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -48,6 +49,9 @@ def open_storage(config: Config) -> optuna.storages.BaseStorage:
         raise StudyError(f"storage: cannot open {_redact(url)}: {reason}") from None
     if url.startswith("sqlite:///"):
         _tune_sqlite(storage)
+    # Close the pooled connections when the storage goes, or at exit: SQLite then folds its
+    # write-ahead log into the .db file, so that the file alone holds the whole study.
+    weakref.finalize(storage, storage.engine.dispose)
     return storage
 
 

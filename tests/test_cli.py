@@ -276,3 +276,13 @@ def test_unwritable_outputs_are_one_line(tiny_config: Path, tmp_path: Path) -> N
     blocked = write_config(tmp_path / "x", output_dir=str(tiny_config))  # a file, not a folder
     result = _invoke("baseline", "-c", str(blocked))
     assert result.exit_code == 4 and "output_dir: cannot create" in result.stderr
+
+
+def test_a_finished_command_leaves_the_whole_study_in_the_db_file(tmp_path: Path) -> None:
+    """SQLite's write-ahead log is folded back at exit: copying study.db copies every trial."""
+    config = write_config(tmp_path, search={"gamma": [1.0], "alpha": [0.25]})
+    command = [sys.executable, "-m", "gammatune", "search", "--config", str(config)]
+    subprocess.run(command, capture_output=True, check=True)
+    run_dir = tmp_path / "runs" / "tiny"
+    assert (run_dir / "study.db").is_file()
+    assert not (run_dir / "study.db-wal").exists()
