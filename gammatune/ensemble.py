@@ -69,11 +69,13 @@ def fit_stacked(
     autocast: torch.dtype | None = None,
     on_epoch: Callable[[EpochEvent], None] | None = None,
 ) -> list[FitResult]:
-    """Train stackable models together; each member ends at its own best epoch, as with ``fit``.
+    """Train models of one architecture together; each ends at its own best epoch, as ``fit``.
+
+    Linear and MLP models train as a :class:`StackedMLP`, others as :class:`VmappedModels`
+    (check :func:`gammatune.stacks.vmappable` first).
 
     Args:
-        members: Initialized models of one architecture (see :func:`stackable`), with their
-            loss settings and seeds.
+        members: Initialized models of one architecture, with their loss settings and seeds.
         data: ``(x_train, y_train, x_val, y_val)``, shared by every member.
         n_classes: 2 for binary (one output), else the number of classes.
         minority: The class that ``alpha`` weights in multiclass tasks.
