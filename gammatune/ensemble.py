@@ -7,6 +7,7 @@ failure, and ends at its own best epoch, as with ``fit``.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,22 +41,41 @@ class Member:
 
 
 def choose_parallel(
-    setting: int | str, *, model: nn.Module, n_val: int, batch_size: int, device: torch.device
+    setting: int | str,
+    *,
+    model: nn.Module,
+    n_features: int,
+    batch_size: int,
+    device: torch.device,
 ) -> int:
     """Return ``setting``, or for ``"auto"`` how many members to stack on ``device``.
 
     On a CPU, 16 (past that, bench/workflow.py gains little); on CUDA, as many as fit in half
-    the free memory (parameters, gradients and AdamW state, plus activations), at most 256.
+    the free memory, at most 256: per member, parameters with their gradients and AdamW state,
+    and the activations of a training batch (kept for the backward) and of a validation chunk.
     """
     if setting != "auto":
         return int(setting)
     if device.type != "cuda":
         return 16
     n_parameters = sum(p.numel() for p in model.parameters())
-    widest = max(p.shape[0] for p in model.parameters())
-    per_member = 4 * (4 * n_parameters + 3 * (batch_size + n_val) * widest)
+    activations = _activations_per_row(model, n_features)
+    per_member = 4 * (4 * n_parameters + activations * (2 * batch_size + 4096))
     free, _ = torch.cuda.mem_get_info(device)
     return int(max(1, min(256, free // 2 // per_member)))
+
+
+def _activations_per_row(model: nn.Module, n_features: int) -> int:
+    """How many numbers the model's layers output for one input row (measured on a copy)."""
+    probe = copy.deepcopy(model).cpu().eval()
+    sizes: list[int] = []
+    for module in probe.modules():
+        if not list(module.children()):
+            module.register_forward_hook(lambda _m, _i, out: sizes.append(out.numel()))
+    dtype = next(probe.parameters()).dtype
+    with torch.no_grad():
+        probe(torch.zeros(1, n_features, dtype=dtype))
+    return max(1, sum(sizes))
 
 
 def fit_stacked(

@@ -88,7 +88,7 @@ def parallel_trials(config: Config, splits: Splits, device: torch.device) -> int
     return choose_parallel(
         config.train.parallel,
         model=model,
-        n_val=len(splits.y_val),
+        n_features=splits.n_features,
         batch_size=config.train.batch_size,
         device=device,
     )

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from gammatune.config import ModelConfig, TrainConfig
-from gammatune.ensemble import Member, fit_stacked
+from gammatune.ensemble import Member, choose_parallel, fit_stacked
 from gammatune.models import build_model
 from gammatune.stacks import FlatAdamW, StackedMLP, VmappedModels, stackable, vmappable
 from gammatune.train import fit, make_loss
@@ -204,3 +204,22 @@ def test_what_vmap_cannot_batch_trains_one_at_a_time() -> None:
     assert not stackable(model) and not vmappable(model, 4)
     for name, tensor in model.state_dict().items():  # the probe ran on copies
         torch.testing.assert_close(tensor, before[name])
+
+
+def test_auto_parallel_counts_activations_on_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    free = 2**30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free, 2 * free))
+    cuda = torch.device("cuda")
+    cnn = build_model(
+        ModelConfig(kind="cnn", channels=[16, 32]),
+        n_features=64,
+        n_outputs=1,
+        image_shape=(1, 8, 8),
+    )
+    n_parameters = sum(p.numel() for p in cnn.parameters())
+    chosen = choose_parallel("auto", model=cnn, n_features=64, batch_size=256, device=cuda)
+    by_parameters = free // 2 // (16 * n_parameters)
+    assert 1 <= chosen < by_parameters / 4  # the CNN's feature maps dominate its memory
+    assert choose_parallel(3, model=cnn, n_features=64, batch_size=256, device=cuda) == 3
+    cpu = torch.device("cpu")
+    assert choose_parallel("auto", model=cnn, n_features=64, batch_size=256, device=cpu) == 16
