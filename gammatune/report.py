@@ -207,11 +207,12 @@ class Summary:
 
 
 def summarize(frame: pd.DataFrame, objective: str) -> Summary:
-    """Pick the rows people compare and the recommended gamma/alpha (best validation objective).
+    """Pick the rows people compare and the recommended gamma/alpha.
 
-    The recommendation is chosen on validation among every trial of the configured model,
-    cross-entropy included; the verdict judges it on the test split against both baselines,
-    from the bootstrap intervals.
+    The best validation objective among every trial of the configured model, cross-entropy
+    included, is judged on the test split against both baselines, from the bootstrap intervals;
+    when its gain does not hold there (inside cross-entropy's interval, or worse), plain
+    cross-entropy is the recommendation, and the verdict says why.
     """
     done = frame[frame["state"] == "COMPLETE"]
     if "warm_start_from" in done:
@@ -237,7 +238,10 @@ def summarize(frame: pd.DataFrame, objective: str) -> Summary:
         _summary_row("CE", picks[0][1]) if len(picks[0][1]) else None,
         _summary_row(f"CE at alpha {best.alpha:g}", same_alpha) if len(same_alpha) else None,
     ]
-    return Summary(objective, rows, best, _verdict(best, [r for r in references if r]))
+    verdict, holds = _verdict(best, [r for r in references if r])
+    if not holds and len(picks[0][1]):  # the validation gain did not hold on test: plain CE
+        best = _summary_row("recommended", picks[0][1])
+    return Summary(objective, rows, best, verdict)
 
 
 def _summary_row(label: str, part: pd.DataFrame) -> SummaryRow:
@@ -265,10 +269,12 @@ def _summary_row(label: str, part: pd.DataFrame) -> SummaryRow:
     )
 
 
-def _verdict(best: SummaryRow, references: list[SummaryRow]) -> str:
+def _verdict(best: SummaryRow, references: list[SummaryRow]) -> tuple[str, bool]:
+    """The verdict on the best validation trial, and whether its gain holds on test."""
     setting = f"gamma={best.gamma:g}, alpha={'off' if best.alpha is None else f'{best.alpha:g}'}"
     if best.gamma == 0:
-        return f"Best on validation: cross-entropy ({setting}); focal loss does not help here."
+        text = f"Best on validation: cross-entropy ({setting}); focal loss does not help here."
+        return text, True
     low, high = best.test_f1_ci
     parts = [f"Best on validation: {setting}. Test F1 {best.test_f1:.3f} [{low:.3f}, {high:.3f}]"]
     noisy = worse = False
@@ -284,7 +290,7 @@ def _verdict(best: SummaryRow, references: list[SummaryRow]) -> str:
         parts.append("cross-entropy did better on test: the validation gain did not hold")
     elif noisy:
         parts.append("the difference is within the test split's noise: prefer cross-entropy")
-    return "; ".join(parts) + "."
+    return "; ".join(parts) + ".", not (worse or noisy)
 
 
 def render_summary(console: Any, summary: Summary) -> None:

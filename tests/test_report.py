@@ -56,11 +56,15 @@ def test_a_gain_inside_the_baseline_interval_is_called_noise() -> None:
     summary = summarize(_frame(0.58), "f1")
     assert "(inside its 95% interval)" in summary.verdict
     assert "within the test split's noise: prefer cross-entropy" in summary.verdict
+    # ... and the recommendation says the same: plain cross-entropy, not the noisy focal point.
+    assert summary.recommended is not None
+    assert (summary.recommended.gamma, summary.recommended.alpha) == (0.0, None)
 
 
 def test_a_validation_gain_that_fails_on_test_is_called_out() -> None:
     summary = summarize(_frame(0.20), "f1")
     assert "cross-entropy did better on test" in summary.verdict
+    assert summary.recommended is not None and summary.recommended.gamma == 0.0
 
 
 def test_cross_entropy_best_on_validation() -> None:
