@@ -187,7 +187,7 @@ def focal_loss(
             Default ``"mean"``.
         ignore_index: Multiclass target value to ignore. Default -100.
         compile: Binary/multilabel with a float gamma and alpha can run as one compiled pass
-            (see :mod:`gammatune.fused`; 2.3x the eager kernel on a CPU). None (default): from
+            (see :mod:`gammatune.fused`; ~2x the eager kernel on a CPU). None (default): from
             2^20 elements on, where the one-off compile pays; True: any size; False: never.
             Where torch cannot compile, the eager kernel runs, silently.
 

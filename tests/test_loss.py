@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gammatune import fused
 from gammatune.loss import FocalLoss, focal_loss
 from gammatune.schedules import GammaSchedule
 
@@ -375,16 +376,19 @@ def test_compiled_pass_equals_the_eager_kernel(mode: str) -> None:
         (eager_loss, eager_grad), (fused_loss, fused_grad) = results
         torch.testing.assert_close(fused_loss, eager_loss, rtol=1e-12, atol=1e-15)
         torch.testing.assert_close(fused_grad, eager_grad, rtol=1e-12, atol=1e-15)
+        # The compiled pass ran (rather than falling back to the eager kernel unseen).
+        direct = fused.fused_sigmoid_focal(logits, targets, gamma, alpha, reduction, compile=True)
+        assert direct is not None and not fused._failed
+        torch.testing.assert_close(direct, eager_loss, rtol=1e-12, atol=1e-15)
 
 
 def test_a_compiler_failure_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch) -> None:
-    import gammatune.fused as fused
-
     def broken(*args: object) -> None:
         raise RuntimeError("no C++ compiler")
 
     monkeypatch.setattr(fused, "_compiled", {True: broken, False: broken})
     monkeypatch.setattr(fused, "_failed", set())
+    monkeypatch.setattr(fused, "_working", set())  # a process where nothing compiled yet
     logits, targets = torch.tensor([2.0, -1.0]), torch.tensor([1.0, 0.0])
     expected = focal_loss(logits, targets, gamma=2.0, compile=False)
     assert focal_loss(logits, targets, gamma=2.0, compile=True) == expected
