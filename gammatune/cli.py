@@ -197,10 +197,9 @@ def report(
     """Export every trial to CSV, draw the report page, and compare the best with the baselines."""
     with _user_errors(ctx):
         from gammatune.page import write_report
-
-        _freeze_imports()
         from gammatune.report import render_summary
 
+        _freeze_imports()
         written = write_report(
             _load(config, storage), csv_path=out_csv, html_path=html, plots_dir=plots
         )
@@ -237,10 +236,15 @@ def _run_stages(
 
             _freeze_imports()
             with _Progress() as progress:
+
+                def on_data(splits: Splits) -> None:
+                    progress.show_data(splits)
+                    _freeze_imports()  # the data reader's imports (scikit-learn, pandas) too
+
                 run_workflow(
                     resolved,
                     stages,
-                    on_data=progress.show_data,
+                    on_data=on_data,
                     on_stage=progress.start_stage,
                     on_trial=progress.trial_done,
                     on_epoch=progress.epoch_done,
@@ -348,7 +352,6 @@ class _Progress:
             markup=False,
             highlight=False,
         )
-        _freeze_imports()  # the data reader's imports (scikit-learn, pandas) too
 
     def start_stage(self, stage: str, total: int) -> None:
         self.bars.reset(self.trials, total=total, completed=0, visible=True, description=stage)

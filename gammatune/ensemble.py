@@ -71,11 +71,20 @@ def _activations_per_row(model: nn.Module, n_features: int) -> int:
     sizes: list[int] = []
     for module in probe.modules():
         if not list(module.children()):
-            module.register_forward_hook(lambda _m, _i, out: sizes.append(out.numel()))
+            module.register_forward_hook(lambda _m, _i, out: sizes.append(_numel(out)))
     dtype = next(probe.parameters()).dtype
     with torch.no_grad():
         probe(torch.zeros(1, n_features, dtype=dtype))
     return max(1, sum(sizes))
+
+
+def _numel(output: object) -> int:
+    """Numbers in a layer's output: a tensor, or (plugin models) a tuple/list/dict of them."""
+    if isinstance(output, Tensor):
+        return output.numel()
+    if isinstance(output, dict):
+        output = list(output.values())
+    return sum(map(_numel, output)) if isinstance(output, (tuple, list)) else 0
 
 
 def fit_stacked(
