@@ -46,8 +46,7 @@ from gammatune.config import Config
 from gammatune.data import Splits
 from gammatune.device import autocast_dtype
 from gammatune.storage import trial_attrs
-from gammatune.trial import make_objective
-from gammatune.workflow import run_workflow
+from gammatune.tuning import make_objective, run_workflow
 
 GAMMAS, ALPHA, N_TPE, EPOCHS, BATCH, SEED = [0.5, 1.0, 1.5, 2.0], 0.25, 15, 8, 256, 0
 LAYERS = [(32, 128), (128, 128), (128, 1)]

@@ -9,7 +9,7 @@ import torch
 
 from gammatune import focal_loss, load_config
 from gammatune.report import summarize, trials_frame
-from gammatune.workflow import run_workflow
+from gammatune.tuning import run_workflow
 
 # 1. The kernel: a drop-in loss for imbalanced binary (or multiclass/multilabel) training.
 logits = torch.randn(8, requires_grad=True)

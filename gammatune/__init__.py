@@ -14,12 +14,12 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "focal_loss": "gammatune.loss",
     "FocalLoss": "gammatune.loss",
-    "GammaSchedule": "gammatune.schedules",
+    "GammaSchedule": "gammatune.loss",
     "load_config": "gammatune.config",
     "Config": "gammatune.config",
     "load_data": "gammatune.data",
-    "run_workflow": "gammatune.workflow",
-    "run_stages": "gammatune.study",
+    "run_workflow": "gammatune.tuning",
+    "run_stages": "gammatune.tuning",
     "trials_frame": "gammatune.report",
     "GammatuneError": "gammatune.errors",
 }

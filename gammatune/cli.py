@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     from gammatune.config import Config
     from gammatune.data import Splits
     from gammatune.storage import Stage
-    from gammatune.study import TrialEvent
-    from gammatune.train import EpochEvent
+    from gammatune.training import EpochEvent
+    from gammatune.tuning import TrialEvent
 
 app = typer.Typer(
     name="gammatune",
@@ -196,8 +196,7 @@ def report(
 ) -> None:
     """Export every trial to CSV, draw the report page, and compare the best with the baselines."""
     with _user_errors(ctx):
-        from gammatune.page import write_report
-        from gammatune.report import render_summary
+        from gammatune.report import render_summary, write_report
 
         _freeze_imports()
         written = write_report(
@@ -226,13 +225,13 @@ def _run_stages(
 
         _quiet_optuna()
         if workers > 1:
-            from gammatune.workers import run_with_workers
+            from gammatune.tuning import run_with_workers
 
             run_with_workers(
                 resolved, config_path, stages, n_workers=workers, tensorboard=tensorboard
             )
         else:
-            from gammatune.workflow import run_workflow
+            from gammatune.tuning import run_workflow
 
             _freeze_imports()
             with _Progress() as progress:
@@ -264,7 +263,7 @@ def worker(
 ) -> None:
     """Run prepared stages as one of several worker processes (started by --workers)."""
     with _user_errors(ctx):
-        from gammatune.workflow import run_workflow
+        from gammatune.tuning import run_workflow
 
         _freeze_imports()
         _quiet_optuna()

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import gammatune.trial
+import gammatune.tuning._objective
 from gammatune.cli import app
-from gammatune.ensemble import fit_stacked
-from gammatune.train import FitResult, fit, make_loss
+from gammatune.training._loop import FitResult, fit, make_loss
+from gammatune.training._stacked import fit_stacked
 from tests.conftest import TINY, write_config
 
 runner = CliRunner()
@@ -150,7 +150,7 @@ def test_interrupted_run_resumes_with_the_remaining_points(
             raise KeyboardInterrupt
         return fit(*args, **kwargs)
 
-    monkeypatch.setattr(gammatune.trial, "fit", interrupting)
+    monkeypatch.setattr(gammatune.tuning._objective, "fit", interrupting)
     result = _invoke("search", "-c", str(tiny_config))
     assert result.exit_code == 130
     assert "interrupted; run the same command again to resume" in result.stderr
@@ -171,9 +171,9 @@ def test_interrupted_stacked_group_is_retried_whole(tiny_config: Path, monkeypat
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(gammatune.trial, "fit_stacked", interrupt)
+    monkeypatch.setattr(gammatune.tuning._objective, "fit_stacked", interrupt)
     assert _invoke("search", "-c", str(tiny_config)).exit_code == 130
-    monkeypatch.setattr(gammatune.trial, "fit_stacked", fit_stacked)
+    monkeypatch.setattr(gammatune.tuning._objective, "fit_stacked", fit_stacked)
     result = _invoke("search", "-c", str(tiny_config))
     assert result.exit_code == 0
     assert result.stderr.count("search #") == 2
@@ -210,11 +210,11 @@ def test_failed_trial_is_recorded_and_retried(tmp_path: Path, monkeypatch) -> No
             else loss
         )
 
-    monkeypatch.setattr(gammatune.trial, "make_loss", nan_loss_at_gamma_2)
+    monkeypatch.setattr(gammatune.tuning._objective, "make_loss", nan_loss_at_gamma_2)
     result = _invoke("search", "-c", str(tiny_config))
     assert result.exit_code == 0
     assert "FAILED: training loss became nan at epoch 1" in result.stderr
-    monkeypatch.setattr(gammatune.trial, "make_loss", make_loss)
+    monkeypatch.setattr(gammatune.tuning._objective, "make_loss", make_loss)
     assert _invoke("search", "-c", str(tiny_config)).exit_code == 0
     assert _invoke("report", "-c", str(tiny_config)).exit_code == 0
     rows = _rows(tiny_config.parent / "runs" / "tiny" / "trials.csv")
@@ -246,7 +246,7 @@ def _count_fits(monkeypatch) -> list[object]:
         calls.append(kwargs)
         return fit(*args, **kwargs)
 
-    monkeypatch.setattr(gammatune.trial, "fit", counting)
+    monkeypatch.setattr(gammatune.tuning._objective, "fit", counting)
     return calls
 
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from gammatune.config import ModelConfig, TrainConfig
-from gammatune.ensemble import Member, choose_parallel, fit_stacked
 from gammatune.models import build_model
-from gammatune.stacks import FlatAdamW, StackedMLP, VmappedModels, stackable, vmappable
-from gammatune.train import fit, make_loss
+from gammatune.training._engines import FlatAdamW, StackedMLP, VmappedModels, stackable, vmappable
+from gammatune.training._loop import fit, make_loss
+from gammatune.training._stacked import Member, choose_parallel, fit_stacked
 
 CPU = torch.device("cpu")
 

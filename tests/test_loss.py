@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gammatune import fused
-from gammatune.loss import FocalLoss, focal_loss
-from gammatune.schedules import GammaSchedule
+from gammatune.loss import _compiled as fused
+from gammatune.loss._kernel import FocalLoss, focal_loss
+from gammatune.loss._schedules import GammaSchedule
 
 REDUCTIONS = ["none", "mean", "sum"]
 

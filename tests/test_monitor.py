@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from gammatune.cli import app
 from gammatune.errors import ConfigError
-from gammatune.monitor import tensorboard_logger
+from gammatune.tuning._monitor import tensorboard_logger
 
 
 def test_every_trial_writes_its_curves(tiny_config: Path, tmp_path: Path) -> None:

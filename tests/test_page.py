@@ -13,7 +13,7 @@ from matplotlib.image import imread
 from typer.testing import CliRunner
 
 from gammatune.cli import app
-from gammatune.report import curve_flags
+from gammatune.report._table import curve_flags
 from tests.conftest import TINY, write_config
 
 runner = CliRunner()
@@ -116,15 +116,15 @@ def test_report_of_a_baseline_only_study(tiny_config: Path) -> None:
 
 
 def test_report_with_failed_trials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import gammatune.trial
-    from gammatune.train import FitResult
+    import gammatune.tuning._objective
+    from gammatune.training._loop import FitResult
 
     path = write_config(tmp_path, train={**TINY["train"], "parallel": 1})
 
     def failing(*args, **kwargs) -> FitResult:
         return FitResult(1, 0, "non_finite_loss", "training loss became nan at epoch 1", 0.1)
 
-    monkeypatch.setattr(gammatune.trial, "fit", failing)
+    monkeypatch.setattr(gammatune.tuning._objective, "fit", failing)
     assert runner.invoke(app, ["search", "-c", str(path)]).exit_code == 0
     page = _report(path)
     assert page.rows == []  # nothing completed: no comparison, and no crash

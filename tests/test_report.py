@@ -6,7 +6,8 @@ import math
 
 import pandas as pd
 
-from gammatune.report import _add_deltas, summarize
+from gammatune.report import summarize
+from gammatune.report._table import _add_deltas
 
 
 def _trial(stage: str, number: int, gamma: float, alpha: float | None, val: float, test: float,

@@ -8,7 +8,7 @@ from optuna.trial import TrialState
 
 from gammatune.config import Config
 from gammatune.storage import open_storage, trial_attrs
-from gammatune.study import run_stages
+from gammatune.tuning._runner import run_stages
 from tests.conftest import TINY
 
 

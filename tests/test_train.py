@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from gammatune.config import TrainConfig
-from gammatune.train import fit, make_loss
+from gammatune.training._loop import fit, make_loss
 
 
 def _data(n: int = 600, seed: int = 0) -> tuple[torch.Tensor, ...]:

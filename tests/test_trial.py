@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-import gammatune.trial
+import gammatune.tuning._objective
 from gammatune.config import Config
 from gammatune.data import load_data
-from gammatune.study import TrialFailed
-from gammatune.train import fit, make_loss
-from gammatune.trial import make_objective
+from gammatune.training._loop import fit, make_loss
+from gammatune.tuning._objective import make_objective
+from gammatune.tuning._runner import TrialFailed
 from tests.conftest import TINY
 
 
@@ -38,9 +38,9 @@ def test_out_of_memory_splits_the_group_then_fails_only_that_trial(monkeypatch) 
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
         return fit(model, data, loss_fn=loss_fn, **kwargs)
 
-    monkeypatch.setattr(gammatune.trial, "fit_stacked", stacked_oom)
-    monkeypatch.setattr(gammatune.trial, "make_loss", tagged_loss)
-    monkeypatch.setattr(gammatune.trial, "fit", alone_oom_at_gamma_2)
+    monkeypatch.setattr(gammatune.tuning._objective, "fit_stacked", stacked_oom)
+    monkeypatch.setattr(gammatune.tuning._objective, "make_loss", tagged_loss)
+    monkeypatch.setattr(gammatune.tuning._objective, "fit", alone_oom_at_gamma_2)
     objective = make_objective(config, splits, device=torch.device("cpu"), autocast=None)
     outcomes = objective([_params(0.5), _params(1.0), _params(2.0), _params(0.0)])
     assert sizes == [4, 2, 2]  # the group of 4 split in two, each pair split to single trials

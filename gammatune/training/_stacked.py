@@ -16,10 +16,10 @@ import torch
 from torch import Tensor, nn
 
 from gammatune.config import TrainConfig
-from gammatune.loss import focal_loss
+from gammatune.loss._kernel import focal_loss
 from gammatune.metrics import mean_average_precision
-from gammatune.stacks import StackedLoss, StackedMLP, VmappedModels, stackable
-from gammatune.train import (
+from gammatune.training._engines import StackedLoss, StackedMLP, VmappedModels, stackable
+from gammatune.training._loop import (
     EpochEvent,
     EpochTracker,
     FitResult,

@@ -24,8 +24,8 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.trial import FrozenTrial, TrialState
 
 from gammatune.config import Config
-from gammatune.plan import StagePlan, complete_params, plan_stage, rounds
 from gammatune.storage import Stage, claim_lock, save_result, study_name, trial_attrs
+from gammatune.tuning._stages import StagePlan, complete_params, plan_stage, rounds
 
 logger = logging.getLogger(__name__)
 

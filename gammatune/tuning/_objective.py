@@ -15,12 +15,10 @@ import torch
 from gammatune.config import Config, ModelConfig
 from gammatune.data import Splits
 from gammatune.device import device_name, seed_everything
-from gammatune.ensemble import Member, choose_parallel, fit_stacked
 from gammatune.metrics import best_f1_threshold, evaluate, objective_value
 from gammatune.models import build_model, init_output_bias
-from gammatune.stacks import stackable, vmappable
-from gammatune.study import Objective, Outcome, TrialFailed
-from gammatune.train import (
+from gammatune.training._engines import stackable, vmappable
+from gammatune.training._loop import (
     EpochEvent,
     FitResult,
     fit,
@@ -28,6 +26,8 @@ from gammatune.train import (
     predict_logits,
     scores_from_logits,
 )
+from gammatune.training._stacked import Member, choose_parallel, fit_stacked
+from gammatune.tuning._runner import Objective, Outcome, TrialFailed
 
 
 @dataclass(frozen=True, slots=True)

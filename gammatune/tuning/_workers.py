@@ -17,9 +17,9 @@ from pathlib import Path
 from gammatune.config import Config
 from gammatune.device import visible_gpus
 from gammatune.errors import StudyError
-from gammatune.plan import rounds
 from gammatune.storage import Stage, open_storage
-from gammatune.study import prepare_stages
+from gammatune.tuning._runner import prepare_stages
+from gammatune.tuning._stages import rounds
 
 
 def run_with_workers(

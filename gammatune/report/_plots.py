@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from gammatune.report import Summary, SummaryRow
+from gammatune.report._summary import Summary, SummaryRow
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gammatune.errors import ConfigError
-from gammatune.study import TrialEvent
+from gammatune.tuning._runner import TrialEvent
 
 _TAGS = {"train_loss": "loss/train", "val_loss": "loss/val", "val_monitor": "val/monitor"}
 

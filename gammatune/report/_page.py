@@ -12,7 +12,7 @@ import pandas as pd
 
 from gammatune.config import Config
 from gammatune.errors import GammatuneError
-from gammatune.plots import (
+from gammatune.report._plots import (
     confusion_matrices,
     objective_vs_gamma,
     per_class,
@@ -21,14 +21,8 @@ from gammatune.plots import (
     to_png,
     training_curves,
 )
-from gammatune.report import (
-    Summary,
-    SummaryRow,
-    experiment_facts,
-    summarize,
-    trials_frame,
-    write_csv,
-)
+from gammatune.report._summary import Summary, SummaryRow, summarize
+from gammatune.report._table import experiment_facts, trials_frame, write_csv
 from gammatune.storage import open_storage
 
 # (file stem, the question it answers, caption)

@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gammatune.fused import fused_sigmoid_focal
-from gammatune.schedules import GammaSchedule
+from gammatune.loss._compiled import fused_sigmoid_focal
+from gammatune.loss._schedules import GammaSchedule
 
 Mode = Literal["binary", "multiclass", "multilabel"]
 Reduction = Literal["none", "mean", "sum"]

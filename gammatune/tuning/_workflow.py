@@ -12,12 +12,12 @@ import yaml
 from gammatune.config import Config
 from gammatune.data import Splits, load_data
 from gammatune.device import autocast_dtype, resolve_device
-from gammatune.monitor import tensorboard_logger
-from gammatune.plan import plan_stage
 from gammatune.storage import Stage, make_run_dir, open_storage
-from gammatune.study import Role, TrialEvent, run_stages
-from gammatune.train import EpochEvent
-from gammatune.trial import make_objective, parallel_trials
+from gammatune.training._loop import EpochEvent
+from gammatune.tuning._monitor import tensorboard_logger
+from gammatune.tuning._objective import make_objective, parallel_trials
+from gammatune.tuning._runner import Role, TrialEvent, run_stages
+from gammatune.tuning._stages import plan_stage
 
 
 def run_workflow(

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from gammatune.config import TrainConfig
-from gammatune.loss import focal_loss
+from gammatune.loss._kernel import focal_loss
 from gammatune.metrics import mean_average_precision
 
 logger = logging.getLogger(__name__)

@@ -1,0 +1,10 @@
+"""The focal-loss kernel: binary, multiclass and multilabel; scalar or per-class alpha and gamma;
+adaptive gamma. Imports nothing of gammatune but ``errors``, so users can take it alone.
+"""
+
+from __future__ import annotations
+
+from gammatune.loss._kernel import Alpha, FocalLoss, Gamma, Mode, Reduction, focal_loss
+from gammatune.loss._schedules import GammaSchedule
+
+__all__ = ["Alpha", "FocalLoss", "Gamma", "GammaSchedule", "Mode", "Reduction", "focal_loss"]

@@ -1,0 +1,23 @@
+"""The report: trials -> one tidy DataFrame -> the summary and verdict, CSV, figures, HTML.
+
+Reads only the study storage; never imports torch.
+"""
+
+from __future__ import annotations
+
+from gammatune.report._page import Written, write_report
+from gammatune.report._summary import Summary, SummaryRow, render_summary, summarize
+from gammatune.report._table import curve_flags, experiment_facts, trials_frame, write_csv
+
+__all__ = [
+    "Summary",
+    "SummaryRow",
+    "Written",
+    "curve_flags",
+    "experiment_facts",
+    "render_summary",
+    "summarize",
+    "trials_frame",
+    "write_csv",
+    "write_report",
+]

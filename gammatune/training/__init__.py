@@ -1,0 +1,33 @@
+"""Training: the single-model loop and the stacked engines (K independent trials as one model).
+
+Knows nothing of Optuna or files: it takes models, data and settings, and returns curves.
+"""
+
+from __future__ import annotations
+
+from gammatune.training._engines import stackable, vmappable
+from gammatune.training._loop import (
+    EpochEvent,
+    FitResult,
+    class_weights,
+    fit,
+    make_loss,
+    predict_logits,
+    scores_from_logits,
+)
+from gammatune.training._stacked import Member, choose_parallel, fit_stacked
+
+__all__ = [
+    "EpochEvent",
+    "FitResult",
+    "Member",
+    "choose_parallel",
+    "class_weights",
+    "fit",
+    "fit_stacked",
+    "make_loss",
+    "predict_logits",
+    "scores_from_logits",
+    "stackable",
+    "vmappable",
+]

@@ -1,0 +1,23 @@
+"""Tuning: the stages as data, the stage runner, the objective, workers, and every call into
+Optuna. Read top to bottom: ``_workflow`` (one call) -> ``_stages`` (what a stage runs) ->
+``_runner`` (running it on a study) -> ``_objective`` (a group of trials -> records).
+"""
+
+from __future__ import annotations
+
+from gammatune.tuning._objective import make_objective, parallel_trials
+from gammatune.tuning._runner import TrialEvent, run_stages
+from gammatune.tuning._stages import StagePlan, plan_stage
+from gammatune.tuning._workers import run_with_workers
+from gammatune.tuning._workflow import run_workflow
+
+__all__ = [
+    "StagePlan",
+    "TrialEvent",
+    "make_objective",
+    "parallel_trials",
+    "plan_stage",
+    "run_stages",
+    "run_with_workers",
+    "run_workflow",
+]
