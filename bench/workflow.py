@@ -45,7 +45,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from gammatune.config import Config
 from gammatune.data import Splits
 from gammatune.device import autocast_dtype
-from gammatune.storage import trial_attrs
+from gammatune.record import Setting
+from gammatune.storage import load_record
 from gammatune.tuning import make_objective, run_workflow
 
 GAMMAS, ALPHA, N_TPE, EPOCHS, BATCH, SEED = [0.5, 1.0, 1.5, 2.0], 0.25, 15, 8, 256, 0
@@ -160,10 +161,11 @@ def gammatune_workflow(data, folder: Path, parallel: int | str = "auto") -> list
     records = []
     for stage, study in studies.items():
         for t in study.get_trials(deepcopy=False):
-            attrs = trial_attrs(t)
-            if "warm_start_from" not in attrs:
-                records.append({"stage": stage, "gamma": attrs.get("gamma"),
-                                "alpha": attrs.get("alpha"), "f1": attrs.get("val_f1", float("nan"))})  # fmt: skip
+            record = load_record(t)
+            if record is not None and record.warm_start_from is None:
+                f1 = record.val.f1 if record.val is not None else float("nan")
+                records.append({"stage": stage, "gamma": record.setting.gamma,
+                                "alpha": record.setting.alpha, "f1": f1})  # fmt: skip
     return records
 
 
@@ -178,10 +180,8 @@ def alone_f1(data, folder: Path, records: list[dict]) -> list[float]:
     )
     out = []
     for r in records:
-        (outcome,) = objective(
-            [{"gamma": r["gamma"], "alpha": r["alpha"], "repeat": 0, "model": "configured"}]
-        )
-        out.append(outcome[1]["val_f1"] if isinstance(outcome, tuple) else float("nan"))
+        ((record, _),) = objective([Setting(r["gamma"], r["alpha"])])
+        out.append(record.val.f1 if record.val is not None else float("nan"))
     return out
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import atexit
 import gc
 import logging
-import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -89,7 +88,8 @@ def main(
     """Find the right focal-loss gamma and alpha for an imbalanced classification problem.
 
     The workflow: baseline (cross-entropy), search (coarse gamma x alpha grid), refine (fine
-    search around the best grid point), report (CSV and summary). `run` does all four.
+    search around the best grid point), confirm (finalists vs their cross-entropy twins over
+    fresh seeds: the verdict), report (CSV, page and summary). `run` does all five.
     """
     ctx.obj = {"traceback": traceback}
     atexit.register(_freeze_imports)  # and the exit's collections skip what the run made
@@ -163,6 +163,13 @@ app.command("search")(_stage_command(["search"], "Train the coarse grid of gamma
 app.command("refine")(
     _stage_command(["refine"], "Search gamma and alpha finely around the best grid point (TPE).")
 )
+app.command("confirm")(
+    _stage_command(
+        ["confirm"],
+        "Retrain the finalists and their same-alpha cross-entropy twins over fresh seeds; the "
+        "verdict is decided from these paired differences.",
+    )
+)
 
 
 @app.command()
@@ -174,8 +181,9 @@ def run(
     workers: Workers = 1,
     tensorboard: TensorBoardDir = None,
 ) -> None:
-    """Run baseline, search and refine, then report."""
-    _run_stages(ctx, config, storage, ["baseline", "search", "refine"], workers, tensorboard)
+    """Run baseline, search, refine and confirm, then report."""
+    stages: list[Stage] = ["baseline", "search", "refine", "confirm"]
+    _run_stages(ctx, config, storage, stages, workers, tensorboard)
     report(ctx, config, storage, out_csv, html=None, plots=None)
 
 
@@ -259,6 +267,7 @@ def worker(
     config: ConfigPath,
     storage: Storage = None,
     stages: Annotated[str, typer.Option(help="Comma-separated stages.")] = "baseline",
+    index: Annotated[int, typer.Option(help="This worker's number, from 1.")] = 1,
     tensorboard: TensorBoardDir = None,
 ) -> None:
     """Run prepared stages as one of several worker processes (started by --workers)."""
@@ -267,7 +276,7 @@ def worker(
 
         _freeze_imports()
         _quiet_optuna()
-        prefix = f"worker {os.environ.get('GAMMATUNE_WORKER', '?')}: "
+        prefix = f"worker {index}: "
         run_workflow(
             _load(config, storage),
             [s for s in stages.split(",") if s],  # type: ignore[misc]
@@ -275,6 +284,7 @@ def worker(
                 prefix + _trial_line(event), markup=False, highlight=False
             ),
             role="worker",
+            worker=index,
             tensorboard=tensorboard,
         )
 
@@ -298,10 +308,7 @@ def _quiet_optuna() -> None:
 
 
 def _trial_line(event: TrialEvent) -> str:
-    alpha = event.params["alpha"]
-    label = f"gamma={event.params['gamma']:g} alpha={'off' if alpha is None else f'{alpha:g}'}"
-    if event.params.get("model") == "linear":
-        label += " (linear)"
+    label = event.setting.label
     outcome = (
         f"objective {event.value:.4f}" if event.value is not None else f"FAILED: {event.reason}"
     )

@@ -103,9 +103,14 @@ DataConfig = Annotated[
 
 
 class SplitConfig(_Strict):
-    val: float = Field(0.2, gt=0, lt=1)
-    test: float = Field(0.2, gt=0, lt=1)
-    stratify: bool = True
+    """How the data is split into train, validation and test."""
+
+    val: float = Field(0.2, gt=0, lt=1, description="Share of the data for validation.")
+    test: float = Field(0.2, gt=0, lt=1, description="Share of the data for the test split.")
+    stratify: bool = Field(True, description="Keep each class's share in every split.")
+    seed: int | None = Field(
+        None, ge=0, lt=2**32, description="Seed of the split and subsampling; default `seed`."
+    )
 
     @model_validator(mode="after")
     def _leaves_training_data(self) -> SplitConfig:
@@ -147,9 +152,13 @@ class TrainConfig(_Strict):
 
 
 class BaselineConfig(_Strict):
+    """The references: cross-entropy, alpha-weighted cross-entropy, logistic regression."""
+
     repeats: int = Field(1, gt=0, description="Seeds of plain cross-entropy, to show noise.")
     balanced: bool = Field(True, description="Also train CE at each alpha of the search grid.")
-    linear: bool = Field(True, description="Also train a linear model as a yardstick.")
+    linear: bool = Field(
+        True, description="Also fit scikit-learn's logistic regression, plain and balanced."
+    )
 
 
 class SearchConfig(_Strict):
@@ -170,9 +179,22 @@ class RefineConfig(_Strict):
     )
 
 
+class ConfirmConfig(_Strict):
+    """The decision: finalists and cross-entropy references retrained over fresh seeds."""
+
+    top_k: int = Field(3, gt=0, description="Distinct focal settings retrained as finalists.")
+    repeats: int = Field(5, ge=2, description="Fresh training seeds per setting (paired).")
+    folds: int = Field(
+        1, gt=0, description="With > 1, also re-split train+val (stratified) this many times."
+    )
+    min_positives: int = Field(
+        5, gt=0, description="Fewer validation positives than this: not measurable."
+    )
+
+
 class Config(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**32, description="Seed of training (and of the split).")
     data: DataConfig
     split: SplitConfig = SplitConfig()
     model: ModelConfig = ModelConfig()
@@ -184,6 +206,7 @@ class Config(_Strict):
     baseline: BaselineConfig = BaselineConfig()
     search: SearchConfig = SearchConfig()
     refine: RefineConfig = RefineConfig()
+    confirm: ConfirmConfig = ConfirmConfig()
     storage: str | None = Field(None, description="Optuna storage URL; default SQLite in runs/.")
     output_dir: Path = Path("runs")
 
@@ -198,6 +221,11 @@ class Config(_Strict):
     def run_dir(self) -> Path:
         """The folder of this experiment's files: ``output_dir/name``."""
         return self.output_dir / self.name
+
+    @property
+    def split_seed(self) -> int:
+        """The seed of the split (and of subsampling): ``split.seed``, else ``seed``."""
+        return self.seed if self.split.seed is None else self.split.seed
 
     @property
     def storage_url(self) -> str:

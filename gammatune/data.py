@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import zipfile
 from dataclasses import dataclass
@@ -69,18 +70,19 @@ class Splits:
 
 
 def load_data(config: Config) -> Splits:
-    """Load the configured source, check it, and split it reproducibly from ``config.seed``.
+    """Load the configured source, check it, and split it reproducibly from ``split.seed``
+    (default ``seed``): the training seed alone never changes the data.
 
     Raises:
         DataError: Missing file or column, one class only, NaN/inf features, too few samples of
             a class to split, or a minority fraction that the data cannot give.
     """
     source = config.data
-    raw = _read(source, config.seed)
+    raw = _read(source, config.split_seed)
     features = raw.features
     _check_finite(features, raw.feature_names)
     labels, class_names = _encode(raw.labels, source.positive_label)
-    rng = np.random.default_rng(config.seed)
+    rng = np.random.default_rng(config.split_seed)
     if not isinstance(source, SyntheticData) and source.minority_fraction is not None:
         keep = _subsample_minority(labels, source.minority_fraction, rng)
         features, labels = features[keep], labels[keep]
@@ -101,6 +103,35 @@ def load_data(config: Config) -> Splits:
     x_train, y_train, x_val, y_val, x_test, y_test = tensors
     return Splits(
         x_train, y_train, x_val, y_val, x_test, y_test, class_names=class_names, image_shape=shape
+    )
+
+
+def refold(splits: Splits, fold: int, *, seed: int) -> Splits:
+    """Return fold ``fold`` of repeated stratified re-splits of train+val; test is untouched.
+
+    Fold 0 is ``splits`` itself. Fold ``f > 0`` shuffles train+val with ``seed + f`` and cuts a
+    validation split of the same size per class, so confirm repeats can vary the split without
+    ever touching the test split. The features keep the original training standardization.
+    """
+    if fold == 0:
+        return splits
+    x = torch.cat([splits.x_train, splits.x_val])
+    y = torch.cat([splits.y_train, splits.y_val])
+    val_counts = torch.bincount(splits.y_val, minlength=splits.n_classes).tolist()
+    rng = np.random.default_rng([seed, fold])
+    labels = y.numpy()
+    val = np.concatenate(
+        [rng.permutation(np.flatnonzero(labels == c))[:n] for c, n in enumerate(val_counts)]
+    )
+    is_val = np.zeros(len(labels), dtype=bool)
+    is_val[val] = True
+    train_index, val_index = (torch.from_numpy(np.flatnonzero(m)) for m in (~is_val, is_val))
+    return dataclasses.replace(
+        splits,
+        x_train=x[train_index],
+        y_train=y[train_index],
+        x_val=x[val_index],
+        y_val=y[val_index],
     )
 
 

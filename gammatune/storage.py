@@ -1,25 +1,26 @@
-"""The Optuna storage: SQLite in the run folder by default, or any URL (e.g. PostgreSQL)."""
+"""Where a study and its trial records live: the Optuna storage (SQLite in the run folder by
+default, or any URL, e.g. PostgreSQL), and per-sample scores beside it in the run folder.
+
+This is the contract between tuning (which writes) and the report (which reads): a finished
+trial's :class:`~gammatune.record.TrialRecord` is one user attribute, ``result``.
+"""
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Literal
 
-try:
-    import fcntl
-except ImportError:  # Windows: one process per study there
-    fcntl = None  # type: ignore[assignment]
-
+import numpy as np
 import optuna
 
 from gammatune.config import Config
 from gammatune.errors import StudyError
+from gammatune.record import SampleScores, TrialRecord
 
-Stage = Literal["baseline", "search", "refine"]
-STAGES: tuple[Stage, ...] = ("baseline", "search", "refine")
-RESULT = "result"  # the user attribute that holds a finished trial's attributes
+Stage = Literal["baseline", "search", "refine", "confirm"]
+STAGES: tuple[Stage, ...] = ("baseline", "search", "refine", "confirm")
+RESULT = "result"  # the user attribute that holds a finished trial's record
 
 
 def study_name(config: Config, stage: Stage) -> str:
@@ -53,27 +54,6 @@ def open_storage(config: Config) -> optuna.storages.BaseStorage:
     # write-ahead log into the .db file, so that the file alone holds the whole study.
     weakref.finalize(storage, storage.engine.dispose)
     return storage
-
-
-@contextmanager
-def claim_lock(storage: optuna.storages.BaseStorage) -> Iterator[None]:
-    """Serialize claiming trials between processes that share a SQLite file.
-
-    SQLite ignores ``SELECT ... FOR UPDATE``, so two workers could both see a waiting trial
-    and both start it; a file lock beside the database makes the claim atomic. Server
-    databases (PostgreSQL, MySQL) lock the row themselves, and need nothing here.
-    """
-    backend = getattr(storage, "_backend", storage)  # Study wraps the RDB storage in a cache
-    engine = getattr(backend, "engine", None)
-    if engine is None or engine.url.get_backend_name() != "sqlite" or fcntl is None:
-        yield
-        return
-    with open(f"{engine.url.database}.lock", "a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def make_run_dir(config: Config) -> None:
@@ -111,20 +91,49 @@ def _redact(url: str) -> str:
     return url
 
 
-def save_result(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
-    """Store a finished trial's attributes (metrics, curves, settings) as one user attribute.
+def save_record(trial: optuna.Trial, record: TrialRecord) -> None:
+    """Store a finished trial's record as one user attribute (one write: on SQLite each
+    attribute is a transaction of about 1 ms). :func:`load_record` reads it back."""
+    trial.set_user_attr(RESULT, record.to_json())
 
-    One write: on SQLite each user attribute is a transaction of about 1 ms, and a trial has
-    about twenty. :func:`trial_attrs` reads them back.
+
+def load_record(trial: optuna.trial.FrozenTrial) -> TrialRecord | None:
+    """A trial's record, or None for a trial that never finished (interrupted, running).
+
+    Raises:
+        StudyError: The record was written by a newer gammatune.
     """
-    trial.set_user_attr(RESULT, attrs)
+    data = trial.user_attrs.get(RESULT)
+    if data is None:
+        return None
+    try:
+        return TrialRecord.from_json(data, params=trial.params)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise StudyError(f"trial {trial.number}: cannot read its record: {exc}.") from None
 
 
-def trial_attrs(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
-    """A trial's user attributes, with those :func:`save_result` stored spread out."""
-    attrs = dict(trial.user_attrs)
-    attrs.update(attrs.pop(RESULT, {}))
-    return attrs
+def save_scores(config: Config, name: str, scores: SampleScores) -> str:
+    """Write per-sample scores to ``runs/<name>/scores/<name>.npz``; return the path relative
+    to the run folder (stored in the record)."""
+    relative = Path("scores") / f"{name}.npz"
+    path = config.run_dir / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(
+        path, val=scores.val.astype(np.float32), test=scores.test.astype(np.float32)
+    )
+    return relative.as_posix()
+
+
+def load_scores(config: Config, record: TrialRecord) -> SampleScores | None:
+    """The per-sample scores a record references, or None where the file is not here (a study
+    shared through a server whose trials ran on other machines)."""
+    if record.scores_file is None:
+        return None
+    path = config.run_dir / record.scores_file
+    if not path.is_file():
+        return None
+    with np.load(path) as data:
+        return SampleScores(val=data["val"], test=data["test"])
 
 
 def load_study(

@@ -12,9 +12,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import torch
+
+import gammatune.training._stacked
 import gammatune.tuning._objective
 from gammatune.cli import app
-from gammatune.training._loop import FitResult, fit, make_loss
+from gammatune.training._loop import FitResult, fit
+from gammatune.training._stacked import _stacked_loss as stacked_loss
 from gammatune.training._stacked import fit_stacked
 from tests.conftest import TINY, write_config
 
@@ -31,7 +35,8 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 
 @pytest.mark.parametrize(
-    "command", [[], ["check"], ["baseline"], ["search"], ["refine"], ["report"], ["run"]]
+    "command",
+    [[], ["check"], ["baseline"], ["search"], ["refine"], ["confirm"], ["report"], ["run"]],
 )
 def test_help_on_every_command(command: list[str]) -> None:
     result = _invoke(*command, "--help")
@@ -111,7 +116,8 @@ def test_workflow_end_to_end(tiny_config: Path, tmp_path: Path) -> None:
     assert "recommended" in result.stdout and "Best on validation:" in result.stdout
     rows = _rows(out)
     stages = [r["stage"] for r in rows]
-    assert stages.count("baseline") == 3  # plain CE, CE at alpha 0.75, linear yardstick
+    # plain CE, CE at alpha 0.75, logistic regression plain and balanced
+    assert stages.count("baseline") == 4
     assert stages.count("search") == 2
     refine = [r for r in rows if r["stage"] == "refine" and not r["warm_start_from"]]
     assert len(refine) == 2
@@ -131,7 +137,9 @@ def test_workflow_end_to_end(tiny_config: Path, tmp_path: Path) -> None:
 
 
 def test_rerun_does_not_retrain_completed_points(tiny_config: Path, monkeypatch) -> None:
+    first = _count_fits(monkeypatch)
     assert _invoke("search", "-c", str(tiny_config)).exit_code == 0
+    assert len(first) == 2  # the counter sees what really trains: both grid points, stacked
     calls = _count_fits(monkeypatch)
     result = _invoke("search", "-c", str(tiny_config))
     assert result.exit_code == 0 and calls == []
@@ -144,13 +152,13 @@ def test_interrupted_run_resumes_with_the_remaining_points(
     tiny_config = write_config(tmp_path, train={**TINY["train"], "parallel": 1})
     calls: list[object] = []
 
-    def interrupting(*args, **kwargs) -> FitResult:
-        calls.append(kwargs)
+    def interrupting(members, *args, **kwargs) -> list[FitResult]:
+        calls.extend(members)
         if len(calls) == interrupted_call:
             raise KeyboardInterrupt
-        return fit(*args, **kwargs)
+        return fit_stacked(members, *args, **kwargs)
 
-    monkeypatch.setattr(gammatune.tuning._objective, "fit", interrupting)
+    monkeypatch.setattr(gammatune.tuning._objective, "fit_stacked", interrupting)
     result = _invoke("search", "-c", str(tiny_config))
     assert result.exit_code == 130
     assert "interrupted; run the same command again to resume" in result.stderr
@@ -202,19 +210,16 @@ def test_stacked_and_one_at_a_time_give_the_same_trials(tmp_path: Path) -> None:
 def test_failed_trial_is_recorded_and_retried(tmp_path: Path, monkeypatch) -> None:
     tiny_config = write_config(tmp_path, train={**TINY["train"], "parallel": 1})
 
-    def nan_loss_at_gamma_2(**kwargs):
-        loss = make_loss(**kwargs)
-        return (
-            (lambda logits, targets: loss(logits, targets) * math.nan)
-            if kwargs["gamma"] == 2
-            else loss
-        )
+    def nan_loss_at_gamma_2(members, *args, **kwargs):
+        loss = stacked_loss(members, *args, **kwargs)
+        nan = torch.tensor([math.nan if m.gamma == 2 else 1.0 for m in members])
+        return lambda logits, targets: loss(logits, targets) * nan
 
-    monkeypatch.setattr(gammatune.tuning._objective, "make_loss", nan_loss_at_gamma_2)
+    monkeypatch.setattr(gammatune.training._stacked, "_stacked_loss", nan_loss_at_gamma_2)
     result = _invoke("search", "-c", str(tiny_config))
     assert result.exit_code == 0
     assert "FAILED: training loss became nan at epoch 1" in result.stderr
-    monkeypatch.setattr(gammatune.tuning._objective, "make_loss", make_loss)
+    monkeypatch.setattr(gammatune.training._stacked, "_stacked_loss", stacked_loss)
     assert _invoke("search", "-c", str(tiny_config)).exit_code == 0
     assert _invoke("report", "-c", str(tiny_config)).exit_code == 0
     rows = _rows(tiny_config.parent / "runs" / "tiny" / "trials.csv")
@@ -240,13 +245,19 @@ def test_multiclass_digits_run(tmp_path: Path) -> None:
 
 
 def _count_fits(monkeypatch) -> list[object]:
+    """Count every model that trains, alone (``fit``) or as a member of a stack."""
     calls: list[object] = []
 
     def counting(*args, **kwargs) -> FitResult:
         calls.append(kwargs)
         return fit(*args, **kwargs)
 
+    def counting_stacked(members, *args, **kwargs) -> list[FitResult]:
+        calls.extend(members)
+        return fit_stacked(members, *args, **kwargs)
+
     monkeypatch.setattr(gammatune.tuning._objective, "fit", counting)
+    monkeypatch.setattr(gammatune.tuning._objective, "fit_stacked", counting_stacked)
     return calls
 
 
@@ -256,11 +267,15 @@ def test_two_workers_share_one_study_without_duplicates(tiny_config: Path) -> No
     rows = _rows(tiny_config.parent / "runs" / "tiny" / "trials.csv")
     assert all(r["state"] == "COMPLETE" for r in rows)
     fixed = [
-        (r["stage"], r["gamma"], r["alpha"], r["model"]) for r in rows if r["stage"] != "refine"
+        (r["stage"], r["gamma"], r["alpha"], r["model"], r["repeat"], r["fold"])
+        for r in rows
+        if r["stage"] != "refine"
     ]
-    assert len(fixed) == len(set(fixed)) == 5  # every baseline and search point exactly once
+    assert len(fixed) == len(set(fixed))  # every baseline, search and confirm point exactly once
+    assert sum(r["stage"] in ("baseline", "search") for r in rows) == 6
+    assert sum(r["stage"] == "confirm" for r in rows) % 5 == 0  # settings x 5 fresh seeds
     assert sorted(float(r["gamma"]) for r in rows if r["stage"] == "search") == [0.5, 2.0]
-    assert sum(r["stage"] == "baseline" for r in rows) == 3
+    assert sum(r["stage"] == "baseline" for r in rows) == 4
     refine = [r for r in rows if r["stage"] == "refine" and not r["warm_start_from"]]
     assert len(refine) == 2  # refine.n_trials is the total over both workers
 

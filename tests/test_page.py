@@ -121,10 +121,11 @@ def test_report_with_failed_trials(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
     path = write_config(tmp_path, train={**TINY["train"], "parallel": 1})
 
-    def failing(*args, **kwargs) -> FitResult:
-        return FitResult(1, 0, "non_finite_loss", "training loss became nan at epoch 1", 0.1)
+    def failing(members, *args, **kwargs) -> list[FitResult]:
+        failed = FitResult(1, 0, "non_finite_loss", "training loss became nan at epoch 1", 0.1)
+        return [failed for _ in members]
 
-    monkeypatch.setattr(gammatune.tuning._objective, "fit", failing)
+    monkeypatch.setattr(gammatune.tuning._objective, "fit_stacked", failing)
     assert runner.invoke(app, ["search", "-c", str(path)]).exit_code == 0
     page = _report(path)
     assert page.rows == []  # nothing completed: no comparison, and no crash

@@ -11,7 +11,7 @@ from gammatune.report._table import _add_deltas
 
 
 def _trial(stage: str, number: int, gamma: float, alpha: float | None, val: float, test: float,
-           ci: tuple[float, float], model: str = "mlp") -> dict:  # fmt: skip
+           ci: tuple[float, float], model: str = "configured") -> dict:  # fmt: skip
     return {
         "stage": stage, "number": number, "state": "COMPLETE", "gamma": gamma, "alpha": alpha,
         "model": model, "objective": val, "val_precision": val, "val_recall": val, "val_f1": val,
@@ -25,7 +25,7 @@ def _frame(focal_test: float) -> pd.DataFrame:
         [
             _trial("baseline", 0, 0.0, None, 0.50, 0.50, (0.40, 0.60)),
             _trial("baseline", 1, 0.0, 0.75, 0.55, 0.55, (0.45, 0.65)),
-            _trial("baseline", 2, 0.0, None, 0.30, 0.30, (0.20, 0.40), model="linear"),
+            _trial("baseline", 2, 0.0, None, 0.30, 0.30, (0.20, 0.40), model="logistic"),
             _trial("search", 0, 2.0, 0.75, 0.70, focal_test, (focal_test - 0.1, focal_test + 0.1)),
             _trial("search", 1, 1.0, 0.25, 0.60, 0.60, (0.50, 0.70)),
         ]

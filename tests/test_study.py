@@ -7,13 +7,14 @@ from pathlib import Path
 from optuna.trial import TrialState
 
 from gammatune.config import Config
-from gammatune.storage import open_storage, trial_attrs
-from gammatune.tuning._runner import run_stages
+from gammatune.record import TrialRecord
+from gammatune.storage import load_record, open_storage
+from gammatune.tuning import run_stages
 from tests.conftest import TINY
 
 
-def _objective(params_list: list[dict]) -> list[tuple[float, dict]]:
-    return [(p["gamma"] * (p["alpha"] or 0.5), {"gamma": p["gamma"]}) for p in params_list]
+def _objective(settings: list) -> list[tuple[TrialRecord, None]]:
+    return [(TrialRecord(s, seed=0, value=s.gamma * (s.alpha or 0.5)), None) for s in settings]
 
 
 def test_refine_budget_counts_trials_that_repeat_a_warm_start_point(tmp_path: Path) -> None:
@@ -30,11 +31,11 @@ def test_refine_budget_counts_trials_that_repeat_a_warm_start_point(tmp_path: Pa
     storage = open_storage(config)
     studies = run_stages(config, ["search", "refine"], _objective, storage=storage, parallel=4)
     trials = studies["refine"].get_trials(deepcopy=False)
-    warm = [t for t in trials if "warm_start_from" in t.user_attrs]
-    run = [t for t in trials if "warm_start_from" not in t.user_attrs]
+    warm = [t for t in trials if load_record(t).warm_start_from is not None]
+    run = [t for t in trials if load_record(t).warm_start_from is None]
     assert len(warm) == 1
     assert len(run) == 12 and all(t.state == TrialState.COMPLETE for t in run)
-    assert any("reused_from" in trial_attrs(t) for t in run)  # twins were reused, not retrained
+    assert any(load_record(t).reused_from is not None for t in run)  # reused, not retrained
     # A trial's results are one stored attribute (one write), beside who ran it.
     assert all(set(t.user_attrs) == {"host", "pid", "result"} for t in run)
-    assert trial_attrs(run[0])["gamma"] == run[0].params["gamma"]
+    assert load_record(run[0]).setting.gamma == run[0].params["gamma"]

@@ -8,14 +8,14 @@ import torch
 import gammatune.tuning._objective
 from gammatune.config import Config
 from gammatune.data import load_data
-from gammatune.training._loop import fit, make_loss
+from gammatune.record import Setting
+from gammatune.training._stacked import fit_stacked
 from gammatune.tuning._objective import make_objective
-from gammatune.tuning._runner import TrialFailed
 from tests.conftest import TINY
 
 
-def _params(gamma: float) -> dict:
-    return {"gamma": gamma, "alpha": 0.75, "repeat": 0, "model": "configured"}
+def _params(gamma: float) -> Setting:
+    return Setting(gamma, 0.75)
 
 
 def test_out_of_memory_splits_the_group_then_fails_only_that_trial(monkeypatch) -> None:
@@ -23,31 +23,20 @@ def test_out_of_memory_splits_the_group_then_fails_only_that_trial(monkeypatch) 
     splits = load_data(config)
     sizes: list[int] = []
 
-    def stacked_oom(members, *args, **kwargs):
+    def oom_with_gamma_2(members, *args, **kwargs):
         sizes.append(len(members))
-        raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
-
-    def tagged_loss(**kwargs):
-        loss = make_loss(**kwargs)
-        tagged = lambda logits, targets: loss(logits, targets)  # noqa: E731
-        tagged.gamma = kwargs["gamma"]
-        return tagged
-
-    def alone_oom_at_gamma_2(model, data, *, loss_fn, **kwargs):
-        if loss_fn.gamma == 2.0:
+        if any(m.gamma == 2.0 for m in members):  # the member that cannot fit
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
-        return fit(model, data, loss_fn=loss_fn, **kwargs)
+        return fit_stacked(members, *args, **kwargs)
 
-    monkeypatch.setattr(gammatune.tuning._objective, "fit_stacked", stacked_oom)
-    monkeypatch.setattr(gammatune.tuning._objective, "make_loss", tagged_loss)
-    monkeypatch.setattr(gammatune.tuning._objective, "fit", alone_oom_at_gamma_2)
+    monkeypatch.setattr(gammatune.tuning._objective, "fit_stacked", oom_with_gamma_2)
     objective = make_objective(config, splits, device=torch.device("cpu"), autocast=None)
     outcomes = objective([_params(0.5), _params(1.0), _params(2.0), _params(0.0)])
-    assert sizes == [4, 2, 2]  # the group of 4 split in two, each pair split to single trials
-    failed = [o for o in outcomes if isinstance(o, TrialFailed)]
-    assert len(failed) == 1 and failed[0].reason == "CUDA out of memory"
-    assert failed[0].attrs["gamma"] == 2.0
-    assert all(isinstance(o, tuple) for o in outcomes if not isinstance(o, TrialFailed))
+    assert sizes == [4, 2, 2, 1, 1]  # the group split in two, the pair with gamma 2 in ones
+    failed = [record for record, _ in outcomes if record.failed]
+    assert len(failed) == 1 and failed[0].fail_reason == "CUDA out of memory"
+    assert failed[0].setting.gamma == 2.0
+    assert all(record.value is not None for record, _ in outcomes if not record.failed)
 
 
 @pytest.mark.gpu

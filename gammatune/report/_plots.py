@@ -56,7 +56,7 @@ def _label(row: SummaryRow) -> str:
 def objective_vs_gamma(frame: pd.DataFrame, summary: Summary) -> Figure | None:
     """Validation objective, precision and recall against gamma, with both CE baselines."""
     done = _done(frame)
-    tuned = done[done["stage"].isin(["search", "refine"]) & (done["model"] != "linear")]
+    tuned = done[done["stage"].isin(["search", "refine"]) & (done["model"] == "configured")]
     if tuned.empty:
         return None
     figure, axes = _figure(9.5, 4.2)

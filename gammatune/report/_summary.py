@@ -49,12 +49,13 @@ def summarize(frame: pd.DataFrame, objective: str) -> Summary:
     done = frame[frame["state"] == "COMPLETE"]
     if "warm_start_from" in done:
         done = done[done["warm_start_from"].isna()]  # copies of search trials
-    configured = done[done["model"] != "linear"]
+    configured = done[(done["model"] == "configured") & (done["stage"] != "confirm")]
     baseline = configured[configured["stage"] == "baseline"]
     picks = [
         ("CE", baseline[baseline["alpha"].isna()]),
         ("CE+alpha", baseline[baseline["alpha"].notna()]),
-        ("linear CE", done[done["model"] == "linear"]),
+        ("logistic", done[done["model"] == "logistic"]),
+        ("logistic bal.", done[done["model"] == "logistic_balanced"]),
         ("search best", configured[configured["stage"] == "search"]),
         ("refine best", configured[configured["stage"] == "refine"]),
     ]

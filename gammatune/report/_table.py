@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -13,10 +14,14 @@ from optuna.trial import TrialState
 
 from gammatune.config import Config
 from gammatune.errors import StudyError
-from gammatune.metrics import OBJECTIVES
-from gammatune.storage import STAGES, load_study, open_storage, trial_attrs
+from gammatune.metrics import OBJECTIVES, Evaluation
+from gammatune.record import Setting
+from gammatune.storage import STAGES, load_record, load_study, open_storage
 
-_LEADING = ["stage", "number", "state", "gamma", "alpha", "repeat", "model", "seed", "objective"]
+_LEADING = [
+    "stage", "number", "state", "gamma", "alpha", "repeat", "fold", "model", "seed", "objective",
+]  # fmt: skip
+_FACTS = ("class_names", "class_counts", "imbalance_ratio")
 _SPLIT_FIELDS = [
     "threshold",
     "precision",
@@ -51,6 +56,7 @@ _TRAILING = [
     "fail_reason",
     "warm_start_from",
     "reused_from",
+    "scores_file",
 ]
 
 
@@ -71,7 +77,8 @@ def trials_frame(
     for stage in STAGES:
         study = load_study(config, stage, storage)
         for trial in [] if study is None else study.get_trials(deepcopy=False):
-            rows.append(_row(stage, trial))
+            if trial.state != TrialState.WAITING:  # enqueued, not started: not a trial yet
+                rows.append(_row(stage, trial))
     if not rows:
         raise StudyError(
             f"report: no trials of {config.name!r} in {config.storage_url}; "
@@ -118,29 +125,43 @@ def experiment_facts(
     for stage in STAGES:
         study = load_study(config, stage, storage)
         if study is not None and study.user_attrs:
-            return dict(study.user_attrs)
+            return {k: v for k, v in study.user_attrs.items() if k in _FACTS}
     return {}
 
 
 def _row(stage: str, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
-    attrs = trial_attrs(trial)
-    row: dict[str, Any] = dict(trial.params)
-    row.update({k: v for k, v in attrs.items() if not isinstance(v, (list, dict))})
-    # A warm-start copy carries its search trial's attributes; its row is the refine study's.
-    row.update(stage=stage, number=trial.number, state=trial.state.name)
-    for owner in ("host", "pid"):  # which process ran it: for resuming, not for the table
-        row.pop(owner, None)
-    for split in ("val", "test"):
-        # Lists (per class, confusion, PR curve) stay objects here; write_csv encodes them.
-        row.update({f"{split}_{k}": v for k, v in attrs.get(split, {}).items()})
-    row["curves"] = attrs.get("curves")
-    row["curve_flags"] = curve_flags(attrs.get("curves") or {}, attrs.get("best_epoch"))
+    record = load_record(trial)
+    setting = record.setting if record else Setting.from_params(trial.params)
+    row: dict[str, Any] = {"stage": stage, "number": trial.number, "state": trial.state.name}
+    row.update(dataclasses.asdict(setting))
     row["objective"] = trial.value if trial.state == TrialState.COMPLETE else math.nan
-    if trial.state == TrialState.FAIL and "fail_reason" not in attrs:
-        row["fail_reason"] = "interrupted (the process ended during the trial)"
-    row.setdefault("repeat", 0)
-    row.setdefault("model", "configured")
+    if record is None:
+        if trial.state == TrialState.FAIL:
+            row["fail_reason"] = "interrupted (the process ended during the trial)"
+        return row
+    row.update(
+        {k: getattr(record, k) for k in _RECORD_FIELDS},
+        curves=record.curves,
+        curve_flags=curve_flags(record.curves, record.best_epoch),
+    )
+    for split, evaluation in (("val", record.val), ("test", record.test)):
+        if evaluation is not None:
+            # Lists (per class, confusion, PR curve) stay objects here; write_csv encodes them.
+            row.update({f"{split}_{k}": v for k, v in _split_fields(evaluation).items()})
     return row
+
+
+_RECORD_FIELDS = (
+    "seed", "device", "duration_s", "epochs_run", "best_epoch", "stop_reason", "fail_reason",
+    "warm_start_from", "reused_from", "scores_file",
+)  # fmt: skip
+
+
+def _split_fields(evaluation: Evaluation) -> dict[str, Any]:
+    fields = dataclasses.asdict(evaluation)
+    if len(evaluation.confusion) == 2:  # binary: flat counts too
+        (fields["tn"], fields["fp"]), (fields["fn"], fields["tp"]) = evaluation.confusion
+    return fields
 
 
 def _add_deltas(frame: pd.DataFrame, field: str) -> None:
@@ -149,7 +170,7 @@ def _add_deltas(frame: pd.DataFrame, field: str) -> None:
         if column not in frame:
             frame[column] = math.nan
     done = frame["state"] == "COMPLETE"
-    ce = frame[done & (frame["stage"] == "baseline") & (frame["model"] != "linear")]
+    ce = frame[done & (frame["stage"] == "baseline") & (frame["model"] == "configured")]
     plain = ce[ce["alpha"].isna()]
     for prefix, column in (("", "objective"), ("test_", f"test_{field}")):
         frame[f"{prefix}delta_vs_ce"] = frame[column] - plain[column].mean()

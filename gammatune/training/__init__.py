@@ -6,6 +6,7 @@ Knows nothing of Optuna or files: it takes models, data and settings, and return
 from __future__ import annotations
 
 from gammatune.training._engines import stackable, vmappable
+from gammatune.training._logistic import fit_logistic, logistic_scores
 from gammatune.training._loop import (
     EpochEvent,
     FitResult,
@@ -24,7 +25,9 @@ __all__ = [
     "choose_parallel",
     "class_weights",
     "fit",
+    "fit_logistic",
     "fit_stacked",
+    "logistic_scores",
     "make_loss",
     "predict_logits",
     "scores_from_logits",

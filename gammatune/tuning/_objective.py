@@ -1,33 +1,41 @@
-"""Trials: (gamma, alpha, seed) -> model, loss, training, evaluation -> value and attributes.
+"""Trials: a group of settings -> models, losses, training, evaluation -> one record each.
 
-Trials that do not depend on each other arrive together and train together (see ``ensemble``).
+Trials that do not depend on each other arrive together and train together (see ``training``).
+A trial's result is a function of its own setting: its seed sets its initial weights, batch
+order and dropout masks, whichever trials share its stack.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field, replace
 
+import numpy as np
 import torch
 
-from gammatune.config import Config, ModelConfig
-from gammatune.data import Splits
+from gammatune.config import Config
+from gammatune.data import Splits, refold
 from gammatune.device import device_name, seed_everything
 from gammatune.metrics import best_f1_threshold, evaluate, objective_value
 from gammatune.models import build_model, init_output_bias
-from gammatune.training._engines import stackable, vmappable
-from gammatune.training._loop import (
+from gammatune.record import SampleScores, Setting, TrialRecord
+from gammatune.training import (
     EpochEvent,
     FitResult,
+    Member,
+    choose_parallel,
     fit,
+    fit_logistic,
+    fit_stacked,
+    logistic_scores,
     make_loss,
     predict_logits,
     scores_from_logits,
+    stackable,
+    vmappable,
 )
-from gammatune.training._stacked import Member, choose_parallel, fit_stacked
-from gammatune.tuning._runner import Objective, Outcome, TrialFailed
+from gammatune.tuning._runner import Objective, Outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,14 +45,16 @@ class _Context:
     device: torch.device
     autocast: torch.dtype | None
     on_epoch: Callable[[EpochEvent], None] | None
+    folds: dict[int, Splits] = field(default_factory=dict)
 
-    @property
-    def train_counts(self) -> torch.Tensor:
-        return torch.bincount(self.splits.y_train, minlength=self.splits.n_classes)
+    def split(self, fold: int) -> Splits:
+        """The splits of ``fold`` (0: the configured one), made once."""
+        if fold not in self.folds:
+            self.folds[fold] = refold(self.splits, fold, seed=self.config.split_seed)
+        return self.folds[fold]
 
-    @property
-    def minority(self) -> int:
-        return int(torch.argmin(self.train_counts))
+    def seed(self, setting: Setting) -> int:
+        return self.config.seed + setting.repeat
 
 
 def make_objective(
@@ -55,34 +65,38 @@ def make_objective(
     autocast: torch.dtype | None,
     on_epoch: Callable[[EpochEvent], None] | None = None,
 ) -> Objective:
-    """Return ``[params, ...] -> [(validation objective, user attributes) or TrialFailed, ...]``.
+    """Return ``[setting, ...] -> [(record, per-sample scores), ...]``, in order.
 
-    ``params`` holds ``gamma``, ``alpha`` (None for off), ``repeat`` (the seed is
-    ``config.seed + repeat``, so trials of different gamma share initial weights and batch
-    order) and ``model`` (``configured`` or ``linear``). Trials of a stackable model (linear,
-    MLP) train as one stacked model; others one at a time, with the same results. A trial
-    fails (the others go on) on a non-finite training loss or a CUDA out-of-memory error.
+    Trials of a stackable model (linear, MLP, most others) train as one stacked model; others
+    one at a time, with the same results. The ``logistic`` roles fit scikit-learn's logistic
+    regression. A trial fails (the others go on) on a non-finite training loss or a CUDA
+    out-of-memory error: its record says why.
     """
     context = _Context(config, splits, device, autocast, on_epoch)
 
-    def objective(params_list: list[dict[str, Any]]) -> list[Outcome]:
-        outcomes: list[Outcome | None] = [None] * len(params_list)
-        for kind in dict.fromkeys(p["model"] for p in params_list):
-            indices = [i for i, p in enumerate(params_list) if p["model"] == kind]
-            group = _train_group(context, [params_list[i] for i in indices])
-            for index, outcome in zip(indices, group, strict=True):
-                outcomes[index] = outcome
-        return outcomes  # type: ignore[return-value]
+    def objective(settings: list[Setting]) -> list[Outcome]:
+        outcomes: dict[int, Outcome] = {}
+        groups: dict[tuple[str, int], list[int]] = {}
+        for index, setting in enumerate(settings):
+            groups.setdefault((setting.model, setting.fold), []).append(index)
+        for (role, fold), indices in groups.items():
+            group = [settings[i] for i in indices]
+            split = context.split(fold)
+            trained = (
+                _train_group(context, group, split)
+                if role == "configured"
+                else [_logistic(context, s, split) for s in group]
+            )
+            outcomes.update(zip(indices, trained, strict=True))
+        return [outcomes[i] for i in range(len(settings))]
 
     return objective
 
 
 def parallel_trials(config: Config, splits: Splits, device: torch.device) -> int:
     """How many trials to train at once: ``train.parallel``, or sized to the model and device."""
-    model = _member(
-        _Context(config, splits, device, None, None),
-        {"gamma": 0.0, "alpha": None, "repeat": 0, "model": "configured"},
-    ).model
+    context = _Context(config, splits, device, None, None)
+    model = _member(context, Setting(0.0), splits).model
     if not _stacks(model, splits.n_features):
         return 1 if config.train.parallel == "auto" else int(config.train.parallel)
     return choose_parallel(
@@ -95,55 +109,58 @@ def parallel_trials(config: Config, splits: Splits, device: torch.device) -> int
 
 
 def _stacks(model: torch.nn.Module, n_features: int) -> bool:
-    """Whether trials of this architecture train together (see :mod:`gammatune.stacks`)."""
+    """Whether trials of this architecture train together (see :mod:`gammatune.training`)."""
     return stackable(model) or vmappable(model, n_features)
 
 
-def _train_group(context: _Context, params_list: list[dict[str, Any]]) -> list[Outcome]:
-    members = [_member(context, params) for params in params_list]
+def _train_group(context: _Context, settings: list[Setting], splits: Splits) -> list[Outcome]:
+    members = [_member(context, s, splits) for s in settings]
     try:
-        results = _fit_members(context, members)
+        results = _fit_members(context, members, splits)
     except torch.cuda.OutOfMemoryError:
         torch.cuda.empty_cache()
-        if len(params_list) == 1:
-            return [TrialFailed("CUDA out of memory", _attrs(context, params_list[0], members[0]))]
-        half = len(params_list) // 2  # retry the group as two smaller ones
-        return _train_group(context, params_list[:half]) + _train_group(
-            context, params_list[half:]
+        if len(settings) == 1:
+            return [(_failed(context, settings[0], "CUDA out of memory"), None)]
+        half = len(settings) // 2  # retry the group as two smaller ones
+        return _train_group(context, settings[:half], splits) + _train_group(
+            context, settings[half:], splits
         )
     return [
-        _outcome(context, params, member, result)
-        for params, member, result in zip(params_list, members, results, strict=True)
+        _outcome(context, setting, member, result, splits)
+        for setting, member, result in zip(settings, members, results, strict=True)
     ]
 
 
-def _member(context: _Context, params: dict[str, Any]) -> Member:
-    seed = context.config.seed + int(params["repeat"])
+def _member(context: _Context, setting: Setting, splits: Splits) -> Member:
+    seed = context.seed(setting)
     seed_everything(seed)
-    linear = ModelConfig(kind="linear")
-    splits = context.splits
     model = build_model(
-        context.config.model if params["model"] == "configured" else linear,
+        context.config.model,
         n_features=splits.n_features,
         n_outputs=1 if splits.n_classes == 2 else splits.n_classes,
         image_shape=splits.image_shape,
     )
-    counts = context.train_counts.double()
+    counts = torch.bincount(splits.y_train, minlength=splits.n_classes).double()
     init_output_bias(model, counts / counts.sum())
-    return Member(model, float(params["gamma"]), params["alpha"], seed)
+    return Member(model, setting.gamma, setting.alpha, seed)
 
 
-def _fit_members(context: _Context, members: list[Member]) -> list[FitResult]:
-    splits = context.splits
+def _minority(splits: Splits) -> int:
+    return int(torch.argmin(torch.bincount(splits.y_train, minlength=splits.n_classes)))
+
+
+def _fit_members(context: _Context, members: list[Member], splits: Splits) -> list[FitResult]:
     data = (splits.x_train, splits.y_train, splits.x_val, splits.y_val)
-    train = context.config.train
+    train, minority = context.config.train, _minority(splits)
     float16 = context.autocast == torch.float16  # needs loss scaling: one model at a time
-    if len(members) > 1 and not float16 and _stacks(members[0].model, splits.n_features):
+    if not float16 and _stacks(members[0].model, splits.n_features):
+        # Also a group of one: the stacked engine draws a member's dropout masks from its own
+        # seed, so a trial trains the same alone as in any stack.
         return fit_stacked(
             members,
             data,
             n_classes=splits.n_classes,
-            minority=context.minority,
+            minority=minority,
             config=train,
             device=context.device,
             autocast=context.autocast,
@@ -152,8 +169,9 @@ def _fit_members(context: _Context, members: list[Member]) -> list[FitResult]:
     results = []
     for m in members:
         loss_fn = make_loss(
-            gamma=m.gamma, alpha=m.alpha, n_classes=splits.n_classes, minority=context.minority
+            gamma=m.gamma, alpha=m.alpha, n_classes=splits.n_classes, minority=minority
         )
+        torch.manual_seed(m.seed)  # dropout masks from the trial's own seed
         results.append(
             fit(
                 m.model,
@@ -169,50 +187,81 @@ def _fit_members(context: _Context, members: list[Member]) -> list[FitResult]:
     return results
 
 
-def _attrs(context: _Context, params: dict[str, Any], member: Member) -> dict[str, Any]:
-    return {
-        "gamma": member.gamma,
-        "alpha": member.alpha,
-        "repeat": params["repeat"],
-        "model": context.config.model.kind if params["model"] == "configured" else "linear",
-        "seed": member.seed,
-        "device": device_name(context.device),
-    }
+def _failed(context: _Context, setting: Setting, reason: str) -> TrialRecord:
+    return TrialRecord(
+        setting,
+        seed=context.seed(setting),
+        device=device_name(context.device),
+        fail_reason=reason,
+    )
 
 
 def _outcome(
-    context: _Context, params: dict[str, Any], member: Member, result: FitResult
+    context: _Context, setting: Setting, member: Member, result: FitResult, splits: Splits
 ) -> Outcome:
-    attrs = _attrs(context, params, member)
-    attrs.update(
+    curves = {
+        "train_loss": _rounded(result.train_loss),
+        "val_loss": _rounded(result.val_loss),
+        "val_monitor": _rounded(result.val_monitor),
+    }
+    record = TrialRecord(
+        setting,
+        seed=member.seed,
+        device=device_name(context.device),
+        fail_reason=result.failure,
         duration_s=round(result.duration_s, 3),
         epochs_run=result.epochs_run,
         best_epoch=result.best_epoch,
         stop_reason=result.stop_reason,
-        curves={
-            "train_loss": _rounded(result.train_loss),
-            "val_loss": _rounded(result.val_loss),
-            "val_monitor": _rounded(result.val_monitor),
-        },
+        curves=curves,
     )
     if result.failure is not None:
-        return TrialFailed(result.failure, attrs)
-    splits, config = context.splits, context.config
-    val_scores, test_scores = (
-        scores_from_logits(predict_logits(member.model, x.to(context.device)))
-        for x in (splits.x_val, splits.x_test)
+        return record, None
+    scores = SampleScores(
+        *(
+            scores_from_logits(predict_logits(member.model, x.to(context.device)))
+            for x in (splits.x_val, splits.x_test)
+        )
     )
+    return _evaluated(context, record, scores, splits)
+
+
+def _logistic(context: _Context, setting: Setting, splits: Splits) -> Outcome:
+    balanced = setting.model == "logistic_balanced"
+    model, seconds = fit_logistic(
+        splits.x_train, splits.y_train, balanced=balanced, seed=context.seed(setting)
+    )
+    n_iter = int(np.max(model.n_iter_))  # type: ignore[attr-defined]
+    record = TrialRecord(
+        setting,
+        seed=context.seed(setting),
+        device="cpu (scikit-learn)",
+        duration_s=round(seconds, 3),
+        epochs_run=n_iter,
+        best_epoch=n_iter,
+        stop_reason="converged" if n_iter < 5000 else "max_iter",
+    )
+    scores = SampleScores(
+        logistic_scores(model, splits.x_val), logistic_scores(model, splits.x_test)
+    )
+    return _evaluated(context, record, scores, splits)
+
+
+def _evaluated(
+    context: _Context, record: TrialRecord, scores: SampleScores, splits: Splits
+) -> Outcome:
+    """Evaluate both splits at the decision threshold (chosen on validation when ``tuned``)."""
+    config = context.config
     threshold = config.threshold if isinstance(config.threshold, float) else 0.5
-    if config.threshold == "tuned" and val_scores.ndim == 1:
-        threshold = best_f1_threshold(splits.y_val.numpy(), val_scores)[0]
-    val = evaluate(splits.y_val.numpy(), val_scores, threshold=threshold, seed=member.seed)
-    test = evaluate(splits.y_test.numpy(), test_scores, threshold=threshold, seed=member.seed)
-    attrs.update(val.to_attrs("val"))
-    attrs.update(test.to_attrs("test"))
+    if config.threshold == "tuned" and scores.val.ndim == 1:
+        threshold = best_f1_threshold(splits.y_val.numpy(), scores.val)[0]
+    val, test = (
+        evaluate(y.numpy(), s, threshold=threshold, seed=record.seed)
+        for y, s in ((splits.y_val, scores.val), (splits.y_test, scores.test))
+    )
     value = objective_value(val, config.objective)
-    if not math.isfinite(value):
-        return TrialFailed(f"the objective {config.objective} is {value}", attrs)
-    return value, attrs
+    reason = None if math.isfinite(value) else f"the objective {config.objective} is {value}"
+    return replace(record, val=val, test=test, value=value, fail_reason=reason), scores
 
 
 def _rounded(values: list[float]) -> list[float | None]:

@@ -1,10 +1,4 @@
-"""Running the three stages on Optuna studies: what each runs comes from ``plan``.
-
-- ``baseline``: gamma 0 (the loss is plain cross-entropy), alpha off, ``baseline.repeats`` seeds;
-  alpha-balanced cross-entropy at each alpha of the search grid; a linear model as a yardstick.
-- ``search``: the grid gamma x alpha.
-- ``refine``: TPE inside a window around the best search trial, warm-started with the search
-  trials that fall inside it; ``refine.n_trials`` is the stage's total.
+"""Running stages on Optuna studies: what each runs comes from ``_stages``.
 
 Fixed points are enqueued only where no completed, running or waiting trial has them, so a rerun
 continues a stage: completed points are not retrained, failed or interrupted ones are.
@@ -16,21 +10,30 @@ import logging
 import os
 import socket
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import optuna
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
 from optuna.trial import FrozenTrial, TrialState
 
 from gammatune.config import Config
-from gammatune.storage import Stage, claim_lock, save_result, study_name, trial_attrs
-from gammatune.tuning._stages import StagePlan, complete_params, plan_stage, rounds
+from gammatune.record import SampleScores, Setting, TrialRecord
+from gammatune.storage import RESULT, Stage, load_record, save_record, save_scores, study_name
+from gammatune.tuning._optuna import claim_lock, pop_waiting_trial, waiting_params
+from gammatune.tuning._stages import StagePlan, plan_stage, rounds
 
 logger = logging.getLogger(__name__)
 
 _ACTIVE = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
 Role = Literal["single", "worker"]
+Outcome = tuple[TrialRecord, SampleScores | None]
+Objective = Callable[[list[Setting]], list[Outcome]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,22 +44,9 @@ class TrialEvent:
     number: int
     state: str
     value: float | None
-    params: dict[str, Any]
+    setting: Setting
     reason: str | None = None
     curves: dict[str, list[float | None]] | None = None
-
-
-class TrialFailed(Exception):
-    """A trial that ends without a result (NaN loss, out of memory); the study goes on."""
-
-    def __init__(self, reason: str, attrs: dict[str, Any]) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.attrs = attrs
-
-
-Outcome = tuple[float, dict[str, Any]] | TrialFailed
-Objective = Callable[[list[dict[str, Any]]], list[Outcome]]
 
 
 def run_stages(
@@ -70,17 +60,19 @@ def run_stages(
     on_trial: Callable[[TrialEvent], None] | None = None,
     study_attrs: dict[str, Any] | None = None,
     role: Role = "single",
+    worker: int = 0,
 ) -> dict[Stage, optuna.Study]:
     """Run (or continue) ``stages`` until their points are done or refine reaches ``n_trials``.
 
     The fixed points of baseline and search are known up front, so they train together;
     refine then asks TPE for ``parallel`` trials a round (or ``refine.batch``, if smaller, to
-    let TPE learn from more rounds; constant liar marks the trials in flight).
+    let TPE learn from more rounds; constant liar marks the trials in flight); confirm's points
+    follow from the results of the others.
 
     Args:
         config: The experiment.
-        stages: Some of ``baseline``, ``search``, ``refine``, in that order.
-        objective: ``[params, ...] -> [(value, user_attrs) or TrialFailed, ...]``.
+        stages: Some of ``baseline``, ``search``, ``refine``, ``confirm``, in that order.
+        objective: ``[setting, ...] -> [(record, per-sample scores), ...]``.
         storage: From :func:`open_storage`.
         parallel: How many trials to hand the objective at once.
         on_stage: Hears each round's name and how many trials it will run.
@@ -90,6 +82,8 @@ def run_stages(
             enqueues missing points) and runs it; ``worker`` only runs what a coordinating
             process prepared with :func:`prepare_stages`, so that workers sharing a storage
             never enqueue a point twice.
+        worker: This worker's index (0 for a single process): TPE's seed is ``seed + worker``,
+            so that workers do not all propose the same points.
 
     Returns:
         The studies, by stage.
@@ -97,15 +91,15 @@ def run_stages(
     studies: dict[Stage, optuna.Study] = {}
     for group in rounds(stages):
         opened = [
-            _open(config, stage, storage, study_attrs, prepare=role == "single") for stage in group
+            _open(config, stage, storage, study_attrs, prepare=role == "single", worker=worker)
+            for stage in group
         ]
         studies.update({plan.stage: study for plan, study in opened})
         if on_stage is not None:
             on_stage("+".join(group), sum(_remaining(study, plan) for plan, study in opened))
-        # TPE asks up to `parallel` trials a round; constant liar marks the ones in flight.
         batch = min(parallel, config.refine.batch or parallel) if group == ["refine"] else parallel
-        while slots := _next_slots(opened, batch):
-            for event in _run_slots(slots, objective):
+        while slots := _next_slots(config, storage, opened, batch):
+            for event in _run_slots(config, slots, objective):
                 if on_trial is not None:
                     on_trial(event)
     return studies
@@ -126,12 +120,13 @@ def _open(
     study_attrs: dict[str, Any] | None,
     *,
     prepare: bool,
+    worker: int = 0,
 ) -> tuple[StagePlan, optuna.Study]:
     plan = plan_stage(config, stage, storage)
     study = optuna.create_study(
         study_name=study_name(config, stage),
         storage=storage,
-        sampler=_sampler(config, plan),
+        sampler=_sampler(config, plan, worker),
         direction="maximize",
         load_if_exists=True,
     )
@@ -141,25 +136,28 @@ def _open(
         _fail_orphans(study)
         _add_warm_start(study, plan)
         _enqueue_missing(study, plan)
+        if plan.kind == "points":  # what the report judges: the current plan's points
+            study.set_user_attr("plan", [p.params() for p in plan.points])
     return plan, study
 
 
-def _sampler(config: Config, plan: StagePlan) -> optuna.samplers.BaseSampler:
-    if plan.points is not None:  # every trial is enqueued: the sampler is never asked
+def _sampler(config: Config, plan: StagePlan, worker: int) -> optuna.samplers.BaseSampler:
+    if plan.kind == "points":  # every trial is enqueued: the sampler is never asked
         return optuna.samplers.RandomSampler(seed=config.seed)
-    # Workers (see workers.py) draw from different seeds, or all would propose the same points.
-    seed = config.seed + int(os.environ.get("GAMMATUNE_WORKER", "0"))
     return optuna.samplers.TPESampler(
-        seed=seed, multivariate=True, constant_liar=True, n_startup_trials=5
+        seed=config.seed + worker, multivariate=True, constant_liar=True, n_startup_trials=5
     )
 
 
 def _suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
     if isinstance(dist, CategoricalDistribution):
         return trial.suggest_categorical(name, dist.choices)
-    assert isinstance(dist, FloatDistribution)
-    # Round off the step's binary noise (0.8500000000000001).
-    return round(trial.suggest_float(name, dist.low, dist.high, step=dist.step), 10)
+    if isinstance(dist, FloatDistribution):
+        # Round off the step's binary noise (0.8500000000000001).
+        value = trial.suggest_float(name, dist.low, dist.high, step=dist.step)
+        return round(value, 10)
+    assert isinstance(dist, IntDistribution)
+    return trial.suggest_int(name, dist.low, dist.high)
 
 
 def _fail_orphans(study: optuna.Study) -> None:
@@ -188,16 +186,18 @@ def _alive(pid: int) -> bool:
 
 def _add_warm_start(study: optuna.Study, plan: StagePlan) -> None:
     """Copy the search trials inside the refine window into the refine study, once each."""
-    copied = {t.user_attrs.get("warm_start_from") for t in study.get_trials(deepcopy=False)}
+    copied = {r.warm_start_from for t in study.get_trials(deepcopy=False) if (r := load_record(t))}
     for source in plan.warm_start:
-        if source.number in copied:
+        record = load_record(source)
+        if source.number in copied or record is None:
             continue
+        copy = replace(record, warm_start_from=source.number)
         study.add_trial(
             optuna.trial.create_trial(
                 params={k: source.params[k] for k in plan.distributions},
                 distributions=plan.distributions,
                 value=source.value,
-                user_attrs={**source.user_attrs, "warm_start_from": source.number},
+                user_attrs={RESULT: copy.to_json()},
             )
         )
 
@@ -205,39 +205,36 @@ def _add_warm_start(study: optuna.Study, plan: StagePlan) -> None:
 def _enqueue_missing(study: optuna.Study, plan: StagePlan) -> None:
     """Enqueue fixed points without an active trial; for refine, retry failed points once."""
     trials = study.get_trials(deepcopy=False)
-    active = {_key(_params(t)) for t in trials if t.state in _ACTIVE}
-    if plan.points is not None:
+    active = {_setting(t).key() for t in trials if t.state in _ACTIVE}
+    if plan.kind == "points":
         wanted = plan.points
     else:
-        wanted = [t.params for t in trials if t.state == TrialState.FAIL]
-    for params in wanted:
-        if _key(params) not in active:
-            study.enqueue_trial(dict(params))
-            active.add(_key(params))
+        wanted = [_setting(t) for t in trials if t.state == TrialState.FAIL]
+    for setting in wanted:
+        if setting.key() not in active:
+            study.enqueue_trial(setting.params())
+            active.add(setting.key())
 
 
-def _params(trial: FrozenTrial) -> dict[str, Any]:
-    """A trial's parameters; a waiting (enqueued) trial keeps them in ``fixed_params``."""
-    return trial.params or dict(trial.system_attrs.get("fixed_params", {}))
-
-
-def _key(params: dict[str, Any]) -> tuple[Any, ...]:
-    full = complete_params(params)
-    return tuple((k, round(v, 9) if isinstance(v, float) else v) for k, v in sorted(full.items()))
+def _setting(trial: FrozenTrial) -> Setting:
+    return Setting.from_params(waiting_params(trial))
 
 
 def _remaining(study: optuna.Study, plan: StagePlan) -> int:
     """Trials this stage still has to run: its waiting points, or refine's unused budget."""
     trials = study.get_trials(deepcopy=False)
-    if plan.points is not None:
-        return sum(t.state == TrialState.WAITING for t in trials)
+    waiting = sum(t.state == TrialState.WAITING for t in trials)
+    if plan.kind == "points":
+        return waiting
     counted = sum(
-        t.state in (TrialState.COMPLETE, TrialState.RUNNING)
-        and "warm_start_from" not in t.user_attrs
-        for t in trials
+        t.state in (TrialState.COMPLETE, TrialState.RUNNING) and not _is_copy(t) for t in trials
     )
-    retries = sum(t.state == TrialState.WAITING for t in trials)
-    return max(retries, plan.n_trials - counted)
+    return max(waiting, plan.n_trials - counted)
+
+
+def _is_copy(trial: FrozenTrial) -> bool:
+    record = load_record(trial)
+    return record is not None and record.warm_start_from is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,94 +244,97 @@ class _Slot:
     plan: StagePlan
     study: optuna.Study
     trial: optuna.Trial
-    params: dict[str, Any]
+    setting: Setting
 
 
-def _next_slots(opened: list[tuple[StagePlan, optuna.Study]], batch: int) -> list[_Slot]:
+def _next_slots(
+    config: Config,
+    storage: optuna.storages.BaseStorage,
+    opened: list[tuple[StagePlan, optuna.Study]],
+    batch: int,
+) -> list[_Slot]:
     """Up to ``batch`` trials: waiting (enqueued) points first, then, for refine, TPE's."""
     slots: list[_Slot] = []
     for plan, study in opened:
         for _ in range(min(batch - len(slots), _remaining(study, plan))):
-            trial = _start(study, plan)
-            if trial is None:  # another worker took the last one
+            started = _start(config, storage, study, plan)
+            if started is None:  # another worker took the last one
                 break
+            trial, fixed = started
             trial.set_user_attr("host", socket.gethostname())
             trial.set_user_attr("pid", os.getpid())
-            params = {n: _suggest(trial, n, d) for n, d in plan.distributions.items()}
-            slots.append(_Slot(plan, study, trial, complete_params(params)))
+            names = plan.distributions if plan.kind == "tpe" else fixed
+            params = {n: _suggest(trial, n, plan.distributions[n]) for n in names}
+            slots.append(_Slot(plan, study, trial, Setting.from_params(params)))
     return slots
 
 
-def _start(study: optuna.Study, plan: StagePlan) -> optuna.Trial | None:
+def _start(
+    config: Config, storage: optuna.storages.BaseStorage, study: optuna.Study, plan: StagePlan
+) -> tuple[optuna.Trial, dict[str, Any]] | None:
     """Start a trial: an enqueued one, or for refine a new one from TPE; None when none is due.
 
-    A fixed-point stage never lets ``Study.ask`` create a trial of its own: it pops enqueued
-    trials, under :func:`claim_lock` so that workers sharing a SQLite file never start the
-    same point. Refine counts its budget under the same lock, so that ``n_trials`` is the
-    total over all workers.
+    A fixed-point stage never lets ``Study.ask`` create a trial of its own: it claims enqueued
+    trials, under :func:`claim_lock` so that workers sharing a SQLite file never start the same
+    point. Refine counts its budget under the same lock, so that ``n_trials`` is the total over
+    all workers. Returns the trial and its enqueued parameters (none for TPE's).
     """
-    with claim_lock(study._storage):
-        if plan.points is None:
-            return study.ask() if _remaining(study, plan) > 0 else None
-        trial_id = study._pop_waiting_trial_id()  # ask()'s first step; no public form
-        return None if trial_id is None else optuna.Trial(study, trial_id)
+    with claim_lock(config.storage_url):
+        if plan.kind == "tpe":
+            return (study.ask(), {}) if _remaining(study, plan) > 0 else None
+        return pop_waiting_trial(study, storage)
 
 
-def _run_slots(slots: list[_Slot], objective: Objective) -> list[TrialEvent]:
+def _run_slots(config: Config, slots: list[_Slot], objective: Objective) -> list[TrialEvent]:
     twins = _completed_twins(slots)
     try:
         fresh = iter(
-            objective([s.params for s, twin in zip(slots, twins, strict=True) if not twin])
+            objective([s.setting for s, twin in zip(slots, twins, strict=True) if not twin])
         )
     except BaseException:
         # KeyboardInterrupt or a bug: these points are retried on the next run.
         for slot in slots:
             slot.study.tell(slot.trial, state=TrialState.FAIL)
         raise
-    events = []
-    for slot, twin in zip(slots, twins, strict=True):
-        outcome = next(fresh) if twin is None else _reused(twin)
-        stage, trial = slot.plan.stage, slot.trial
-        if isinstance(outcome, TrialFailed):
-            _set_attrs(trial, {**outcome.attrs, "stage": stage, "fail_reason": outcome.reason})
-            slot.study.tell(trial, state=TrialState.FAIL)
-            event = TrialEvent(
-                stage,
-                trial.number,
-                "FAIL",
-                None,
-                slot.params,
-                outcome.reason,
-                outcome.attrs.get("curves"),
-            )
-        else:
-            value, attrs = outcome
-            _set_attrs(trial, {**attrs, "stage": stage})
-            slot.study.tell(trial, value)
-            event = TrialEvent(
-                stage, trial.number, "COMPLETE", value, slot.params, curves=attrs.get("curves")
-            )
-        events.append(event)
-    return events
+    return [
+        _finish(config, slot, next(fresh) if twin is None else _reused(twin))
+        for slot, twin in zip(slots, twins, strict=True)
+    ]
+
+
+def _finish(config: Config, slot: _Slot, outcome: Outcome) -> TrialEvent:
+    """Store a trial's record (and scores) and tell Optuna how it ended."""
+    record, scores = outcome
+    stage, trial = slot.plan.stage, slot.trial
+    record = replace(record, stage=stage)
+    if scores is not None:
+        name = f"{study_name(config, stage)}-{trial.number:05d}"
+        record = replace(record, scores_file=save_scores(config, name, scores))
+    save_record(trial, record)
+    if record.failed or record.value is None:
+        slot.study.tell(trial, state=TrialState.FAIL)
+        state = "FAIL"
+    else:
+        slot.study.tell(trial, record.value)
+        state = "COMPLETE"
+    return TrialEvent(
+        stage, trial.number, state, record.value, slot.setting, record.fail_reason, record.curves
+    )
 
 
 def _reused(twin: FrozenTrial) -> Outcome:
-    assert twin.value is not None
+    record = load_record(twin)
+    assert record is not None and twin.value is not None
     # A new trial of the refine budget even when its twin is a warm-start copy of a search trial.
-    attrs = {k: v for k, v in trial_attrs(twin).items() if k != "warm_start_from"}
-    return twin.value, {**attrs, "reused_from": twin.number}
+    return replace(record, warm_start_from=None, reused_from=twin.number), None
 
 
 def _completed_twins(slots: list[_Slot]) -> list[FrozenTrial | None]:
-    """Each slot's first completed trial of the same point (TPE on a stepped grid can propose
-    one twice), reading each study once."""
+    """Each slot's first completed trial of the same setting (TPE on a stepped grid can
+    propose one twice), reading each study once."""
     done: dict[str, dict[tuple[Any, ...], FrozenTrial]] = {}
     for study in {slot.study.study_name: slot.study for slot in slots}.values():
         first = done.setdefault(study.study_name, {})
         for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            first.setdefault(_key(trial.params), trial)
-    return [done[slot.study.study_name].get(_key(slot.params)) for slot in slots]
-
-
-def _set_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
-    save_result(trial, {k: v for k, v in attrs.items() if k not in ("host", "pid")})
+            first.setdefault(_setting(trial).key(), trial)
+    return [done[slot.study.study_name].get(slot.setting.key()) for slot in slots]

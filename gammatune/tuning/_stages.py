@@ -1,27 +1,67 @@
-"""What each stage runs: fixed points (baseline, search) or a TPE search space (refine)."""
+"""What each stage runs, as data: fixed points (baseline, search, confirm) or a TPE space (refine).
+
+- ``baseline``: gamma 0 (plain cross-entropy), alpha off, ``baseline.repeats`` seeds;
+  cross-entropy at each alpha of the search grid; logistic regression, plain and balanced.
+- ``search``: the grid gamma x alpha.
+- ``refine``: TPE inside a window around the best search trial, warm-started with the search
+  trials that fall inside it; ``refine.n_trials`` is the stage's total.
+- ``confirm``: the ``confirm.top_k`` best distinct focal settings of search and refine, their
+  same-alpha cross-entropy twins, plain CE and the best alpha-weighted CE, each over
+  ``confirm.repeats`` fresh seeds (x ``confirm.folds`` re-splits): the paired evidence the
+  verdict decides on.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Literal
 
 import optuna
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
 from optuna.trial import FrozenTrial, TrialState
 
 from gammatune.config import Config
 from gammatune.errors import StudyError
+from gammatune.record import ROLES, Setting
 from gammatune.storage import Stage, load_study, study_name
+from gammatune.tuning._optuna import contains
+
+Kind = Literal["points", "tpe"]
+KINDS: dict[Stage, Kind] = {
+    "baseline": "points",
+    "search": "points",
+    "refine": "tpe",
+    "confirm": "points",
+}
+# Stages of one round train together; each round needs the ones before it.
+ROUNDS: tuple[tuple[Stage, ...], ...] = (("baseline", "search"), ("refine",), ("confirm",))
+# Fixed points are stored over one constant space: Optuna refuses a categorical whose choices
+# change within a study, and the points of confirm (and baseline) depend on earlier results.
+# Alpha off is a trial without an ``alpha`` parameter.
+POINT_SPACE: dict[str, BaseDistribution] = {
+    "gamma": FloatDistribution(0.0, 20.0),
+    "alpha": FloatDistribution(0.0, 1.0),
+    "repeat": IntDistribution(0, 2**31 - 1),
+    "fold": IntDistribution(0, 2**31 - 1),
+    "model": CategoricalDistribution(list(ROLES)),
+}
 
 
 @dataclass(frozen=True, slots=True)
 class StagePlan:
-    """What a stage runs: fixed ``points`` (baseline, search) or a TPE ``space`` (refine)."""
+    """What a stage runs: its ``points`` (kind ``points``) or ``n_trials`` of TPE over
+    ``distributions`` (kind ``tpe``), warm-started with ``warm_start``."""
 
     stage: Stage
+    kind: Kind
     distributions: dict[str, BaseDistribution]
-    points: list[dict[str, Any]] | None
+    points: list[Setting]
     n_trials: int
     warm_start: list[FrozenTrial]
 
@@ -30,61 +70,69 @@ def plan_stage(config: Config, stage: Stage, storage: optuna.storages.BaseStorag
     """Return what ``stage`` runs under ``config``.
 
     Raises:
-        StudyError: ``refine`` before any search trial completed.
+        StudyError: ``refine`` or ``confirm`` before the stages they build on.
+        ValueError: An unknown stage name (a programming error).
     """
-    gammas = [float(g) for g in config.search.gamma]  # YAML's 1 and 1.0 must be one value
-    alphas = [None if a is None else float(a) for a in config.search.alpha]
-    if stage == "search":
-        points: list[dict[str, Any]] = [{"gamma": g, "alpha": a} for g in gammas for a in alphas]
-        dists: dict[str, BaseDistribution] = {"gamma": _choices(gammas), "alpha": _choices(alphas)}
-        return StagePlan(stage, dists, points, len(points), [])
-    if stage == "baseline":
-        repeats = list(range(config.baseline.repeats))
-        points = [
-            {"gamma": 0.0, "alpha": None, "repeat": r, "model": "configured"} for r in repeats
-        ]
-        points += [
-            {"gamma": 0.0, "alpha": a, "repeat": 0, "model": "configured"}
-            for a in dict.fromkeys(alphas)
-            if a is not None and config.baseline.balanced
-        ]
-        if config.baseline.linear and config.model.kind != "linear":
-            points.append({"gamma": 0.0, "alpha": None, "repeat": 0, "model": "linear"})
-        dists = {
-            "gamma": _choices([0.0]),
-            "alpha": _choices([None, *alphas]),
-            "repeat": _choices(repeats),
-            "model": _choices(["configured", "linear"]),
-        }
-        return StagePlan(stage, dists, points, len(points), [])
-    return _refine_plan(config, storage)
+    match stage:
+        case "baseline":
+            return _fixed(stage, _baseline_points(config))
+        case "search":
+            gammas, alphas = _grid(config)
+            points = [Setting(g, a) for g in gammas for a in alphas]
+            return _fixed(stage, points)
+        case "refine":
+            return _refine_plan(config, storage)
+        case "confirm":
+            return _fixed(stage, confirm_points(config, storage))
+    raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(KINDS)}")
 
 
 def rounds(stages: Sequence[Stage]) -> list[list[Stage]]:
-    """Split ``stages`` into what can run together: baseline and search, then refine."""
-    fixed: list[Stage] = [s for s in stages if s != "refine"]
-    later: list[Stage] = [s for s in stages if s == "refine"]
-    return [group for group in (fixed, later) if group]
+    """Split ``stages`` into what can run together, in order: baseline and search, refine,
+    confirm."""
+    return [[s for s in group if s in stages] for group in ROUNDS if set(group) & set(stages)]
 
 
-def _choices(values: list[Any]) -> CategoricalDistribution:
-    return CategoricalDistribution(list(dict.fromkeys(values)))
+def _grid(config: Config) -> tuple[list[float], list[float | None]]:
+    gammas = [float(g) for g in config.search.gamma]  # YAML's 1 and 1.0 must be one value
+    alphas = [None if a is None else float(a) for a in config.search.alpha]
+    return list(dict.fromkeys(gammas)), list(dict.fromkeys(alphas))
+
+
+def _baseline_points(config: Config) -> list[Setting]:
+    _, alphas = _grid(config)
+    points = [Setting(0.0, None, repeat=r) for r in range(config.baseline.repeats)]
+    if config.baseline.balanced:
+        points += [Setting(0.0, a) for a in alphas if a is not None]
+    if config.baseline.linear:
+        points += [Setting(0.0, None, model=role) for role in ROLES[1:]]
+    return points
+
+
+def _fixed(stage: Stage, points: list[Setting]) -> StagePlan:
+    unique = list({p.key(): p for p in points}.values())
+    return StagePlan(stage, "points", POINT_SPACE, unique, len(unique), [])
+
+
+def _completed(
+    config: Config, stage: Stage, storage: optuna.storages.BaseStorage
+) -> list[FrozenTrial]:
+    study = load_study(config, stage, storage)
+    states = (TrialState.COMPLETE,)
+    return [] if study is None else study.get_trials(deepcopy=False, states=states)
 
 
 def _refine_plan(config: Config, storage: optuna.storages.BaseStorage) -> StagePlan:
-    search = load_study(config, "search", storage)
-    done = (
-        [] if search is None else search.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    )
+    done = _completed(config, "search", storage)
     if not done:
         raise StudyError(
             f"refine: no completed search trial in study {study_name(config, 'search')!r}; "
             "run `gammatune search` with this config first."
         )
-    best = max(done, key=lambda t: t.value if t.value is not None else float("-inf"))
+    best = max(done, key=_value)
     refine = config.refine
     # An unweighted best (alpha off) is refined around 0.5, which weighs classes equally.
-    alpha_center = 0.5 if best.params["alpha"] is None else best.params["alpha"]
+    alpha_center = 0.5 if best.params.get("alpha") is None else best.params["alpha"]
     dists: dict[str, BaseDistribution] = {
         "gamma": _window(best.params["gamma"], refine.gamma_window, refine.gamma_step, 0.0, 20.0),
         "alpha": _window(alpha_center, refine.alpha_window, refine.alpha_step, 0.0, 1.0),
@@ -92,10 +140,14 @@ def _refine_plan(config: Config, storage: optuna.storages.BaseStorage) -> StageP
     inside = [
         t
         for t in done
-        if t.params["alpha"] is not None
-        and all(dists[k]._contains(dists[k].to_internal_repr(t.params[k])) for k in dists)
+        if t.params.get("alpha") is not None
+        and all(contains(dists[k], t.params[k]) for k in dists)
     ]
-    return StagePlan("refine", dists, None, refine.n_trials, inside)
+    return StagePlan("refine", "tpe", dists, [], refine.n_trials, inside)
+
+
+def _value(trial: FrozenTrial) -> float:
+    return trial.value if trial.value is not None else float("-inf")
 
 
 def _window(center: float, half: float, step: float, low: float, high: float) -> FloatDistribution:
@@ -105,6 +157,42 @@ def _window(center: float, half: float, step: float, low: float, high: float) ->
     return FloatDistribution(lo, round(lo + max(n_steps, 1) * step, 10), step=step)
 
 
-def complete_params(params: dict[str, Any]) -> dict[str, Any]:
-    """Fill in the parameters a stage does not vary (seed repeat 0, the configured model)."""
-    return {"repeat": 0, "model": "configured", **params}
+def confirm_points(config: Config, storage: optuna.storages.BaseStorage) -> list[Setting]:
+    """The finalists and their references, each over fresh seeds and folds.
+
+    Finalists are the ``confirm.top_k`` best distinct focal settings (gamma > 0) of search and
+    refine by validation objective; references are each one's same-alpha cross-entropy twin,
+    plain cross-entropy and the best alpha-weighted cross-entropy of the baseline. Seeds are
+    fresh: repeats start after the baseline's.
+
+    Raises:
+        StudyError: Search has not completed a trial yet.
+    """
+    tuned = [*_completed(config, "search", storage), *_completed(config, "refine", storage)]
+    if not tuned:
+        raise StudyError(
+            f"confirm: no completed search or refine trial in {study_name(config, 'search')!r}; "
+            "run `gammatune search` (and `refine`) with this config first."
+        )
+    finalists: dict[tuple[object, ...], Setting] = {}
+    for trial in sorted(tuned, key=_value, reverse=True):
+        setting = Setting.from_params(trial.params)
+        if setting.gamma > 0 and len(finalists) < config.confirm.top_k:
+            finalists.setdefault(setting.key(), setting)
+    weighted = [
+        t
+        for t in _completed(config, "baseline", storage)
+        if t.params.get("model", "configured") == "configured"
+        and t.params.get("alpha") is not None
+    ]
+    references = [Setting(0.0, None), *(s.twin() for s in finalists.values())]
+    if weighted:
+        references.append(Setting.from_params(max(weighted, key=_value).params))
+    settings = {s.key(): s for s in [*finalists.values(), *references]}.values()
+    first = config.baseline.repeats
+    return [
+        replace(s, repeat=first + r, fold=f)
+        for s in settings
+        for f in range(config.confirm.folds)
+        for r in range(config.confirm.repeats)
+    ]

@@ -2,7 +2,8 @@
 
 Baseline and search points are enqueued once, here, and each worker pops waiting trials, so no
 point runs twice; refine starts only once every search trial has ended, and its workers share
-TPE through the storage (constant liar marks the trials in flight). With several GPUs, worker
+TPE through the storage (constant liar marks the trials in flight; each worker seeds TPE
+with its own index). With several GPUs, worker
 ``i`` sees only GPU ``i mod n``; on a CPU the cores are shared out.
 """
 
@@ -43,10 +44,12 @@ def run_with_workers(
             sys.executable, "-m", "gammatune", "worker", "--config", str(config_path),
             "--storage", config.storage_url, "--stages", ",".join(group),
         ]  # fmt: skip
+        # TPE seeds and progress lines differ per worker: its index is an option, not a global.
         if tensorboard is not None:
             command += ["--tensorboard", str(tensorboard)]
         processes = [
-            subprocess.Popen(command, env=_environment(i, n_workers)) for i in range(n_workers)
+            subprocess.Popen([*command, "--index", str(i + 1)], env=_environment(i, n_workers))
+            for i in range(n_workers)
         ]
         try:
             codes = [process.wait() for process in processes]
@@ -63,7 +66,7 @@ def run_with_workers(
 
 
 def _environment(index: int, n_workers: int) -> dict[str, str]:
-    env = {**os.environ, "GAMMATUNE_WORKER": str(index + 1)}
+    env = dict(os.environ)
     gpus = visible_gpus()
     if len(gpus) > 1:
         env["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]

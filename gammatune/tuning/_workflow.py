@@ -29,6 +29,7 @@ def run_workflow(
     on_trial: Callable[[TrialEvent], None] | None = None,
     on_epoch: Callable[[EpochEvent], None] | None = None,
     role: Role = "single",
+    worker: int = 0,
     tensorboard: Path | None = None,
     splits: Splits | None = None,
 ) -> dict[Stage, optuna.Study]:
@@ -38,18 +39,19 @@ def run_workflow(
     (``baseline+search`` train together) and how many trials it will run. Curves go to
     TensorBoard when ``train.tensorboard`` is set (into ``runs/<name>/tensorboard``) or
     ``tensorboard`` names a folder. ``role="worker"`` runs what a coordinating process
-    prepared (see ``workers``). ``splits`` replaces the configured data source, for callers
-    that hold their data in memory.
+    prepared (see ``workers``); ``worker`` is its index. ``splits`` replaces the configured
+    data source, for callers that hold their data in memory.
 
     Raises:
-        GammatuneError: Invalid data, an unreachable storage, or refine before search.
+        GammatuneError: Invalid data, an unreachable storage, or a stage before the ones it
+            builds on (refine or confirm before search).
     """
     log_dir = tensorboard or (config.run_dir / "tensorboard" if config.train.tensorboard else None)
     if log_dir is not None:
         on_trial = _both(on_trial, tensorboard_logger(log_dir))
     storage = open_storage(config)
-    if "refine" in stages and "search" not in stages:
-        plan_stage(config, "refine", storage)  # fail before loading data if search is missing
+    if stages and stages[0] in ("refine", "confirm"):
+        plan_stage(config, stages[0], storage)  # fail before loading data if search is missing
     splits = splits or load_data(config)
     if on_data is not None:
         on_data(splits)
@@ -73,6 +75,7 @@ def run_workflow(
         on_trial=on_trial,
         study_attrs=data_facts(splits),
         role=role,
+        worker=worker,
     )
 
 
