@@ -10,7 +10,15 @@ import torch
 
 from gammatune.config import ModelConfig, TrainConfig
 from gammatune.models import build_model
-from gammatune.training._engines import FlatAdamW, StackedMLP, VmappedModels, stackable, vmappable
+from gammatune.training._engines import (
+    FlatAdamW,
+    StackedMLP,
+    VmappedModels,
+    dropout_masks,
+    dropout_streams,
+    stackable,
+    vmappable,
+)
 from gammatune.training._loop import fit, make_loss
 from gammatune.training._stacked import Member, choose_parallel, fit_stacked
 
@@ -68,6 +76,52 @@ def test_members_train_as_they_would_alone(n_classes: int) -> None:
         assert len({r.epochs_run for r in stacked}) > 1  # members stopped at different epochs
 
 
+def _dropout_member(gamma: float, alpha: float | None, seed: int) -> Member:
+    torch.manual_seed(seed)
+    config = ModelConfig(kind="mlp", hidden=[8, 8], dropout=0.1)
+    return Member(build_model(config, n_features=6, n_outputs=1).double(), gamma, alpha, seed)
+
+
+def test_a_trial_with_dropout_is_the_same_alone_and_in_stacks_of_5_and_13() -> None:
+    """A trial's result is a function of its own setting: its dropout masks come from its
+    seed, not from a stream it shares with the trials stacked beside it."""
+    data = _data()
+    config = TrainConfig(epochs=6, batch_size=32, lr=0.01, patience=2, min_epochs=3)
+    trained = {}
+    for k in (1, 5, 13):
+        others = [_dropout_member(0.5 * i, 0.75 if i % 2 else None, 10 + i) for i in range(k - 1)]
+        members = [_dropout_member(2.0, 0.25, 7), *others]
+        (result, *_) = fit_stacked(
+            members, data, n_classes=2, minority=1, config=config, device=CPU
+        )
+        trained[k] = (result, [p.detach().clone() for p in members[0].model.parameters()])
+    alone, alone_params = trained[1]
+    for k in (5, 13):
+        result, params = trained[k]
+        assert (result.epochs_run, result.best_epoch) == (alone.epochs_run, alone.best_epoch)
+        assert result.train_loss == pytest.approx(alone.train_loss, rel=1e-12)
+        assert result.val_monitor == pytest.approx(alone.val_monitor, rel=1e-12)
+        for got, expected in zip(params, alone_params, strict=True):  # float64 rounding only
+            torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-14)
+
+
+def test_dropout_masks_keep_their_rate_and_each_members_stream() -> None:
+    masks = dropout_masks(dropout_streams([3, 4], CPU), (400, 500), 0.1, torch.float64)
+    assert masks.shape == (2, 400, 500)
+    kept = masks > 0
+    assert abs(kept.double().mean().item() - 0.9) < 0.005
+    assert torch.allclose(masks[kept], torch.tensor(1 / (1 - round(0.1 * 2**15) / 2**15)).double())
+    alone = dropout_masks(dropout_streams([4], CPU), (400, 500), 0.1, torch.float64)
+    assert torch.equal(alone[0], masks[1])  # member 4's masks do not depend on member 3
+    assert not torch.equal(masks[0], masks[1])
+
+
+def test_models_with_dropout_do_not_vmap() -> None:
+    cnn = ModelConfig(kind="cnn", channels=[2], dropout=0.1)
+    model = build_model(cnn, n_features=64, n_outputs=1, image_shape=(1, 8, 8))
+    assert not vmappable(model, 64)
+
+
 def test_a_failing_member_does_not_stop_the_others() -> None:
     data = _data()
     config = TrainConfig(epochs=4, batch_size=32, lr=0.01, patience=10)
@@ -116,10 +170,10 @@ def test_written_out_backward_is_autograd(n_outputs: int, dropout: float) -> Non
     x = torch.randn(3, 16, 6, dtype=torch.float64)
     upstream = torch.randn(3, 16, n_outputs, dtype=torch.float64)
     flat = stacked.flat.clone().requires_grad_()
-    torch.manual_seed(1)  # the same dropout masks both times
+    stacked.streams = dropout_streams([0, 1, 2], CPU)  # the same dropout masks both times
     logits = stacked.forward(x, stacked.layers(flat), [])
     (expected,) = torch.autograd.grad((logits * upstream).sum(), flat)
-    torch.manual_seed(1)
+    stacked.streams = dropout_streams([0, 1, 2], CPU)
     saved: list[torch.Tensor] = []
     stacked.forward(x, stacked.work_layers, saved)
     got = stacked.backward(x, saved, upstream)

@@ -123,7 +123,14 @@ def fit_stacked(
         raise ValueError("fit_stacked: float16 needs loss scaling; train such models with fit")
     models = [m.model for m in members]
     engine = StackedMLP if all(stackable(m) for m in models) else VmappedModels
-    stacked = engine(models, device, autocast, lr=config.lr, weight_decay=config.weight_decay)
+    stacked = engine(
+        models,
+        device,
+        autocast,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        seeds=[m.seed for m in members],
+    )
     generators = [torch.Generator().manual_seed(m.seed) for m in members]
     dtype = torch.promote_types(next(models[0].parameters()).dtype, torch.float32)
     loss_fn = _stacked_loss(members, n_classes, minority, device, dtype)
