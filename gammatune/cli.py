@@ -229,7 +229,7 @@ def _run_stages(
 ) -> None:
     with _user_errors(ctx):
         resolved = _load(config_path, storage)
-        from gammatune.report import render_summary, summarize, trials_frame
+        from gammatune.report import render_summary, study_summary
 
         _quiet_optuna()
         if workers > 1:
@@ -258,7 +258,7 @@ def _run_stages(
                     tensorboard=tensorboard,
                 )
         if len(stages) == 1:
-            render_summary(out, summarize(trials_frame(resolved), resolved.objective))
+            render_summary(out, study_summary(resolved)[1])
 
 
 @app.command(hidden=True)

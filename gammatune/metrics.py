@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -20,6 +21,8 @@ OBJECTIVES: dict[str, str] = {
     "roc_auc": "roc_auc",
     "f1_macro": "f1_macro",
 }
+PairedMetric = Literal["f1", "precision", "recall", "pr_auc"]
+_Model = tuple[np.ndarray, np.ndarray, np.ndarray]  # scores (2R, N), their argsort, thresholds
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +40,8 @@ class Evaluation:
     f1_macro: float
     pr_auc: float
     roc_auc: float
+    ece: float
+    brier: float
     precision_per_class: list[float]
     recall_per_class: list[float]
     f1_per_class: list[float]
@@ -65,7 +70,7 @@ def evaluate(
     scores: np.ndarray,
     *,
     threshold: float = 0.5,
-    n_bootstrap: int = 200,
+    n_bootstrap: int = 1000,
     seed: int = 0,
 ) -> Evaluation:
     """Evaluate scores against labels.
@@ -74,13 +79,13 @@ def evaluate(
         targets: Labels ``(N,)`` in ``0..C-1``.
         scores: ``(N,)`` positive-class probabilities (binary) or ``(N, C)`` probabilities.
         threshold: Binary decision threshold on the positive-class probability. Default 0.5.
-        n_bootstrap: Resamples for the 95% interval of ``f1``. Default 200.
+        n_bootstrap: Resamples for the 95% interval of ``f1`` (stratified). Default 1000.
         seed: Seed of the bootstrap. Default 0.
 
     Example:
         >>> e = evaluate(np.array([0, 0, 1, 1]), np.array([0.1, 0.6, 0.7, 0.4]))
-        >>> e.f1, e.confusion
-        (0.5, [[1, 1], [1, 1]])
+        >>> e.f1, e.confusion, round(e.ece, 6), round(e.brier, 6)
+        (0.5, [[1, 1], [1, 1]], 0.4, 0.205)
     """
     targets = np.asarray(targets, dtype=np.int64)
     scores = np.asarray(scores, dtype=np.float64)
@@ -99,6 +104,8 @@ def evaluate(
         f1_macro=float(f1.mean()),
         pr_auc=mean_average_precision(targets, scores),
         roc_auc=roc_auc(targets, scores) if binary else _mean_ovr(roc_auc, targets, scores),
+        ece=expected_calibration_error(targets, scores),
+        brier=brier_score(targets, scores),
         precision_per_class=precision.tolist(),
         recall_per_class=recall.tolist(),
         f1_per_class=f1.tolist(),
@@ -126,9 +133,9 @@ def confusion_matrix(targets: np.ndarray, predictions: np.ndarray, n_classes: in
 
 
 def per_class_prf(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return precision, recall and F1 per class; 0 where undefined (zero_division=0)."""
-    tp = np.diag(matrix).astype(np.float64)
-    predicted, actual = matrix.sum(axis=0), matrix.sum(axis=1)
+    """Return precision, recall and F1 per class of ``(..., C, C)`` counts; 0 where undefined."""
+    tp = np.diagonal(matrix, axis1=-2, axis2=-1).astype(np.float64)
+    predicted, actual = matrix.sum(axis=-2), matrix.sum(axis=-1)
     precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
     recall = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
     total = precision + recall
@@ -153,12 +160,9 @@ def average_precision(targets: np.ndarray, scores: np.ndarray) -> float:
         >>> average_precision(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8]))
         0.8333333333333333
     """
-    tps, fps, _ = _ranked_counts(np.asarray(targets), np.asarray(scores, dtype=np.float64))
-    if len(tps) == 0 or tps[-1] == 0:
-        return 0.0
-    precision = tps / (tps + fps)
-    recall = tps / tps[-1]
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    scores, targets = np.asarray(scores, dtype=np.float64), np.asarray(targets, dtype=np.float64)
+    order, weights = np.argsort(-scores, kind="stable"), np.ones((1, len(scores)))
+    return float(_weighted_ap(weights, targets, scores, order)[0])  # 0 without positives
 
 
 def mean_average_precision(targets: np.ndarray, scores: np.ndarray) -> float:
@@ -230,33 +234,164 @@ def pr_curve(
     ]
 
 
-def bootstrap_f1(
-    matrix: np.ndarray, *, n_bootstrap: int = 200, seed: int = 0
-) -> tuple[float, float]:
-    """95% bootstrap interval of the F1 (positive class if binary, macro otherwise).
+def expected_calibration_error(
+    targets: np.ndarray, scores: np.ndarray, *, n_bins: int = 15
+) -> float:
+    """Return the top-label expected calibration error (Guo et al. 2017); nan if empty.
 
-    Resampling N samples with replacement draws the confusion matrix's cells from a
-    multinomial with the observed cell shares, so the resamples are drawn as counts directly:
-    the same distribution at a fraction of the cost.
+    Confidence is ``max(p, 1 - p)`` for binary ``(N,)``, the top probability for ``(N, C)``;
+    correct means the predicted label (``p >= 0.5``, or the argmax) is the target. Over
+    ``n_bins`` (default 15) bins ``[k / n_bins, (k + 1) / n_bins)``, the last holding 1.0 too,
+    ECE = sum of ``n_bin / N * |mean(correct) - mean(confidence)|``; lower is better.
+    """
+    targets, scores = np.asarray(targets, dtype=np.int64), np.asarray(scores, dtype=np.float64)
+    confidence = np.maximum(scores, 1 - scores) if scores.ndim == 1 else scores.max(axis=1)
+    correct = ((scores >= 0.5) if scores.ndim == 1 else scores.argmax(axis=1)) == targets
+    bins = np.searchsorted(np.linspace(0, 1, n_bins + 1)[1:-1], confidence, side="right")
+    gaps = np.bincount(bins, weights=correct - confidence, minlength=n_bins)  # n_bin * gap
+    return float(np.abs(gaps).sum() / len(targets)) if len(targets) else float("nan")
+
+
+def brier_score(targets: np.ndarray, scores: np.ndarray) -> float:
+    """Return the mean squared error of the probabilities (Brier); lower is better, nan if empty.
+
+    Binary ``(N,)``: ``mean((p - y) ** 2)``, as sklearn's ``brier_score_loss``. ``(N, C)``: the
+    mean over rows of the squared error summed over classes against one-hot targets, in [0, 2].
+    """
+    targets, scores = np.asarray(targets, dtype=np.int64), np.asarray(scores, dtype=np.float64)
+    if len(targets) == 0:
+        return float("nan")
+    errors = (scores - (targets if scores.ndim == 1 else np.eye(scores.shape[1])[targets])) ** 2
+    return float(errors.mean() if scores.ndim == 1 else errors.sum(axis=1).mean())
+
+
+def bootstrap_f1(
+    matrix: np.ndarray, *, n_bootstrap: int = 1000, seed: int = 0
+) -> tuple[float, float]:
+    """Return the 95% stratified bootstrap interval of F1 (positive class, or macro if multiclass).
+
+    Resampling each true class with replacement, keeping its count, draws that row of counts
+    from a multinomial with the row's shares; drawing counts directly is as exact and cheaper.
 
     Args:
-        matrix: ``(C, C)`` confusion counts.
-        n_bootstrap: Resamples. Default 200.
+        matrix: ``(C, C)`` confusion counts, rows the true class.
+        n_bootstrap: Resamples. Default 1000.
         seed: Seed of the resampling. Default 0.
     """
-    total = int(matrix.sum())
-    if n_bootstrap <= 0 or total == 0:
+    rows, rng = matrix.sum(axis=1), np.random.default_rng(seed)  # (C,)
+    if n_bootstrap <= 0 or rows.sum() == 0:
         return float("nan"), float("nan")
-    n_classes = matrix.shape[0]
-    rng = np.random.default_rng(seed)
-    cells = rng.multinomial(total, matrix.ravel() / total, size=n_bootstrap)
-    tables = cells.reshape(n_bootstrap, n_classes, n_classes).astype(np.float64)
-    tp = np.diagonal(tables, axis1=1, axis2=2)  # (B, C)
-    denominator = tables.sum(axis=1) + tables.sum(axis=2)  # predicted + actual, (B, C)
-    f1 = np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
-    values = f1[:, 1] if n_classes == 2 else f1.mean(axis=1)
+    shares = matrix / np.maximum(rows, 1)[:, None]  # an empty row draws nothing anyway
+    f1 = per_class_prf(rng.multinomial(rows, shares, size=(n_bootstrap, len(rows))))[2]  # (B, C)
+    values = f1[:, 1] if len(rows) == 2 else f1.mean(axis=1)
     low, high = np.percentile(values, [2.5, 97.5])
     return float(low), float(high)
+
+
+@dataclass(frozen=True, slots=True)
+class PairedDifference:
+    """A metric of models A and B (averaged over repeats) and a bootstrap of their difference."""
+
+    metric: str
+    value_a: float
+    value_b: float
+    difference: float  # value_a - value_b
+    low: float  # 2.5% percentile of the resampled difference
+    high: float  # 97.5% percentile
+    n_resamples: int
+    p_below_zero: float  # share of resamples whose difference is <= 0
+
+
+def paired_bootstrap(
+    targets: np.ndarray,
+    scores_a: np.ndarray,
+    scores_b: np.ndarray,
+    *,
+    metric: PairedMetric = "f1",
+    threshold: float | np.ndarray | tuple[float | np.ndarray, float | np.ndarray] = 0.5,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> PairedDifference:
+    """Compare two binary models scored on the same samples by a paired, stratified bootstrap.
+
+    A resample draws positives and negatives apart, with replacement, keeping both counts, for
+    both models and all R repeats; it scores the mean over r of ``metric(A_r) - metric(B_r)``.
+    Resamples are ``(B, N)`` count weights; PR-AUC groups tied scores as ``average_precision``.
+
+    Args:
+        targets: Labels ``(N,)`` in {0, 1}.
+        scores_a: Model A's positive-class probabilities, ``(R, N)`` for R repeats, or ``(N,)``.
+        scores_b: Model B's, shaped as ``scores_a``; its repeat r pairs with A's repeat r.
+        metric: "f1", "precision", "recall" or "pr_auc"; 0 where undefined. Default "f1".
+        threshold: Positive at ``score >= threshold``; scalar, ``(R,)``, or a tuple (for A, for
+            B) of those. Unused by "pr_auc". Default 0.5.
+        n_resamples: Resamples, > 0. Default 2000.
+        seed: Seed of the resampling. Default 0.
+
+    Raises:
+        ValueError: Unknown metric, non-binary targets, multiclass or mismatched shapes.
+    """
+    y, where = np.asarray(targets), "paired_bootstrap:"
+    a, b = (np.atleast_2d(np.asarray(x, dtype=np.float64)) for x in (scores_a, scores_b))
+    threshold_a, threshold_b = threshold if isinstance(threshold, tuple) else (threshold,) * 2
+    if metric not in get_args(PairedMetric):
+        raise ValueError(f"{where} metric must be in {get_args(PairedMetric)}; got {metric!r}.")
+    if n_resamples <= 0:
+        raise ValueError(f"{where} n_resamples must be > 0; got {n_resamples}.")
+    if y.ndim != 1 or not np.isin(y, (0, 1)).all():
+        raise ValueError(f"{where} targets must be (N,) labels in {{0, 1}} (binary only).")
+    if a.shape != b.shape or a.ndim != 2 or a.shape[1] != len(y):
+        shape = np.shape(scores_a), np.shape(scores_b)
+        raise ValueError(f"{where} scores must be binary (N,) or (R, N), N = {len(y)}: {shape}.")
+    thresholds = [np.broadcast_to(t, a.shape[:1]) for t in (threshold_a, threshold_b)]  # (R,)
+    scores, y = np.concatenate([a, b]), y.astype(np.float64)  # (2R, N): A's repeats, then B's
+    model = (scores, np.argsort(-scores, axis=1, kind="stable"), np.concatenate(thresholds))
+    value_a, value_b = map(float, _paired_means(np.ones((1, len(y))), y, model, metric)[0])
+    rng, rows = np.random.default_rng(seed), max(1, 2**23 // max(len(y), 1))  # 67 MB chunks
+    sizes = [min(rows, n_resamples - start) for start in range(0, n_resamples, rows)]
+    means = [_paired_means(_stratified_weights(y, k, rng), y, model, metric) for k in sizes]
+    differences = np.concatenate(means) @ np.array([1.0, -1.0])  # (B,)
+    low, high = map(float, np.percentile(differences, [2.5, 97.5]))
+    p_below_zero = float(np.mean(differences <= 0))
+    return PairedDifference(
+        metric, value_a, value_b, value_a - value_b, low, high, n_resamples, p_below_zero
+    )
+
+
+def _stratified_weights(targets: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Return ``(n, N)`` multiplicities of resamples that keep every class's count."""
+    weights = np.zeros((n, len(targets)))
+    for idx in (np.flatnonzero(targets == label) for label in np.unique(targets)):
+        weights[:, idx] = rng.multinomial(len(idx), np.full(len(idx), 1 / len(idx)), size=n)
+    return weights
+
+
+def _paired_means(w: np.ndarray, y: np.ndarray, model: _Model, metric: str) -> np.ndarray:
+    """Return ``(B, 2)``: A's and B's metric, averaged over repeats, under count weights ``w``."""
+    scores, order, threshold = model  # (2R, N), its argsort, thresholds (2R,)
+    if metric == "pr_auc":
+        values = np.stack([_weighted_ap(w, y, s, o) for s, o in zip(scores, order, strict=True)])
+    else:
+        predicted = (scores >= threshold[:, None]).astype(np.float64)  # (2R, N)
+        tp, n_predicted = predicted @ (w * y).T, predicted @ w.T  # (2R, B)
+        n_actual = np.broadcast_to(w @ y, tp.shape)
+        ratios = {"precision": (tp, n_predicted), "recall": (tp, n_actual)}
+        numerator, denominator = ratios.get(metric, (2 * tp, n_predicted + n_actual))
+        values = numerator / np.maximum(denominator, 1)  # counts, so 0 where undefined
+    return values.reshape(2, -1, len(w)).mean(axis=1).T
+
+
+def _weighted_ap(w: np.ndarray, y: np.ndarray, s: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Return ``(B,)`` average precisions, tied scores grouped as in ``average_precision``."""
+    sorted_scores, sorted_y, w = s[order], y[order], np.take(w, order, axis=1)
+    ends = np.r_[np.flatnonzero(np.diff(sorted_scores)), len(s) - 1]  # last of each tie
+    positive = np.flatnonzero(sorted_y)
+    group_end = np.repeat(ends, np.diff(np.r_[-1, ends]))[positive]  # (n_pos,)
+    positive_w = w[:, positive]  # (B, n_pos)
+    tps = np.cumsum(w * sorted_y, axis=1)[:, group_end]
+    seen = np.cumsum(w, axis=1, out=w)[:, group_end]  # in place: the sorted copy is spent
+    precision = tps / np.maximum(seen, 1)  # counts: 0 seen means a 0 weight, so any value
+    return (positive_w * precision).sum(axis=1) / np.maximum(positive_w.sum(axis=1), 1)
 
 
 def objective_value(evaluation: Evaluation, objective: str) -> float:

@@ -87,10 +87,13 @@ class Setting:
 
 @dataclass(frozen=True, slots=True)
 class SampleScores:
-    """Per-sample scores of one trial: ``(N,)`` positive-class or ``(N, C)`` probabilities."""
+    """Per-sample scores of one trial, ``(N,)`` positive-class or ``(N, C)`` probabilities,
+    with the labels they are scored against (validation differs between folds)."""
 
     val: np.ndarray
     test: np.ndarray
+    val_labels: np.ndarray
+    test_labels: np.ndarray
 
 
 @dataclass(frozen=True, slots=True)

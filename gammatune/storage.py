@@ -119,21 +119,23 @@ def save_scores(config: Config, name: str, scores: SampleScores) -> str:
     path = config.run_dir / relative
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(
-        path, val=scores.val.astype(np.float32), test=scores.test.astype(np.float32)
+        path,
+        val=scores.val.astype(np.float32),
+        test=scores.test.astype(np.float32),
+        val_labels=scores.val_labels.astype(np.int32),
+        test_labels=scores.test_labels.astype(np.int32),
     )
     return relative.as_posix()
 
 
-def load_scores(config: Config, record: TrialRecord) -> SampleScores | None:
-    """The per-sample scores a record references, or None where the file is not here (a study
-    shared through a server whose trials ran on other machines)."""
-    if record.scores_file is None:
-        return None
-    path = config.run_dir / record.scores_file
+def load_scores_file(config: Config, scores_file: str) -> SampleScores | None:
+    """The per-sample scores a record references (its ``scores_file``), or None where the file
+    is not here (a study shared through a server whose trials ran on other machines)."""
+    path = config.run_dir / scores_file
     if not path.is_file():
         return None
     with np.load(path) as data:
-        return SampleScores(val=data["val"], test=data["test"])
+        return SampleScores(**{k: data[k] for k in ("val", "test", "val_labels", "test_labels")})
 
 
 def load_study(

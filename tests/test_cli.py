@@ -10,9 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
 import torch
+from typer.testing import CliRunner
 
 import gammatune.training._stacked
 import gammatune.tuning._objective
@@ -110,11 +109,24 @@ def test_workflow_end_to_end(tiny_config: Path, tmp_path: Path) -> None:
     for command in ("baseline", "search", "refine"):
         result = _invoke(command, "-c", str(tiny_config))
         assert result.exit_code == 0, result.output
+    early = _invoke("report", "-c", str(tiny_config))
+    assert "not-measurable: the confirm stage has not run" in " ".join(early.stdout.split())
+    assert _invoke("confirm", "-c", str(tiny_config)).exit_code == 0
     out = tmp_path / "trials.csv"
     result = _invoke("report", "-c", str(tiny_config), "--out", str(out))
     assert result.exit_code == 0, result.output
-    assert "recommended" in result.stdout and "Best on validation:" in result.stdout
-    rows = _rows(out)
+    summary = json.loads((tmp_path / "runs" / "tiny" / "summary.json").read_text())
+    kind = summary["verdict"]["kind"]
+    assert kind in ("focal", "class-weight", "cross-entropy", "not-measurable")
+    assert result.stdout.split("\n")[-2] != "" and kind in result.stdout
+    all_rows = _rows(out)
+    assert {r["verdict"] for r in all_rows} == {kind}
+    confirm = [r for r in all_rows if r["stage"] == "confirm"]
+    assert len({(r["repeat"], r["fold"]) for r in confirm}) == 5  # 5 fresh seeds, 1 fold
+    assert {int(r["repeat"]) for r in confirm} == {1, 2, 3, 4, 5}  # after the baseline's 0
+    if summary["verdict"]["recommended"] is not None:
+        assert any(r["recommended"] == "True" for r in confirm)
+    rows = [r for r in all_rows if r["stage"] != "confirm"]
     stages = [r["stage"] for r in rows]
     # plain CE, CE at alpha 0.75, logistic regression plain and balanced
     assert stages.count("baseline") == 4

@@ -35,9 +35,7 @@ class _Page(HTMLParser):
             assert src.startswith("data:image/png;base64,")
             self.images.append(base64.b64decode(src.split(",", 1)[1]))
         if tag == "tr" and "data-stage" in attributes:
-            self.rows.append(
-                {"stage": attributes["data-stage"], "number": attributes["data-number"]}
-            )
+            self.rows.append({k.removeprefix("data-"): v for k, v in attributes.items()})
         if tag == "td" and self.rows and attributes.get("class"):
             self._cell = attributes["class"]
 
@@ -67,29 +65,37 @@ def test_binary_report_pictures_and_numbers_match_the_csv(
 ) -> None:
     assert runner.invoke(app, ["run", "-c", str(tiny_config)]).exit_code == 0
     page = _report(tiny_config, "--plots", str(tmp_path / "png"))
-    assert len(page.images) == 5  # all but the per-class bars, which are for multiclass
+    assert len(page.images) == 6  # all but the per-class bars, which are for multiclass
     _assert_real_pngs(page.images)
     pngs = sorted(p.name for p in (tmp_path / "png").iterdir())
     assert pngs == [
         "confusion.png",
+        "forest.png",
         "heatmaps.png",
         "objective_vs_gamma.png",
         "pr_curves.png",
         "training.png",
     ]
     with (tiny_config.parent / "runs" / "tiny" / "trials.csv").open(encoding="utf-8") as handle:
-        rows = {(r["stage"], r["number"]): r for r in csv.DictReader(handle)}
-    assert len(page.rows) >= 4
+        table = list(csv.DictReader(handle))
+    rows = {(r["stage"], r["number"]): r for r in table}
+    assert len(page.rows) >= 4 and any("mean" in shown for shown in page.rows)
+    keys = ("objective", "val_precision", "val_recall", "val_pr_auc", "test_f1", "test_pr_auc")
     for shown in page.rows:
+        if "mean" in shown:  # a confirm setting: the mean over its seeds
+            gamma, alpha = shown["mean"].split("|")
+            trials = [
+                r for r in table
+                if r["stage"] == "confirm" and f"{float(r['gamma']):g}" == gamma
+                and (f"{float(r['alpha']):g}" if r["alpha"] else "off") == alpha
+            ]  # fmt: skip
+            assert len(trials) == 5
+            for key in keys:
+                mean = sum(float(r[key]) for r in trials) / len(trials)
+                assert shown[key] == f"{mean:.3f}", key
+            continue
         row = rows[(shown["stage"], shown["number"])]
-        for key in (
-            "objective",
-            "val_precision",
-            "val_recall",
-            "val_pr_auc",
-            "test_f1",
-            "test_pr_auc",
-        ):
+        for key in keys:
             assert shown[key] == f"{float(row[key]):.3f}", key
 
 
@@ -105,7 +111,7 @@ def test_multiclass_report_has_per_class_bars(tmp_path: Path) -> None:
     assert runner.invoke(app, ["run", "-c", str(path)]).exit_code == 0
     page = _report(path)
     _assert_real_pngs(page.images)
-    assert len(page.images) == 5  # a PR curve is for binary tasks; per-class bars instead
+    assert len(page.images) == 6  # a PR curve is for binary tasks; per-class bars instead
 
 
 def test_report_of_a_baseline_only_study(tiny_config: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from gammatune.report import summarize
@@ -42,35 +43,56 @@ def test_deltas_against_plain_and_same_alpha_cross_entropy() -> None:
     assert math.isnan(frame.iloc[4]["delta_vs_balanced_ce"])  # no CE at alpha 0.25 was run
 
 
-def test_a_clear_gain_is_reported_as_such() -> None:
-    summary = summarize(_frame(0.80), "f1")
-    assert summary.recommended is not None and summary.recommended.gamma == 2.0
-    assert [r.label for r in summary.rows] == ["CE", "CE+alpha", "linear CE", "search best"]
-    assert (
-        "vs CE: F1 +0.300" in summary.verdict
-        and "vs CE at alpha 0.75: F1 +0.250" in summary.verdict
-    )
-    assert "noise" not in summary.verdict
+def _confirm(gains: dict[tuple[float, float | None], float], *, test: float = 0.5,
+             predicted: int = 8, seed: int = 0) -> pd.DataFrame:  # fmt: skip
+    """Baseline and search trials, and a confirm stage of 5 paired repeats with these gains."""
+    rng = np.random.default_rng(seed)
+    rows = [_trial("baseline", 0, 0.0, None, 0.5, test, (0.4, 0.6)),
+            _trial("search", 0, 2.0, 0.75, 0.7, test, (0.6, 0.8))]  # fmt: skip
+    number = 0
+    for repeat in range(1, 6):
+        shared = rng.normal(0, 0.05)  # what a seed does to every setting: the paired part
+        for (gamma, alpha), gain in gains.items():
+            value = 0.5 + gain + shared + rng.normal(0, 0.005)
+            row = _trial("confirm", number, gamma, alpha, value, test, (test - 0.1, test + 0.1))
+            tp = min(predicted, 4)
+            row.update(repeat=repeat, fold=0, best_epoch=5,
+                       val_confusion=[[90, predicted - tp], [10 - tp, tp]])  # fmt: skip
+            rows.append(row)
+            number += 1
+    return pd.DataFrame(rows)
 
 
-def test_a_gain_inside_the_baseline_interval_is_called_noise() -> None:
-    summary = summarize(_frame(0.58), "f1")
-    assert "(inside its 95% interval)" in summary.verdict
-    assert "within the test split's noise: prefer cross-entropy" in summary.verdict
-    # ... and the recommendation says the same: plain cross-entropy, not the noisy focal point.
-    assert summary.recommended is not None
-    assert (summary.recommended.gamma, summary.recommended.alpha) == (0.0, None)
+FACTS = {"class_counts": {"train": [300, 30], "val": [100, 10], "test": [100, 10]}}
+SETTINGS = [(2.0, 0.75), (0.0, 0.75), (0.0, None)]
 
 
-def test_a_validation_gain_that_fails_on_test_is_called_out() -> None:
-    summary = summarize(_frame(0.20), "f1")
-    assert "cross-entropy did better on test" in summary.verdict
-    assert summary.recommended is not None and summary.recommended.gamma == 0.0
+def test_the_verdict_reads_the_confirm_stage_and_never_the_test_split() -> None:
+    gains = dict(zip(SETTINGS, [0.10, 0.02, 0.0], strict=True))
+    verdicts = [summarize(_confirm(gains, test=t), "f1", facts=FACTS) for t in (0.1, 0.9)]
+    for summary in verdicts:
+        assert summary.verdict.kind == "focal" and summary.verdict.recommended == (2.0, 0.75)
+        assert summary.recommended is not None and summary.recommended.n == 5
+    assert verdicts[0].verdict == verdicts[1].verdict  # the test split changed, nothing else
 
 
-def test_cross_entropy_best_on_validation() -> None:
-    frame = _frame(0.80)
-    frame.loc[3, "objective"] = 0.1
-    frame.loc[4, "objective"] = 0.1
-    verdict = summarize(frame, "f1").verdict
-    assert verdict.startswith("Best on validation: cross-entropy (gamma=0, alpha=0.75)")
+def test_a_class_weight_gain_recommends_the_weighted_cross_entropy() -> None:
+    gains = dict(zip(SETTINGS, [0.10, 0.10, 0.0], strict=True))  # gamma adds nothing
+    summary = summarize(_confirm(gains), "f1", facts=FACTS)
+    assert summary.verdict.kind == "class-weight" and summary.verdict.recommended == (0.0, 0.75)
+    assert summary.n_val_positives == 10 and summary.true_positives_found == (4, 4)
+    assert "Validation holds 10 positives; the trials found 4 of them" in summary.text
+
+
+def test_no_predicted_positive_is_not_measurable_and_said_so() -> None:
+    gains = dict(zip(SETTINGS, [0.10, 0.02, 0.0], strict=True))
+    summary = summarize(_confirm(gains, predicted=0), "f1", facts=FACTS)
+    assert summary.verdict.kind == "not-measurable"
+    assert "no model predicted a single positive" in summary.text
+    assert "found 0 of them" in summary.text
+
+
+def test_without_the_confirm_stage_there_is_no_verdict_yet() -> None:
+    summary = summarize(_frame(0.8), "f1")
+    assert summary.verdict.kind == "not-measurable" and summary.recommended is None
+    assert "the confirm stage has not run" in summary.text

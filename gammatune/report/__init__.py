@@ -5,17 +5,19 @@ Reads only the study storage; never imports torch.
 
 from __future__ import annotations
 
-from gammatune.report._page import Written, write_report
-from gammatune.report._summary import Summary, SummaryRow, render_summary, summarize
+from gammatune.report._page import Written, study_summary, write_report
+from gammatune.report._summary import Summary, SummaryRow, TestCheck, render_summary, summarize
 from gammatune.report._table import curve_flags, experiment_facts, trials_frame, write_csv
 
 __all__ = [
     "Summary",
     "SummaryRow",
+    "TestCheck",
     "Written",
     "curve_flags",
     "experiment_facts",
     "render_summary",
+    "study_summary",
     "summarize",
     "trials_frame",
     "write_csv",

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
+import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import optuna
 import pandas as pd
 
 from gammatune.config import Config
 from gammatune.errors import GammatuneError
+from gammatune.record import format_alpha
+from gammatune.report._holdout import check_on_test
 from gammatune.report._plots import (
     confusion_matrices,
+    forest,
     objective_vs_gamma,
     per_class,
     pr_curves,
@@ -21,12 +28,19 @@ from gammatune.report._plots import (
     to_png,
     training_curves,
 )
-from gammatune.report._summary import Summary, SummaryRow, summarize
-from gammatune.report._table import experiment_facts, trials_frame, write_csv
+from gammatune.report._summary import Summary, SummaryRow, interval_text, summarize
+from gammatune.report._table import confirm_plan, experiment_facts, trials_frame, write_csv
 from gammatune.storage import open_storage
 
 # (file stem, the question it answers, caption)
 _FIGURES = [
+    (
+        "forest",
+        "Does gamma help beyond the class weight?",
+        "The verdict's evidence: each finalist against its same-alpha cross-entropy twin and "
+        "against plain cross-entropy, and the best class weight against plain cross-entropy, "
+        "over fresh seeds; an interval right of 0 is a measured gain.",
+    ),
     (
         "objective_vs_gamma",
         "Which gamma?",
@@ -92,11 +106,10 @@ def write_report(
     Defaults: ``runs/<name>/trials.csv`` and ``runs/<name>/report.html``.
     """
     storage = open_storage(config)
-    frame = trials_frame(config, storage)
-    summary = summarize(frame, config.objective)
+    frame, summary, facts = study_summary(config, storage)
     try:
-        csv = write_csv(frame, csv_path or config.run_dir / "trials.csv")
-        facts = experiment_facts(config, storage)
+        csv = write_csv(_with_verdict(frame, summary), csv_path or config.run_dir / "trials.csv")
+        _write_json(config.run_dir / "summary.json", summary)
         drawn = figures(frame, summary, [str(n) for n in facts.get("class_names", [])])
         plots = write_plots(plots_dir, drawn) if plots_dir is not None else []
         page = Path(html_path or config.run_dir / "report.html")
@@ -107,9 +120,59 @@ def write_report(
     return Written(summary, len(frame), csv, page, plots)
 
 
+def study_summary(
+    config: Config, storage: optuna.storages.BaseStorage | None = None
+) -> tuple[pd.DataFrame, Summary, dict[str, Any]]:
+    """Read every trial, decide the verdict from the confirm stage's current plan, and report
+    it once on the test split. Returns the trials, the summary and the data facts."""
+    storage = storage or open_storage(config)
+    frame = trials_frame(config, storage)
+    facts = experiment_facts(config, storage)
+    planned = confirm_plan(config, storage)
+    stale = (frame["stage"] == "confirm") & ~frame["plan_key"].isin(planned)
+    summary = summarize(frame[~stale], config.objective, facts=facts)
+    return frame, check_on_test(config, frame[~stale], summary), facts
+
+
+def _with_verdict(frame: pd.DataFrame, summary: Summary) -> pd.DataFrame:
+    """The CSV's ``verdict`` (the study's, on every row) and ``recommended`` (its trials)."""
+    table = frame.assign(verdict=summary.verdict.kind, recommended=False)
+    if summary.verdict.recommended is not None:
+        gamma, alpha = summary.verdict.recommended
+        same = table["alpha"].isna() if alpha is None else (table["alpha"] - alpha).abs() < 1e-9
+        table["recommended"] = (
+            (table["stage"] == "confirm") & ((table["gamma"] - gamma).abs() < 1e-9) & same
+        )
+    return table
+
+
+def _write_json(path: Path, summary: Summary) -> None:
+    """``summary.json``: the verdict with its paired comparisons, and the test report."""
+    data = {
+        "objective": summary.objective,
+        "verdict": summary.verdict.to_json(),
+        "text": summary.text,
+        "n_val_positives": summary.n_val_positives,
+        "true_positives_found": summary.true_positives_found,
+        "test": [
+            {"reference": c.reference, "note": c.note,
+             "difference": None if c.difference is None else dataclasses.asdict(c.difference)}
+            for c in summary.test_checks
+        ],
+        "rows": [dataclasses.asdict(r) for r in summary.rows],
+    }  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, default=_finite) + "\n", encoding="utf-8")
+
+
+def _finite(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else str(value)
+
+
 def figures(frame: pd.DataFrame, summary: Summary, class_names: list[str]) -> dict[str, Any]:
     """Return the report's figures by file stem; those with nothing to draw are left out."""
     drawn = {
+        "forest": forest(summary),
         "objective_vs_gamma": objective_vs_gamma(frame, summary),
         "heatmaps": precision_recall_heatmaps(frame),
         "pr_curves": pr_curves(frame, summary),
@@ -171,12 +234,13 @@ def render_html(
 
 
 def _verdict(summary: Summary) -> str:
-    best = summary.recommended
-    if best is None:
-        return html.escape(summary.verdict)
-    alpha = "off" if best.alpha is None else f"{best.alpha:g}"
-    return f"<b>Recommended: gamma = {best.gamma:g}, alpha = {alpha}.</b> " + html.escape(
-        summary.verdict
+    verdict = summary.verdict
+    if verdict.recommended is None:
+        return f"<b>Verdict: {verdict.kind}.</b> " + html.escape(summary.text)
+    gamma, alpha = verdict.recommended
+    return (
+        f"<b>Verdict: {verdict.kind}. Recommended: gamma = {gamma:g}, "
+        f"alpha = {format_alpha(alpha)}.</b> " + html.escape(summary.text)
     )
 
 
@@ -230,7 +294,7 @@ _COLUMNS = [
     ("val_f1", lambda r: f"{r.val_f1:.3f}"),
     ("val_pr_auc", lambda r: f"{r.val_pr_auc:.3f}"),
     ("test_f1", lambda r: f"{r.test_f1:.3f}"),
-    ("test_f1_ci", lambda r: f"{r.test_f1_ci[0]:.2f}–{r.test_f1_ci[1]:.2f}"),
+    ("test_f1_ci", lambda r: interval_text(r)),
     ("test_pr_auc", lambda r: f"{r.test_pr_auc:.3f}"),
 ]
 _HEADERS = ["", "trial", "gamma", "alpha", "val objective", "val precision", "val recall",
@@ -244,14 +308,24 @@ def _summary_table(summary: Summary) -> str:
     ]
     header = "".join(f"<th>{h}</th>" for h in _HEADERS)
     body = "".join(
-        f'<tr class="{"recommended" if r.label == "recommended" else ""}" '
-        f'data-stage="{r.stage}" data-number="{r.number}">'
-        f"<td>{html.escape(r.label)}</td><td>{r.stage} #{r.number}</td>"
+        f'<tr class="{"recommended" if r.label == "recommended" else ""}" {_source(r)}>'
+        f"<td>{html.escape(r.label)}</td><td>{_trials_text(r)}</td>"
         + "".join(f'<td class="{key}">{fmt(r)}</td>' for key, fmt in _COLUMNS)
         + "</tr>"
         for r in rows
     )
     return f'<div class="scroll"><table class="summary"><tr>{header}</tr>{body}</table></div>'
+
+
+def _source(row: SummaryRow) -> str:
+    """Which trials a row shows: one (stage and number), or the mean of a confirm setting."""
+    if row.n > 1:
+        return f'data-stage="confirm" data-mean="{row.gamma:g}|{format_alpha(row.alpha)}"'
+    return f'data-stage="{row.stage}" data-number="{row.number}"'
+
+
+def _trials_text(row: SummaryRow) -> str:
+    return f"mean of {row.n} confirm" if row.n > 1 else f"{row.stage} #{row.number}"
 
 
 def _warnings(frame: pd.DataFrame) -> str:

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from gammatune.report._summary import Summary, SummaryRow
+from gammatune.report._verdict import Comparison
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -51,6 +52,41 @@ def _trial(frame: pd.DataFrame, row: SummaryRow | None) -> pd.Series | None:
 def _label(row: SummaryRow) -> str:
     alpha = "off" if row.alpha is None else f"{row.alpha:g}"
     return f"{row.label} (gamma {row.gamma:g}, alpha {alpha})"
+
+
+def forest(summary: Summary) -> Figure | None:
+    """Each confirm comparison: the paired differences of the validation objective (one dot
+    per repeat and fold), their mean and corrected interval, against 0."""
+    comparisons = summary.verdict.comparisons
+    if not comparisons:
+        return None
+    figure, axes = _figure(8.0, 0.9 + 0.42 * len(comparisons))
+    ax = axes[0][0]
+    recommended = summary.verdict.recommended
+    for y, c in enumerate(reversed(comparisons)):
+        color = _BEST if c.setting == recommended else _ALT
+        jitter = np.linspace(-0.12, 0.12, len(c.differences)) if len(c.differences) > 1 else [0.0]
+        ax.scatter(c.differences, y + np.asarray(jitter), s=12, color=color, alpha=0.45, lw=0)
+        ax.plot([c.low, c.high], [y, y], color=color, lw=2.2, solid_capstyle="butt")
+        ax.plot([c.mean], [y], marker="D", color=color, ms=6)
+    ax.axvline(0.0, color=_BASE, lw=1, ls="--")
+    ax.set_yticks(range(len(comparisons)))
+    ax.set_yticklabels([_comparison_label(c) for c in reversed(comparisons)], fontsize=8.5)
+    ax.set_xlabel(f"paired difference of the validation {summary.objective} (per seed and fold)")
+    level = comparisons[0].level if len(comparisons) == 1 else None
+    ax.set_title(
+        "Confirm: dots are repeats, bars the 95% intervals corrected for the number of comparisons"
+        + (f" ({level:.3f})" if level else ""),
+        fontsize=9.5,
+    )
+    return figure
+
+
+def _comparison_label(c: Comparison) -> str:
+    (gamma, alpha), (_, ref_alpha) = c.setting, c.reference
+    reference = "plain CE" if ref_alpha is None else f"CE alpha {ref_alpha:g}"
+    alpha_text = "off" if alpha is None else f"{alpha:g}"
+    return f"gamma {gamma:g}, alpha {alpha_text} vs {reference}"
 
 
 def objective_vs_gamma(frame: pd.DataFrame, summary: Summary) -> Figure | None:

@@ -8,10 +8,15 @@ from typing import Any
 
 import pandas as pd
 
+from gammatune.metrics import PairedDifference
+from gammatune.record import format_alpha
+from gammatune.report._verdict import Verdict, decide
+
 
 @dataclass(frozen=True, slots=True)
 class SummaryRow:
-    """One line of the summary table: a named trial's validation and test figures."""
+    """One line of the summary table: a trial's validation and test figures, or (confirm) the
+    mean over ``n`` trials of one setting, whose test interval is then left NaN."""
 
     label: str
     stage: str
@@ -26,30 +31,62 @@ class SummaryRow:
     test_f1: float
     test_f1_ci: tuple[float, float]
     test_pr_auc: float
+    n: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class TestCheck:
+    """The decision reported once on the test split: the recommendation against a reference,
+    paired over the confirm repeats (``difference`` is None where that cannot be computed)."""
+
+    reference: str
+    difference: PairedDifference | None
+    note: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class Summary:
-    """Baseline vs best trials, and the recommendation with its verdict."""
+    """The comparison table, the verdict of the confirm stage, and its report on test."""
 
     objective: str
     rows: list[SummaryRow]
     recommended: SummaryRow | None
-    verdict: str
+    verdict: Verdict
+    n_val_positives: int | None = None
+    true_positives_found: tuple[int, int] | None = None  # fewest and most, over trials
+    test_checks: tuple[TestCheck, ...] = ()
+
+    @property
+    def text(self) -> str:
+        """The verdict, the data's limits, and the test report, as sentences."""
+        parts = [self.verdict.sentence]
+        if not self.rows:
+            parts.insert(0, "No trial has completed yet.")
+        if self.n_val_positives is not None and self.true_positives_found is not None:
+            low, high = self.true_positives_found
+            parts.append(
+                f"Validation holds {self.n_val_positives} positives; the trials found "
+                + (f"{low}" if low == high else f"{low} to {high}")
+                + " of them at the decision threshold."
+            )
+        parts += [_check_words(c) for c in self.test_checks]
+        return " ".join(parts)
 
 
-def summarize(frame: pd.DataFrame, objective: str) -> Summary:
-    """Pick the rows people compare and the recommended gamma/alpha.
+def summarize(
+    frame: pd.DataFrame, objective: str, *, facts: dict[str, Any] | None = None
+) -> Summary:
+    """Pick the rows people compare, and decide the verdict from the confirm stage alone.
 
-    The best validation objective among every trial of the configured model, cross-entropy
-    included, is judged on the test split against both baselines, from the bootstrap intervals;
-    when its gain does not hold there (inside cross-entropy's interval, or worse), plain
-    cross-entropy is the recommendation, and the verdict says why.
+    The verdict (see :func:`decide`) reads only the confirm trials' paired validation
+    differences; the test split never enters it. ``facts`` (the class counts stored on the
+    studies) give the validation positives; without them the minority class is the positive
+    class and its validation count is read from the trials' confusion matrices.
     """
     done = frame[frame["state"] == "COMPLETE"]
     if "warm_start_from" in done:
         done = done[done["warm_start_from"].isna()]  # copies of search trials
-    configured = done[(done["model"] == "configured") & (done["stage"] != "confirm")]
+    configured = done[done["model"] == "configured"]
     baseline = configured[configured["stage"] == "baseline"]
     picks = [
         ("CE", baseline[baseline["alpha"].isna()]),
@@ -60,26 +97,95 @@ def summarize(frame: pd.DataFrame, objective: str) -> Summary:
         ("refine best", configured[configured["stage"] == "refine"]),
     ]
     rows = [_summary_row(label, part) for label, part in picks if len(part)]
-    if not len(configured):
-        return Summary(objective, rows, None, "No trial has completed yet.")
-    best = _summary_row("recommended", configured)
-    # Lin et al.'s comparison: focal loss against cross-entropy with the same class weight.
-    same_alpha = baseline[
-        baseline["alpha"].notna() & ((baseline["alpha"] - (best.alpha or -1)).abs() < 1e-9)
+    confirm_rows = configured[configured["stage"] == "confirm"]
+    confirm = _confirm_table(confirm_rows, facts)
+    positives = _val_positives(done, facts)
+    verdict = decide(confirm, n_val_positives=positives, objective=objective)
+    rows += [
+        _mean_row(f"confirm {_setting_text(s)}", _of(confirm_rows, s)) for s in _settings(confirm)
     ]
-    references = [
-        _summary_row("CE", picks[0][1]) if len(picks[0][1]) else None,
-        _summary_row(f"CE at alpha {best.alpha:g}", same_alpha) if len(same_alpha) else None,
+    recommended = (
+        _mean_row("recommended", _of(confirm_rows, verdict.recommended))
+        if verdict.recommended is not None and len(confirm)
+        else None
+    )
+    found = (confirm if len(confirm) else _confirm_table(configured, facts))["val_true_positive"]
+    tps = (int(found.min()), int(found.max())) if len(found) else None
+    return Summary(objective, rows, recommended, verdict, positives, tps)
+
+
+def _minority(facts: dict[str, Any] | None, n_classes: int) -> int:
+    counts = (facts or {}).get("class_counts", {}).get("train")
+    return int(min(range(len(counts)), key=counts.__getitem__)) if counts else n_classes - 1
+
+
+def _val_positives(done: pd.DataFrame, facts: dict[str, Any] | None) -> int:
+    counts = (facts or {}).get("class_counts", {}).get("val")
+    if counts:
+        return int(counts[_minority(facts, len(counts))])
+    confusions = done.get("val_confusion", pd.Series(dtype=object)).dropna()
+    if not len(confusions):
+        return 0
+    matrix = confusions.iloc[0]
+    return int(sum(matrix[_minority(facts, len(matrix))]))
+
+
+def _confirm_table(part: pd.DataFrame, facts: dict[str, Any] | None) -> pd.DataFrame:
+    """The columns :func:`decide` reads, with the minority class's predictions counted."""
+    table = part[[c for c in ("gamma", "alpha", "repeat", "fold", "objective", "best_epoch")
+                  if c in part]].copy()  # fmt: skip
+    for column in ("repeat", "fold"):
+        table[column] = part.get(column, pd.Series(0, index=part.index)).fillna(0).astype(int)
+    confusions = part.get("val_confusion", pd.Series([[]] * len(part), index=part.index))
+    minority = [_minority(facts, len(m)) if m else 0 for m in confusions]
+    table["val_predicted_positive"] = [
+        sum(row[k] for row in m) if m else 0 for m, k in zip(confusions, minority, strict=True)
     ]
-    verdict, holds = _verdict(best, [r for r in references if r])
-    if not holds and len(picks[0][1]):  # the validation gain did not hold on test: plain CE
-        best = _summary_row("recommended", picks[0][1])
-    return Summary(objective, rows, best, verdict)
+    table["val_true_positive"] = [
+        m[k][k] if m else 0 for m, k in zip(confusions, minority, strict=True)
+    ]
+    return table.astype({"alpha": float}) if len(table) else table
+
+
+def _settings(confirm: pd.DataFrame) -> list[tuple[float, float | None]]:
+    if not len(confirm):
+        return []
+    pairs = {
+        (float(g), None if pd.isna(a) else float(a))
+        for g, a in zip(confirm["gamma"], confirm["alpha"], strict=True)
+    }
+    return sorted(pairs, key=lambda s: (s[0] > 0, s[0], -1.0 if s[1] is None else s[1]))
+
+
+def _of(part: pd.DataFrame, setting: tuple[float, float | None]) -> pd.DataFrame:
+    gamma, alpha = setting
+    alphas = pd.to_numeric(part["alpha"], errors="coerce")
+    same_alpha = alphas.isna() if alpha is None else (alphas - alpha).abs() < 1e-9
+    return part[((part["gamma"].astype(float) - gamma).abs() < 1e-9) & same_alpha]
+
+
+def _setting_text(setting: tuple[float, float | None]) -> str:
+    return f"g={setting[0]:g} a={format_alpha(setting[1])}"
 
 
 def _summary_row(label: str, part: pd.DataFrame) -> SummaryRow:
     row = part.loc[part["objective"].idxmax()]
+    return _row_of(label, row, n=1)
 
+
+def _mean_row(label: str, part: pd.DataFrame) -> SummaryRow:
+    """The mean over a setting's confirm trials (fold and repeat vary, nothing else)."""
+    columns = ["gamma", "objective", "val_precision", "val_recall", "val_f1", "val_pr_auc",
+               "test_f1", "test_pr_auc"]  # fmt: skip
+    means = part.reindex(columns=columns).apply(pd.to_numeric, errors="coerce").mean()
+    first = part.iloc[0]
+    row = pd.Series({**means.to_dict(), "stage": "confirm", "number": first.get("number", -1),
+                     "alpha": first.get("alpha"), "test_f1_ci_low": math.nan,
+                     "test_f1_ci_high": math.nan})  # fmt: skip
+    return _row_of(label, row, n=len(part))
+
+
+def _row_of(label: str, row: pd.Series, *, n: int) -> SummaryRow:
     def get(name: str) -> float:
         value = row.get(name, math.nan)
         return math.nan if value is None else float(value)
@@ -99,31 +205,25 @@ def _summary_row(label: str, part: pd.DataFrame) -> SummaryRow:
         test_f1=get("test_f1"),
         test_f1_ci=(get("test_f1_ci_low"), get("test_f1_ci_high")),
         test_pr_auc=get("test_pr_auc"),
+        n=n,
     )
 
 
-def _verdict(best: SummaryRow, references: list[SummaryRow]) -> tuple[str, bool]:
-    """The verdict on the best validation trial, and whether its gain holds on test."""
-    setting = f"gamma={best.gamma:g}, alpha={'off' if best.alpha is None else f'{best.alpha:g}'}"
-    if best.gamma == 0:
-        text = f"Best on validation: cross-entropy ({setting}); focal loss does not help here."
-        return text, True
-    low, high = best.test_f1_ci
-    parts = [f"Best on validation: {setting}. Test F1 {best.test_f1:.3f} [{low:.3f}, {high:.3f}]"]
-    noisy = worse = False
-    for ref in references:
-        inside = ref.test_f1_ci[0] <= best.test_f1 <= ref.test_f1_ci[1]
-        noisy, worse = noisy or inside, worse or best.test_f1 < ref.test_f1_ci[0]
-        parts.append(
-            f"vs {ref.label}: F1 {best.test_f1 - ref.test_f1:+.3f}"
-            f"{' (inside its 95% interval)' if inside else ''}, "
-            f"PR-AUC {best.test_pr_auc - ref.test_pr_auc:+.3f}"
-        )
-    if worse:
-        parts.append("cross-entropy did better on test: the validation gain did not hold")
-    elif noisy:
-        parts.append("the difference is within the test split's noise: prefer cross-entropy")
-    return "; ".join(parts) + ".", not (worse or noisy)
+def _check_words(check: TestCheck) -> str:
+    d = check.difference
+    if d is None:
+        return f"On the test split, against {check.reference}: {check.note}."
+    name = {"f1": "F1", "pr_auc": "PR-AUC"}.get(d.metric, d.metric)
+    if d.low == d.high:
+        spread = f"the {d.n_resamples} resamples all gave {d.difference:+.3f}"
+    else:
+        spread = f"95% paired bootstrap interval {d.low:+.3f} to {d.high:+.3f}"
+    return (
+        f"On the test split (used once, after the decision), against {check.reference}: "
+        f"{name} {d.value_a:.3f} vs {d.value_b:.3f}, {d.difference:+.3f} ({spread})"
+        + (f"; {check.note}" if check.note else "")
+        + "."
+    )
 
 
 def render_summary(console: Any, summary: Summary) -> None:
@@ -138,7 +238,7 @@ def render_summary(console: Any, summary: Summary) -> None:
         pad_edge=False,
         padding=(0, 0, 0, 1),
     )
-    table.add_column("", no_wrap=True, min_width=11)
+    table.add_column("", no_wrap=True, min_width=13)
     for name in ("gamma", "alpha", "val obj", "val P", "val R", "test F1 (95% CI)"):
         table.add_column(name, justify="right", no_wrap=True, min_width=len(name))
     table.add_column("test AP", justify="right", no_wrap=True, min_width=7)
@@ -148,9 +248,19 @@ def render_summary(console: Any, summary: Summary) -> None:
             f"{row.gamma:g}",
             "off" if row.alpha is None else f"{row.alpha:g}",
             *(f"{v:.3f}" for v in (row.val_objective, row.val_precision, row.val_recall)),
-            f"{row.test_f1:.3f} ({row.test_f1_ci[0]:.2f}-{row.test_f1_ci[1]:.2f})",
+            f"{row.test_f1:.3f} ({interval_text(row)})",
             f"{row.test_pr_auc:.3f}",
             style="bold" if row.label == "recommended" else None,
         )
     console.print(table)
-    console.print(summary.verdict, markup=False)
+    console.print(summary.text, markup=False)
+
+
+def interval_text(row: SummaryRow) -> str:
+    """The test F1 interval of one trial; a mean over confirm trials says so instead."""
+    low, high = row.test_f1_ci
+    if row.n > 1:
+        return f"mean of {row.n}"
+    if math.isnan(low):
+        return "n/a"
+    return "no spread" if low == high else f"{low:.2f}-{high:.2f}"

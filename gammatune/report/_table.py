@@ -30,6 +30,8 @@ _SPLIT_FIELDS = [
     "f1_macro",
     "pr_auc",
     "roc_auc",
+    "ece",
+    "brier",
     "f1_at_0_5",
     "best_threshold",
     "f1_at_best_threshold",
@@ -41,7 +43,8 @@ _SPLIT_FIELDS = [
     "tp",
 ]
 _PER_CLASS = ["precision_per_class", "recall_per_class", "f1_per_class", "confusion"]
-_OBJECTS = ["val_pr_curve", "test_pr_curve", "curves"]  # for the plots; not in the CSV
+# For the plots and the verdict; not in the CSV.
+_OBJECTS = ["val_pr_curve", "test_pr_curve", "curves", "plan_key"]
 _TRAILING = [
     "curve_flags",
     "delta_vs_ce",
@@ -92,6 +95,17 @@ def trials_frame(
     return frame.reindex(columns=[c for c in ordered if c in frame.columns])
 
 
+def confirm_plan(config: Config, storage: optuna.storages.BaseStorage) -> set[str]:
+    """The keys (see ``plan_key``) of the confirm stage's current points."""
+    study = load_study(config, "confirm", storage)
+    plan = [] if study is None else study.user_attrs.get("plan", [])
+    return {_plan_key(Setting.from_params(p)) for p in plan}
+
+
+def _plan_key(setting: Setting) -> str:
+    return repr(setting.key())
+
+
 def curve_flags(curves: dict[str, list[float | None]], best_epoch: int | None = None) -> str:
     """Name what the training curves show, up to the kept (best) epoch; '' if nothing.
 
@@ -133,7 +147,7 @@ def _row(stage: str, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     record = load_record(trial)
     setting = record.setting if record else Setting.from_params(trial.params)
     row: dict[str, Any] = {"stage": stage, "number": trial.number, "state": trial.state.name}
-    row.update(dataclasses.asdict(setting))
+    row.update(dataclasses.asdict(setting), plan_key=_plan_key(setting))
     row["objective"] = trial.value if trial.state == TrialState.COMPLETE else math.nan
     if record is None:
         if trial.state == TrialState.FAIL:

@@ -17,7 +17,13 @@ import torch
 from gammatune.config import Config
 from gammatune.data import Splits, refold
 from gammatune.device import device_name, seed_everything
-from gammatune.metrics import best_f1_threshold, evaluate, objective_value
+from gammatune.metrics import (
+    best_f1_threshold,
+    confusion_matrix,
+    evaluate,
+    objective_value,
+    per_class_prf,
+)
 from gammatune.models import build_model, init_output_bias
 from gammatune.record import SampleScores, Setting, TrialRecord
 from gammatune.training import (
@@ -217,13 +223,11 @@ def _outcome(
     )
     if result.failure is not None:
         return record, None
-    scores = SampleScores(
-        *(
-            scores_from_logits(predict_logits(member.model, x.to(context.device)))
-            for x in (splits.x_val, splits.x_test)
-        )
+    val, test = (
+        scores_from_logits(predict_logits(member.model, x.to(context.device)))
+        for x in (splits.x_val, splits.x_test)
     )
-    return _evaluated(context, record, scores, splits)
+    return _evaluated(context, record, _scores(val, test, splits), splits)
 
 
 def _logistic(context: _Context, setting: Setting, splits: Splits) -> Outcome:
@@ -241,10 +245,12 @@ def _logistic(context: _Context, setting: Setting, splits: Splits) -> Outcome:
         best_epoch=n_iter,
         stop_reason="converged" if n_iter < 5000 else "max_iter",
     )
-    scores = SampleScores(
-        logistic_scores(model, splits.x_val), logistic_scores(model, splits.x_test)
-    )
-    return _evaluated(context, record, scores, splits)
+    val, test = (logistic_scores(model, x) for x in (splits.x_val, splits.x_test))
+    return _evaluated(context, record, _scores(val, test, splits), splits)
+
+
+def _scores(val: np.ndarray, test: np.ndarray, splits: Splits) -> SampleScores:
+    return SampleScores(val, test, splits.y_val.numpy(), splits.y_test.numpy())
 
 
 def _evaluated(
@@ -259,6 +265,11 @@ def _evaluated(
         evaluate(y.numpy(), s, threshold=threshold, seed=record.seed)
         for y, s in ((splits.y_val, scores.val), (splits.y_test, scores.test))
     )
+    if val.best_threshold is not None:  # no oracle: test at the threshold chosen on validation
+        cut = val.best_threshold
+        matrix = confusion_matrix(splits.y_test.numpy(), scores.test >= cut, 2)
+        f1_at_cut = float(per_class_prf(matrix)[2][1])
+        test = replace(test, best_threshold=cut, f1_at_best_threshold=f1_at_cut)
     value = objective_value(val, config.objective)
     reason = None if math.isfinite(value) else f"the objective {config.objective} is {value}"
     return replace(record, val=val, test=test, value=value, fail_reason=reason), scores

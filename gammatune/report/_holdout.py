@@ -1,0 +1,101 @@
+"""The test split, used once: the decided setting against the baselines, paired per repeat.
+
+The verdict was reached on validation alone. Here the recommendation's confirm trials and the
+baselines' trials of the same seeds and folds score the test split, and a stratified bootstrap
+(the same resampled indices for both, 2000 resamples) gives an interval of the difference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+
+from gammatune.config import Config
+from gammatune.metrics import PairedMetric, paired_bootstrap
+from gammatune.record import SampleScores, format_alpha
+from gammatune.report._summary import Summary, TestCheck
+from gammatune.storage import load_scores_file
+
+_PAIRED_METRICS = ("f1", "precision", "recall", "pr_auc")
+_UNIT = ["repeat", "fold"]
+
+
+def check_on_test(config: Config, frame: pd.DataFrame, summary: Summary) -> Summary:
+    """Return ``summary`` with its test checks: the recommendation against plain cross-entropy
+    and against the best alpha-weighted cross-entropy of the confirm stage."""
+    recommended = summary.verdict.recommended
+    confirm = _confirm(frame)
+    if recommended is None or confirm.empty:
+        return summary
+    metric: PairedMetric = config.objective if config.objective in _PAIRED_METRICS else "f1"  # type: ignore[assignment]
+    checks = [
+        _check(config, _trials(confirm, recommended), _trials(confirm, ref), name, metric)
+        for ref, name in _references(confirm, recommended)
+    ]
+    return replace(summary, test_checks=tuple(checks))
+
+
+def _confirm(frame: pd.DataFrame) -> pd.DataFrame:
+    done = frame[(frame["state"] == "COMPLETE") & (frame["stage"] == "confirm")]
+    return done[done["model"] == "configured"]
+
+
+def _trials(confirm: pd.DataFrame, setting: tuple[float, float | None]) -> pd.DataFrame:
+    gamma, alpha = setting
+    same = confirm["alpha"].isna() if alpha is None else (confirm["alpha"] - alpha).abs() < 1e-9
+    return confirm[((confirm["gamma"] - gamma).abs() < 1e-9) & same].set_index(_UNIT)
+
+
+def _references(
+    confirm: pd.DataFrame, recommended: tuple[float, float | None]
+) -> list[tuple[tuple[float, float | None], str]]:
+    """Plain cross-entropy, and the weighted cross-entropy with the best mean validation
+    objective; the recommendation itself is not its own reference."""
+    ce = confirm[confirm["gamma"] == 0]
+    weighted = ce[ce["alpha"].notna()].groupby("alpha")["objective"].mean()
+    refs: list[tuple[tuple[float, float | None], str]] = [((0.0, None), "plain cross-entropy")]
+    if len(weighted):
+        alpha = float(weighted.idxmax())
+        refs.append(((0.0, alpha), f"cross-entropy at alpha {format_alpha(alpha)}"))
+    return [(s, name) for s, name in refs if _differs(s, recommended)]
+
+
+def _differs(a: tuple[float, float | None], b: tuple[float, float | None]) -> bool:
+    if (a[1] is None) != (b[1] is None):
+        return True
+    return abs(a[0] - b[0]) > 1e-9 or (a[1] is not None and abs(a[1] - b[1]) > 1e-9)  # type: ignore[operator]
+
+
+def _check(
+    config: Config,
+    chosen: pd.DataFrame,
+    reference: pd.DataFrame,
+    name: str,
+    metric: PairedMetric,
+) -> TestCheck:
+    units = chosen.index.intersection(reference.index)
+    if not len(units):
+        return TestCheck(name, None, "no trial of both with the same seed")
+    pairs = [(_scores(config, chosen.loc[u]), _scores(config, reference.loc[u])) for u in units]
+    if any(a is None or b is None for a, b in pairs):
+        return TestCheck(name, None, "per-sample scores are not in this run folder")
+    a_scores, b_scores = (np.stack([p[i].test for p in pairs]) for i in (0, 1))  # type: ignore[union-attr]
+    if a_scores.ndim != 2:
+        return TestCheck(name, None, "multiclass: compare the per-class figures instead")
+    thresholds = (_thresholds(chosen, units), _thresholds(reference, units))
+    targets = pairs[0][0].test_labels  # type: ignore[union-attr]
+    difference = paired_bootstrap(
+        targets, a_scores, b_scores, metric=metric, threshold=thresholds, seed=config.seed
+    )
+    return TestCheck(name, difference, f"{len(units)} paired repeats")
+
+
+def _thresholds(part: pd.DataFrame, units: pd.Index) -> np.ndarray:
+    return np.array([float(t) for t in part.loc[units, "test_threshold"]])
+
+
+def _scores(config: Config, row: pd.Series) -> SampleScores | None:
+    path = row.get("scores_file")
+    return None if not isinstance(path, str) else load_scores_file(config, path)

@@ -1,0 +1,325 @@
+"""The confirm stage's verdict: did gamma, the class weight, or neither make a difference?
+
+The finalists were retrained over fresh seeds beside cross-entropy references trained with the
+same seeds and splits, so every comparison is paired per (repeat, fold). Never sees the test split.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+VerdictKind = Literal["focal", "class-weight", "cross-entropy", "not-measurable"]
+Family = Literal["vs_twin", "vs_plain_ce", "weight_vs_plain_ce"]
+Setting = tuple[float, float | None]
+_Means = dict[Setting, float]
+
+_UNIT = ["repeat", "fold"]  # a pairing unit: the same seed and the same split
+_COLUMNS = ["gamma", "alpha", *_UNIT, "objective", "val_predicted_positive", "best_epoch"]
+_PLAIN_CE: Setting = (0.0, None)
+_TOLERANCE = 1e-9  # two gammas or alphas this close are the same setting
+_TIE = 1e-12  # a paired difference this small is a tie
+_NAMES = {"f1": "F1", "pr_auc": "PR-AUC", "roc_auc": "ROC-AUC", "f1_macro": "macro F1"}
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """One setting against one reference, paired per (repeat, fold) unit.
+
+    ``level`` is the Bonferroni-corrected level of the interval, ``1 - (1 - level) /
+    family_size``; ``differences`` are in (repeat, fold) order.
+    """
+
+    setting: Setting
+    reference: Setting
+    family: Family
+    family_size: int
+    differences: tuple[float, ...]
+    mean: float
+    low: float
+    high: float
+    level: float
+    wins: int
+    ties: int
+    losses: int
+    degenerate: bool
+
+    @property
+    def n(self) -> int:
+        """The number of paired units."""
+        return len(self.differences)
+
+    @property
+    def is_above_zero(self) -> bool:
+        """Whether the interval lies entirely above 0 (never for a degenerate one)."""
+        return not self.degenerate and self.low > 0
+
+    def to_json(self) -> dict[str, Any]:
+        """Return a JSON-safe dict: settings as [gamma, alpha], alpha off None, 6-digit floats."""
+        return _json(asdict(self))
+
+
+_Comparisons = tuple[Comparison, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The decision of the confirm stage, the setting to use, and the sentence that says why."""
+
+    kind: VerdictKind
+    recommended: Setting | None
+    sentence: str
+    reason: str | None
+    comparisons: tuple[Comparison, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """Return a JSON-safe dict: settings as [gamma, alpha], alpha off None, 6-digit floats."""
+        return _json(asdict(self))
+
+
+def decide(
+    confirm: pd.DataFrame,
+    *,
+    n_val_positives: int,
+    objective: str = "f1",
+    min_positives: int = 5,
+    level: float = 0.95,
+) -> Verdict:
+    """Turn the completed confirm trials into one verdict.
+
+    Checked in order: ``not-measurable`` (the data cannot tell settings apart), ``focal`` (a
+    candidate's corrected interval against its same-alpha cross-entropy twin lies above 0 and
+    its mean is not below the best cross-entropy's), ``class-weight`` (the best weighted
+    cross-entropy's interval against plain cross-entropy lies above 0), else ``cross-entropy``.
+    Outside ``focal`` the recommendation is the cross-entropy setting, plain or weighted, with
+    the best mean objective.
+
+    Args:
+        confirm: One row per completed confirm trial, with columns gamma, alpha (NaN for off),
+            repeat, fold, objective (higher is better), val_predicted_positive and best_epoch.
+        n_val_positives: Minority samples in each validation split (the smallest over folds).
+        objective: The objective's name, used only in the sentence. Default "f1".
+        min_positives: Fewest validation positives that make the objective usable. Default 5.
+        level: Family-wise confidence level of the intervals, in (0, 1). Default 0.95.
+
+    Returns:
+        The verdict, with every comparison that has at least one paired unit.
+
+    Raises:
+        ValueError: ``level`` outside (0, 1), or a non-empty ``confirm`` missing a column.
+    """
+    _check_arguments(confirm, level)
+    name = _NAMES.get(objective, objective)
+    means = {s: float(_per_unit(confirm, s).mean()) for s in _settings(confirm)}
+    comparisons = _comparisons(confirm, list(means), level)
+    best_ce = max((s for s in means if s[0] <= _TOLERANCE), key=means.__getitem__, default=None)
+    headline = _headline(comparisons, means)
+    tail = [] if headline is None else [_headline_words(headline, name, level)]
+    reason = _unmeasurable_reason(confirm, n_val_positives, min_positives)
+    if reason is not None or best_ce is None:
+        reason = reason or "no plain cross-entropy reference"
+        parts = [f"not-measurable: {reason}", _safe(best_ce, means, name), *tail]
+        return Verdict("not-measurable", best_ce, _join(parts), reason, comparisons)
+    focal = _focal_winner(comparisons, means, best_ce_mean=means[best_ce])
+    if focal is not None:
+        parts = [f"focal: {_claim(focal, name, level)}"]
+        return Verdict("focal", focal.setting, _join(parts), None, comparisons)
+    weight = _weight_winner(comparisons, means)
+    if weight is not None:
+        parts = [f"class-weight: {_claim(weight, name, level)}", "gamma adds nothing measurable"]
+        return Verdict("class-weight", weight.setting, _join(parts), None, comparisons)
+    nothing = "neither gamma nor the class weight made a measurable difference"
+    parts = [f"cross-entropy: {_safe(best_ce, means, name)}", nothing, *tail]
+    return Verdict("cross-entropy", best_ce, _join(parts), None, comparisons)
+
+
+def _check_arguments(confirm: pd.DataFrame, level: float) -> None:
+    if not 0 < level < 1:
+        raise ValueError(f"decide: level must be in (0, 1); got {level!r}.")
+    missing = [c for c in _COLUMNS if c not in confirm.columns]
+    if len(confirm) and missing:
+        raise ValueError(f"decide: confirm must have the columns {_COLUMNS}; missing {missing}.")
+
+
+def _unmeasurable_reason(confirm: pd.DataFrame, n_val_positives: int, minimum: int) -> str | None:
+    """Why the confirm trials cannot support a verdict, or None when they can."""
+    if not len(confirm):
+        return "the confirm stage has not run"
+    if n_val_positives < minimum:
+        return (
+            f"only {n_val_positives} validation positives; the objective cannot tell settings "
+            f"apart (need >= {minimum})"
+        )
+    if not _mask(confirm, _PLAIN_CE).any():
+        return "no plain cross-entropy reference"
+    if not (confirm["val_predicted_positive"] > 0).any():
+        return "no model predicted a single positive on validation"
+    if (confirm["best_epoch"] <= 1).mean() > 0.5:
+        return "most trainings kept their first epoch: training did not progress"
+    if len(confirm[_UNIT].drop_duplicates()) < 2:
+        return "fewer than 2 paired repeats"
+    values = confirm["objective"].to_numpy(dtype=float)
+    if np.ptp(values) < _TIE:  # a tie at zero is not evidence: "the winner" is the first row
+        return f"all confirm trials tied at {values[0]:.3f}"
+    return None
+
+
+def _settings(confirm: pd.DataFrame) -> list[Setting]:
+    """The distinct (gamma, alpha) settings, plain cross-entropy first."""
+    if not len(confirm):
+        return []
+    found: dict[tuple[float, float], Setting] = {}
+    for gamma, alpha in confirm[["gamma", "alpha"]].drop_duplicates().itertuples(index=False):
+        setting = (float(gamma), None if pd.isna(alpha) else float(alpha))
+        key = (round(setting[0], 9), -1.0 if setting[1] is None else round(setting[1], 9))
+        found.setdefault(key, setting)  # float noise below the tolerance is the same setting
+    return [found[key] for key in sorted(found)]
+
+
+def _mask(confirm: pd.DataFrame, setting: Setting) -> pd.Series:
+    gamma, alpha = setting
+    same_gamma = (confirm["gamma"] - gamma).abs() < _TOLERANCE
+    if alpha is None:
+        return same_gamma & confirm["alpha"].isna()
+    return same_gamma & ((confirm["alpha"] - alpha).abs() < _TOLERANCE)
+
+
+def _per_unit(confirm: pd.DataFrame, setting: Setting) -> pd.Series:
+    """The setting's objective per (repeat, fold) unit, in unit order."""
+    return confirm[_mask(confirm, setting)].groupby(_UNIT)["objective"].mean().sort_index()
+
+
+def _comparisons(
+    confirm: pd.DataFrame, settings: list[Setting], level: float
+) -> tuple[Comparison, ...]:
+    """Each candidate vs its same-alpha twin and vs plain CE; each weighted CE vs plain CE."""
+    candidates = [s for s in settings if s[0] > _TOLERANCE]
+    weighted = [s for s in settings if s[0] <= _TOLERANCE and s[1] is not None]
+    plans: list[tuple[Setting, Setting, Family, int]] = [
+        *((c, (0.0, c[1]), "vs_twin", len(candidates)) for c in candidates),
+        *((c, _PLAIN_CE, "vs_plain_ce", len(candidates)) for c in candidates),
+        *((w, _PLAIN_CE, "weight_vs_plain_ce", len(weighted)) for w in weighted),
+    ]
+    found = (_compare(confirm, *plan, level=level) for plan in plans)
+    return tuple(c for c in found if c is not None)
+
+
+def _compare(
+    confirm: pd.DataFrame, setting: Setting, reference: Setting, family: Family, size: int, *,
+    level: float,
+) -> Comparison | None:  # fmt: skip
+    ours, theirs = _per_unit(confirm, setting), _per_unit(confirm, reference)
+    shared = ours.index.intersection(theirs.index).sort_values()
+    if not len(shared):
+        return None
+    d = (ours.loc[shared] - theirs.loc[shared]).to_numpy(dtype=float)
+    corrected = 1 - (1 - level) / size
+    mean, low, high, degenerate = _interval(d, corrected)
+    wins, losses = int((d >= _TIE).sum()), int((d <= -_TIE).sum())
+    return Comparison(
+        setting, reference, family, size, tuple(float(x) for x in d), mean, low, high,
+        corrected, wins, len(d) - wins - losses, losses, degenerate,
+    )  # fmt: skip
+
+
+def _interval(d: np.ndarray, level: float) -> tuple[float, float, float, bool]:
+    """Mean and two-sided t interval of the differences; degenerate without spread."""
+    mean = float(d.mean())
+    if len(d) < 2 or np.ptp(d) < _TIE:
+        return mean, mean, mean, True
+    half = stats.t.ppf(0.5 + level / 2, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d))
+    return mean, mean - float(half), mean + float(half), False
+
+
+def _focal_winner(
+    comparisons: _Comparisons, means: _Means, *, best_ce_mean: float
+) -> Comparison | None:
+    winners = [c for c in comparisons if c.family == "vs_twin" and c.is_above_zero]
+    if not winners:
+        return None
+    best = max(winners, key=lambda c: means[c.setting])
+    return best if means[best.setting] >= best_ce_mean else None
+
+
+def _weight_winner(comparisons: _Comparisons, means: _Means) -> Comparison | None:
+    weighted = (s for s in means if s[0] <= _TOLERANCE and s[1] is not None)
+    best = max(weighted, key=means.__getitem__, default=None)
+    found = [c for c in comparisons if c.family == "weight_vs_plain_ce" and c.setting == best]
+    return found[0] if found and found[0].is_above_zero else None
+
+
+def _headline(comparisons: _Comparisons, means: _Means) -> Comparison | None:
+    """The comparison a reader wants next: the best candidate vs its twin, else class weight."""
+    for family in ("vs_twin", "weight_vs_plain_ce"):
+        found = [c for c in comparisons if c.family == family]
+        if found:
+            return max(found, key=lambda c: means[c.setting])
+    return None
+
+
+def _claim(
+    c: Comparison, name: str, level: float, *, subject: str = "", verb: str = "beats"
+) -> str:
+    repeats = _plural(c.n, "paired repeat", "paired repeats")
+    return (
+        f"{subject or _format(c.setting)} {verb} {_reference(c)} by {c.mean:+.3f} {name} on "
+        f"average over {repeats} ({_spread(c, level)})"
+    )
+
+
+def _headline_words(c: Comparison, name: str, level: float) -> str:
+    label = "candidate" if c.family == "vs_twin" else "class weight"
+    subject = f"the best {label} ({_format(c.setting)})"
+    return _claim(c, name, level, subject=subject, verb="differs from")
+
+
+def _spread(c: Comparison, level: float) -> str:
+    """The interval in words; a degenerate one is never printed as "0.00-0.00"."""
+    tally = f"{_plural(c.wins, 'win', 'wins')}, {_plural(c.ties, 'tie', 'ties')}, "
+    tally += _plural(c.losses, "loss", "losses")
+    if c.n < 2:
+        return f"a single repeat: no spread to judge; {tally}"
+    if c.degenerate:
+        return f"every repeat gave the same difference, {c.mean:+.3f}: no spread to judge; {tally}"
+    noun = "candidates" if c.family != "weight_vs_plain_ce" else "class weights"
+    corrected = f" corrected for {c.family_size} {noun}" if c.family_size > 1 else ""
+    return f"{100 * level:g}% interval{corrected}: {c.low:+.3f} to {c.high:+.3f}; {tally}"
+
+
+def _reference(c: Comparison) -> str:
+    same = "cross-entropy with the same class weight"
+    return "plain cross-entropy" if c.reference[1] is None else same
+
+
+def _format(setting: Setting) -> str:
+    gamma, alpha = setting
+    return f"gamma {gamma:g}, alpha {'off' if alpha is None else f'{alpha:g}'}"
+
+
+def _safe(setting: Setting | None, means: _Means, name: str) -> str:
+    if setting is None:
+        return "nothing to recommend"
+    return f"use {_format(setting)} (the best cross-entropy by mean {name}, {means[setting]:.3f})"
+
+
+def _join(parts: list[str]) -> str:
+    return "; ".join(parts) + "."
+
+
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _json(item) for key, item in value.items()}
+    if isinstance(value, tuple | list):
+        return [_json(item) for item in value]
+    if isinstance(value, float):
+        return round(value, 6) if math.isfinite(value) else None
+    return value
