@@ -50,6 +50,8 @@ def _resolve_path(value: Path, info: ValidationInfo) -> Path:
 
 
 class SyntheticData(_Strict):
+    """scikit-learn's ``make_classification``: a generated imbalanced table."""
+
     source: Literal["synthetic"]
     n_samples: int = Field(20000, ge=100)
     n_features: int = Field(20, ge=2)
@@ -70,6 +72,8 @@ class SyntheticData(_Strict):
 
 
 class TableData(_Source):
+    """A CSV or Parquet file: a label column and feature columns."""
+
     source: Literal["csv", "parquet"]
     path: Path
     target: str = Field(min_length=1)
@@ -79,6 +83,8 @@ class TableData(_Source):
 
 
 class NpzData(_Source):
+    """A NumPy ``.npz`` with features ``(N, F)`` or images ``(N, C, H, W)`` and labels."""
+
     source: Literal["npz"]
     path: Path
     x_key: str = "X"
@@ -88,11 +94,15 @@ class NpzData(_Source):
 
 
 class SklearnData(_Source):
+    """A dataset bundled with scikit-learn (no download)."""
+
     source: Literal["sklearn"]
     name: Literal["breast_cancer", "digits", "wine", "iris"]
 
 
 class PythonData(_Source):
+    """Your own loader: ``'package.module:function'`` returning ``(features, labels)``."""
+
     source: Literal["python"]
     ref: str = Field(pattern=_PLUGIN_REF.pattern, description="'package.module:function'")
 
@@ -120,6 +130,8 @@ class SplitConfig(_Strict):
 
 
 class ModelConfig(_Strict):
+    """The network every trial trains."""
+
     kind: str = Field("mlp", description="linear | mlp | cnn | 'package.module:function'")
     hidden: list[Annotated[int, Field(gt=0)]] = [128, 128]
     dropout: float = Field(0.1, ge=0, lt=1)
@@ -134,6 +146,8 @@ class ModelConfig(_Strict):
 
 
 class TrainConfig(_Strict):
+    """How each trial trains: AdamW, early stopping on a smooth signal, device, precision."""
+
     epochs: int = Field(30, gt=0)
     batch_size: int = Field(512, gt=0)
     lr: float = Field(1e-3, gt=0)
@@ -162,6 +176,8 @@ class BaselineConfig(_Strict):
 
 
 class SearchConfig(_Strict):
+    """The coarse grid: every gamma with every alpha."""
+
     gamma: list[Annotated[float, Field(ge=0, le=20)]] = Field([0.5, 1.0, 1.5, 2.0], min_length=1)
     alpha: list[Annotated[float, Field(ge=0, le=1)] | None] = Field(
         [0.25, 0.5, 0.75], min_length=1
@@ -169,6 +185,8 @@ class SearchConfig(_Strict):
 
 
 class RefineConfig(_Strict):
+    """TPE in a stepped window around the best grid point."""
+
     n_trials: int = Field(30, gt=0)
     gamma_window: float = Field(0.5, gt=0)
     gamma_step: float = Field(0.1, gt=0)
@@ -193,6 +211,8 @@ class ConfirmConfig(_Strict):
 
 
 class Config(_Strict):
+    """One experiment: data, model, training, the stages, and where the study lives."""
+
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
     seed: int = Field(0, ge=0, lt=2**32, description="Seed of training (and of the split).")
     data: DataConfig

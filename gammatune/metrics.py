@@ -7,7 +7,7 @@ Scores are positive-class probabilities ``(N,)`` for binary tasks and class prob
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Literal, get_args
 
 import numpy as np
@@ -52,17 +52,6 @@ class Evaluation:
     f1_ci_low: float
     f1_ci_high: float
     pr_curve: list[list[float]]
-
-    def to_attrs(self, prefix: str) -> dict[str, object]:
-        """Return ``{prefix: every field, prefix_f1: ..., prefix_pr_auc: ...}``.
-
-        The fields travel as one attribute (one storage write, not twenty); F1 and PR-AUC also
-        stand alone, for the dashboard. Binary confusion counts are also flat tn/fp/fn/tp.
-        """
-        fields = asdict(self)
-        if len(self.confusion) == 2:
-            (fields["tn"], fields["fp"]), (fields["fn"], fields["tp"]) = self.confusion
-        return {prefix: fields, f"{prefix}_f1": self.f1, f"{prefix}_pr_auc": self.pr_auc}
 
 
 def evaluate(

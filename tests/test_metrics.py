@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import json
 import re
 from typing import Any
 
@@ -67,15 +66,6 @@ def test_best_threshold_maximizes_f1() -> None:
     assert f1 == pytest.approx(sk.f1_score(Y, threshold <= S))
     for t in np.unique(S):
         assert sk.f1_score(Y, t <= S) <= f1 + 1e-12
-
-
-def test_binary_attrs_flatten_confusion_counts() -> None:
-    attrs = evaluate(Y, S).to_attrs("val")
-    (tn, fp), (fn, tp) = sk.confusion_matrix(Y, S >= 0.5)
-    fields = attrs["val"]
-    assert (fields["tn"], fields["fp"], fields["fn"], fields["tp"]) == (tn, fp, fn, tp)
-    assert attrs["val_f1"] == fields["f1"] and attrs["val_pr_auc"] == fields["pr_auc"]
-    json.dumps(attrs)  # JSON-safe, as Optuna's storage needs
 
 
 @pytest.mark.parametrize("objective", sorted(OBJECTIVES))

@@ -6,5 +6,15 @@ from __future__ import annotations
 
 from gammatune.loss._kernel import Alpha, FocalLoss, Gamma, Mode, Reduction, focal_loss
 from gammatune.loss._schedules import GammaSchedule
+from gammatune.loss._weights import binary_alpha_weights
 
-__all__ = ["Alpha", "FocalLoss", "Gamma", "GammaSchedule", "Mode", "Reduction", "focal_loss"]
+__all__ = [
+    "Alpha",
+    "FocalLoss",
+    "Gamma",
+    "GammaSchedule",
+    "Mode",
+    "Reduction",
+    "binary_alpha_weights",
+    "focal_loss",
+]

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from gammatune.loss._weights import binary_alpha_weights
+
 logger = logging.getLogger(__name__)
 
 MIN_ELEMENTS = 2**20
@@ -35,7 +37,7 @@ def _loss_and_grad(
 ) -> tuple[Tensor, Tensor]:
     """The per-element loss (or its sum) and its gradient, as the eager kernel computes them.
 
-    ``alpha`` is ``(weight of positives, weight of negatives)``; ``(1, 1)`` for no alpha.
+    ``alpha`` is ``(weight of negatives, weight of positives)`` (``binary_alpha_weights``).
     """
     positive = targets > 0.5
     neg_z = torch.where(positive, -logits, logits)
@@ -44,7 +46,7 @@ def _loss_and_grad(
     factor = torch.pow(one_minus_p_t, gamma)
     loss = factor * cross_entropy
     descent = factor * (gamma * torch.sigmoid(-neg_z) * cross_entropy + one_minus_p_t)
-    alpha_t = torch.where(positive, alpha[0], alpha[1])
+    alpha_t = torch.where(positive, alpha[1], alpha[0])
     loss, descent = loss * alpha_t, descent * alpha_t
     return (loss.sum() if reduce else loss), torch.where(positive, -descent, descent)
 
@@ -53,7 +55,7 @@ class _FusedSigmoidFocal(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, logits: Tensor, targets: Tensor, gamma: float, alpha: float | None,
                 reduce: bool) -> Tensor:  # fmt: skip
-        weights = (1.0, 1.0) if alpha is None else (alpha, 1 - alpha)  # x * 1 is exact
+        weights = binary_alpha_weights(alpha)
         gamma_t, alpha_t = (
             torch.tensor(v, dtype=logits.dtype, device=logits.device) for v in (gamma, weights)
         )

@@ -30,13 +30,13 @@ from torch import Tensor, nn
 
 from gammatune.loss._compiled import fused_sigmoid_focal
 from gammatune.loss._schedules import GammaSchedule
+from gammatune.loss._weights import binary_alpha_weights
 
 Mode = Literal["binary", "multiclass", "multilabel"]
 Reduction = Literal["none", "mean", "sum"]
 
 _MODES = ("binary", "multiclass", "multilabel")
 _REDUCTIONS = ("none", "mean", "sum")
-
 
 Gamma = float | Sequence[float] | Tensor | GammaSchedule
 Alpha = float | Sequence[float] | Tensor | None
@@ -374,7 +374,7 @@ def _alpha_per_element(
     if alpha is None:
         return None
     if isinstance(alpha, (int, float)):
-        alpha = [1 - alpha, alpha] if mode == "binary" else [alpha] * n_classes
+        alpha = list(binary_alpha_weights(alpha)) if mode == "binary" else [alpha] * n_classes
     if mode == "multilabel" and not _is_elementwise(alpha):
         weight_of_positive = _per_class(alpha, like, n_classes, "alpha")
         return torch.where(class_index, weight_of_positive, 1 - weight_of_positive)

@@ -287,7 +287,7 @@ def _budget_table(frame: pd.DataFrame) -> str:
 
 _COLUMNS = [
     ("gamma", lambda r: f"{r.gamma:g}"),
-    ("alpha", lambda r: "off" if r.alpha is None else f"{r.alpha:g}"),
+    ("alpha", lambda r: format_alpha(r.alpha)),
     ("objective", lambda r: f"{r.val_objective:.3f}"),
     ("val_precision", lambda r: f"{r.val_precision:.3f}"),
     ("val_recall", lambda r: f"{r.val_recall:.3f}"),

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from gammatune.record import format_alpha
 from gammatune.report._summary import Summary, SummaryRow
 from gammatune.report._verdict import Comparison
 
@@ -50,8 +51,7 @@ def _trial(frame: pd.DataFrame, row: SummaryRow | None) -> pd.Series | None:
 
 
 def _label(row: SummaryRow) -> str:
-    alpha = "off" if row.alpha is None else f"{row.alpha:g}"
-    return f"{row.label} (gamma {row.gamma:g}, alpha {alpha})"
+    return f"{row.label} (gamma {row.gamma:g}, alpha {format_alpha(row.alpha)})"
 
 
 def forest(summary: Summary) -> Figure | None:
@@ -85,8 +85,7 @@ def forest(summary: Summary) -> Figure | None:
 def _comparison_label(c: Comparison) -> str:
     (gamma, alpha), (_, ref_alpha) = c.setting, c.reference
     reference = "plain CE" if ref_alpha is None else f"CE alpha {ref_alpha:g}"
-    alpha_text = "off" if alpha is None else f"{alpha:g}"
-    return f"gamma {gamma:g}, alpha {alpha_text} vs {reference}"
+    return f"gamma {gamma:g}, alpha {format_alpha(alpha)} vs {reference}"
 
 
 def objective_vs_gamma(frame: pd.DataFrame, summary: Summary) -> Figure | None:
@@ -126,7 +125,7 @@ def precision_recall_heatmaps(frame: pd.DataFrame) -> Figure | None:
     """Validation precision and recall over the search grid, the best balance boxed."""
     grid = _done(frame)
     grid = grid[grid["stage"] == "search"].assign(
-        alpha_label=lambda f: f["alpha"].map(_alpha_text)
+        alpha_label=lambda f: f["alpha"].map(format_alpha)
     )
     if grid.empty:
         return None
@@ -161,14 +160,6 @@ def precision_recall_heatmaps(frame: pd.DataFrame) -> Figure | None:
         ax.set(xlabel="gamma", ylabel="alpha", title=f"Validation {name} (search grid)")
         figure.colorbar(image, ax=ax, shrink=0.8)
     return figure
-
-
-def _alpha_text(alpha: Any) -> str:
-    return (
-        "off"
-        if alpha is None or (isinstance(alpha, float) and math.isnan(alpha))
-        else f"{alpha:g}"
-    )
 
 
 def _box(cell: tuple[int, ...]) -> Any:

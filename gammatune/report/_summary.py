@@ -246,7 +246,7 @@ def render_summary(console: Any, summary: Summary) -> None:
         table.add_row(
             row.label,
             f"{row.gamma:g}",
-            "off" if row.alpha is None else f"{row.alpha:g}",
+            format_alpha(row.alpha),
             *(f"{v:.3f}" for v in (row.val_objective, row.val_precision, row.val_recall)),
             f"{row.test_f1:.3f} ({interval_text(row)})",
             f"{row.test_pr_auc:.3f}",

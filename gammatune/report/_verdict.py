@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from gammatune.record import format_alpha
+
 VerdictKind = Literal["focal", "class-weight", "cross-entropy", "not-measurable"]
 Family = Literal["vs_twin", "vs_plain_ce", "weight_vs_plain_ce"]
 Setting = tuple[float, float | None]
@@ -298,7 +300,7 @@ def _reference(c: Comparison) -> str:
 
 def _format(setting: Setting) -> str:
     gamma, alpha = setting
-    return f"gamma {gamma:g}, alpha {'off' if alpha is None else f'{alpha:g}'}"
+    return f"gamma {gamma:g}, alpha {format_alpha(alpha)}"
 
 
 def _safe(setting: Setting | None, means: _Means, name: str) -> str:

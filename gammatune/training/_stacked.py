@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from gammatune.config import TrainConfig
-from gammatune.loss._kernel import focal_loss
+from gammatune.loss import binary_alpha_weights, focal_loss
 from gammatune.metrics import mean_average_precision
 from gammatune.training._engines import StackedLoss, StackedMLP, VmappedModels, stackable
 from gammatune.training._loop import (
@@ -181,7 +181,7 @@ def _stacked_loss(
         return multiclass
     gamma = torch.tensor([[m.gamma] for m in members], device=device, dtype=dtype)
     # alpha_t per member: (negatives, positives); alpha off weighs both 1, as the kernel does.
-    pairs = [(1.0, 1.0) if m.alpha is None else (1 - m.alpha, m.alpha) for m in members]
+    pairs = [binary_alpha_weights(m.alpha) for m in members]
     weight_negative, weight_positive = (
         torch.tensor([[p[i]] for p in pairs], device=device, dtype=dtype) for i in (0, 1)
     )
