@@ -31,6 +31,7 @@ test: lint typecheck
 bench: venv
 	$(PY) bench/kernel.py
 	$(PY) bench/workflow.py
+	$(PY) bench/verdict.py --skip-verdicts
 
 demo: venv
 	$(VENV)/bin/gammatune run --config configs/demo.yaml

@@ -73,10 +73,8 @@ def forest(summary: Summary) -> Figure | None:
     ax.set_yticks(range(len(comparisons)))
     ax.set_yticklabels([_comparison_label(c) for c in reversed(comparisons)], fontsize=8.5)
     ax.set_xlabel(f"paired difference of the validation {summary.objective} (per seed and fold)")
-    level = comparisons[0].level if len(comparisons) == 1 else None
     ax.set_title(
-        "Confirm: dots are repeats, bars the 95% intervals corrected for the number of comparisons"
-        + (f" ({level:.3f})" if level else ""),
+        "One dot per seed (and fold); bars: 95% intervals, corrected for multiple comparisons",
         fontsize=9.5,
     )
     return figure
