@@ -80,7 +80,8 @@ def test_binary_report_pictures_and_numbers_match_the_csv(
         table = list(csv.DictReader(handle))
     rows = {(r["stage"], r["number"]): r for r in table}
     assert len(page.rows) >= 4 and any("mean" in shown for shown in page.rows)
-    keys = ("objective", "val_precision", "val_recall", "val_pr_auc", "test_f1", "test_pr_auc")
+    keys = ("objective", "val_precision", "val_recall", "val_pr_auc", "test_f1", "test_pr_auc",
+            "test_ece", "test_brier")  # fmt: skip
     for shown in page.rows:
         if "mean" in shown:  # a confirm setting: the mean over its seeds
             gamma, alpha = shown["mean"].split("|")

@@ -296,9 +296,12 @@ _COLUMNS = [
     ("test_f1", lambda r: f"{r.test_f1:.3f}"),
     ("test_f1_ci", lambda r: interval_text(r)),
     ("test_pr_auc", lambda r: f"{r.test_pr_auc:.3f}"),
+    ("test_ece", lambda r: f"{r.test_ece:.3f}"),
+    ("test_brier", lambda r: f"{r.test_brier:.3f}"),
 ]
 _HEADERS = ["", "trial", "gamma", "alpha", "val objective", "val precision", "val recall",
-            "val F1", "val PR-AUC", "test F1", "95% interval", "test PR-AUC"]  # fmt: skip
+            "val F1", "val PR-AUC", "test F1", "95% interval", "test PR-AUC", "test ECE",
+            "test Brier"]  # fmt: skip
 
 
 def _summary_table(summary: Summary) -> str:

@@ -31,6 +31,8 @@ class SummaryRow:
     test_f1: float
     test_f1_ci: tuple[float, float]
     test_pr_auc: float
+    test_ece: float = math.nan
+    test_brier: float = math.nan
     n: int = 1
 
 
@@ -176,7 +178,7 @@ def _summary_row(label: str, part: pd.DataFrame) -> SummaryRow:
 def _mean_row(label: str, part: pd.DataFrame) -> SummaryRow:
     """The mean over a setting's confirm trials (fold and repeat vary, nothing else)."""
     columns = ["gamma", "objective", "val_precision", "val_recall", "val_f1", "val_pr_auc",
-               "test_f1", "test_pr_auc"]  # fmt: skip
+               "test_f1", "test_pr_auc", "test_ece", "test_brier"]  # fmt: skip
     means = part.reindex(columns=columns).apply(pd.to_numeric, errors="coerce").mean()
     first = part.iloc[0]
     row = pd.Series({**means.to_dict(), "stage": "confirm", "number": first.get("number", -1),
@@ -205,6 +207,8 @@ def _row_of(label: str, row: pd.Series, *, n: int) -> SummaryRow:
         test_f1=get("test_f1"),
         test_f1_ci=(get("test_f1_ci_low"), get("test_f1_ci_high")),
         test_pr_auc=get("test_pr_auc"),
+        test_ece=get("test_ece"),
+        test_brier=get("test_brier"),
         n=n,
     )
 

@@ -172,7 +172,8 @@ _RECORD_FIELDS = (
 
 
 def _split_fields(evaluation: Evaluation) -> dict[str, Any]:
-    fields = dataclasses.asdict(evaluation)
+    # Shallow: asdict would deep-copy every list (PR curves, confusion), 0.5 s on 87 trials.
+    fields = {f.name: getattr(evaluation, f.name) for f in dataclasses.fields(evaluation)}
     if len(evaluation.confusion) == 2:  # binary: flat counts too
         (fields["tn"], fields["fp"]), (fields["fn"], fields["tp"]) = evaluation.confusion
     return fields
