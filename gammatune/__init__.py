@@ -22,6 +22,10 @@ _EXPORTS = {
     "run_stages": "gammatune.tuning",
     "trials_frame": "gammatune.report",
     "GammatuneError": "gammatune.errors",
+    "FocalClassifier": "gammatune.estimator",
+    "load_model": "gammatune.export",
+    "save_model": "gammatune.export",
+    "export_model": "gammatune.export",
 }
 
 __all__ = [*sorted(_EXPORTS), "__version__"]

@@ -118,6 +118,11 @@ def _user_errors(ctx: typer.Context) -> Iterator[None]:
         raise typer.Exit(130) from None
 
 
+def _say(text: str) -> None:
+    """A note for the person at the terminal, on stderr (the results stay on stdout)."""
+    err.print(text, markup=False, highlight=False)
+
+
 def _load(config_path: Path, storage: str | None = None) -> Config:
     from gammatune.config import load_config
 
@@ -132,9 +137,7 @@ def check(ctx: typer.Context, config: ConfigPath) -> None:
     with _user_errors(ctx):
         resolved = _load(config)
         out.print(yaml.safe_dump(resolved.model_dump(mode="json"), sort_keys=False), markup=False)
-        err.print(
-            f"{config}: valid; storage {resolved.storage_url}", markup=False, highlight=False
-        )
+        _say(f"{config}: valid; storage {resolved.storage_url}")
 
 
 def _stage_command(stages: list[Stage], summary: str) -> Callable[..., None]:
@@ -181,10 +184,42 @@ def run(
     workers: Workers = 1,
     tensorboard: TensorBoardDir = None,
 ) -> None:
-    """Run baseline, search, refine and confirm, then report."""
+    """Run baseline, search, refine and confirm, then report and export the model."""
     stages: list[Stage] = ["baseline", "search", "refine", "confirm"]
     _run_stages(ctx, config, storage, stages, workers, tensorboard)
     report(ctx, config, storage, out_csv, html=None, plots=None)
+    export(ctx, config, storage, refit=False)
+
+
+@app.command()
+def export(
+    ctx: typer.Context,
+    config: ConfigPath,
+    storage: Storage = None,
+    refit: Annotated[
+        bool, typer.Option("--refit", help="Train on train+val, for the epochs confirm kept.")
+    ] = False,
+) -> None:
+    """Retrain the recommended setting and save it to runs/<name>/model/."""
+    with _user_errors(ctx):
+        from gammatune.export import export_model
+
+        _say(export_model(_load(config, storage), fit_on="train+val" if refit else "train").text)
+
+
+@app.command()
+def predict(
+    ctx: typer.Context,
+    model: Annotated[Path, typer.Option("--model", help="An exported model folder.")],
+    data: Annotated[Path, typer.Option("--data", help="The CSV to score.")],
+    out_csv: Annotated[Path, typer.Option("--out", help="The scores: one row per input row.")],
+) -> None:
+    """Score a CSV with an exported model: the score(s) and the predicted label of each row."""
+    with _user_errors(ctx):
+        from gammatune.export import predict_csv
+
+        n_rows = predict_csv(model, data, out_csv)
+        _say(f"wrote {n_rows} rows to {out_csv}")
 
 
 @app.command()
@@ -211,11 +246,9 @@ def report(
             _load(config, storage), csv_path=out_csv, html_path=html, plots_dir=plots
         )
         render_summary(out, written.summary)
-        err.print(
+        _say(
             f"wrote {written.n_trials} trials to {written.csv}, the report to {written.html}"
-            + (f", {len(written.plots)} figures to {plots}" if plots else ""),
-            markup=False,
-            highlight=False,
+            + (f", {len(written.plots)} figures to {plots}" if plots else "")
         )
 
 
@@ -280,9 +313,7 @@ def worker(
         run_workflow(
             _load(config, storage),
             [s for s in stages.split(",") if s],  # type: ignore[misc]
-            on_trial=lambda event: err.print(
-                prefix + _trial_line(event), markup=False, highlight=False
-            ),
+            on_trial=lambda event: _say(prefix + _trial_line(event)),
             role="worker",
             worker=index,
             tensorboard=tensorboard,
@@ -352,12 +383,8 @@ class _Progress:
             f"{name}: {n}" for name, n in zip(splits.class_names, totals, strict=True)
         )
         sizes = "/".join(str(sum(counts[split])) for split in ("train", "val", "test"))
-        self.bars.console.print(
-            f"data: {per_class} (imbalance {splits.imbalance_ratio():.1f}:1); "
-            f"train/val/test {sizes}",
-            markup=False,
-            highlight=False,
-        )
+        ratio = splits.imbalance_ratio()
+        _say(f"data: {per_class} (imbalance {ratio:.1f}:1); train/val/test {sizes}")
 
     def start_stage(self, stage: str, total: int) -> None:
         self.bars.reset(self.trials, total=total, completed=0, visible=True, description=stage)

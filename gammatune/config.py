@@ -78,8 +78,22 @@ class TableData(_Source):
     path: Path
     target: str = Field(min_length=1)
     features: list[str] | None = None
+    text: str | None = Field(
+        None, min_length=1, description="A text column, turned into TF-IDF features."
+    )
+    text_max_features: int = Field(
+        2000, gt=0, description="Vocabulary size of the text column's TF-IDF (fitted on train)."
+    )
 
     _resolve = field_validator("path")(_resolve_path)
+
+    @model_validator(mode="after")
+    def _text_is_not_a_feature(self) -> TableData:
+        if self.text is not None and self.text == self.target:
+            raise ValueError(f"text ({self.text!r}) must not be the target column")
+        if self.text is not None and self.text in (self.features or []):
+            raise ValueError(f"text ({self.text!r}) must not also be listed in features")
+        return self
 
 
 class NpzData(_Source):
@@ -228,7 +242,11 @@ class Config(_Strict):
     refine: RefineConfig = RefineConfig()
     confirm: ConfirmConfig = ConfirmConfig()
     storage: str | None = Field(None, description="Optuna storage URL; default SQLite in runs/.")
-    output_dir: Path = Path("runs")
+    output_dir: Path = Field(
+        Path("runs"), description="Where run folders go; relative to the experiment file."
+    )
+
+    _resolve = field_validator("output_dir")(_resolve_path)
 
     @field_validator("threshold")
     @classmethod

@@ -21,6 +21,7 @@ from gammatune.config import (
     TableData,
 )
 from gammatune.errors import DataError
+from gammatune.features import Preprocessing, fit_text, text_features
 from gammatune.plugins import import_ref
 
 logger = logging.getLogger(__name__)
@@ -32,7 +33,8 @@ _IMAGE_SHAPES = {"digits": (1, 8, 8)}
 class Splits:
     """Standardized features ``(N, F)`` float32 and labels ``(N,)`` int64 in ``0..C-1``.
 
-    For binary tasks label 1 is the positive (minority) class.
+    For binary tasks label 1 is the positive (minority) class. ``preprocessing`` is what
+    turned the source's rows into these features (fitted on the training split).
     """
 
     x_train: torch.Tensor
@@ -43,6 +45,7 @@ class Splits:
     y_test: torch.Tensor
     class_names: tuple[str, ...]
     image_shape: tuple[int, int, int] | None = None
+    preprocessing: Preprocessing | None = None
 
     @property
     def n_classes(self) -> int:
@@ -79,18 +82,32 @@ def load_data(config: Config) -> Splits:
     """
     source = config.data
     raw = _read(source, config.split_seed)
-    features = raw.features
+    features, texts = raw.features, raw.texts
     _check_finite(features, raw.feature_names)
     labels, class_names = _encode(raw.labels, source.positive_label)
     rng = np.random.default_rng(config.split_seed)
     if not isinstance(source, SyntheticData) and source.minority_fraction is not None:
         keep = _subsample_minority(labels, source.minority_fraction, rng)
         features, labels = features[keep], labels[keep]
+        texts = None if texts is None else texts[keep]
     parts = _split(labels, config.split, rng, class_names)
+    vocabulary = None
+    if texts is not None and isinstance(source, TableData) and source.text is not None:
+        # Fitted after the split, on training rows only: the vocabulary must not see val/test.
+        vocabulary = fit_text(source.text, texts[parts[0]], max_features=source.text_max_features)
+        features = np.hstack([features, text_features(vocabulary, texts)])
     mean = features[parts[0]].mean(axis=0)
     std = features[parts[0]].std(axis=0)
     std[std < 1e-12] = 1.0  # a constant feature stays 0 instead of dividing by 0
     scaled = ((features - mean) / std).astype(np.float32)
+    names = raw.feature_names or [f"x{i}" for i in range(raw.features.shape[1])]
+    preprocessing = Preprocessing(
+        tuple(names),
+        tuple(mean.tolist()),
+        tuple(std.tolist()),
+        vocabulary,
+        target=source.target if isinstance(source, TableData) else None,
+    )
     tensors: list[torch.Tensor] = []
     for index in parts:
         tensors += [torch.from_numpy(scaled[index]), torch.from_numpy(labels[index])]
@@ -102,7 +119,15 @@ def load_data(config: Config) -> Splits:
         )
     x_train, y_train, x_val, y_val, x_test, y_test = tensors
     return Splits(
-        x_train, y_train, x_val, y_val, x_test, y_test, class_names=class_names, image_shape=shape
+        x_train,
+        y_train,
+        x_val,
+        y_val,
+        x_test,
+        y_test,
+        class_names=class_names,
+        image_shape=shape,
+        preprocessing=preprocessing,
     )
 
 
@@ -141,6 +166,7 @@ class _Raw:
     labels: np.ndarray  # (N,) as the source gives them
     image_shape: tuple[int, int, int] | None = None
     feature_names: list[str] | None = None
+    texts: np.ndarray | None = None  # (N,) str: the text column, vectorized after the split
 
 
 def _read(source: Any, seed: int) -> _Raw:
@@ -206,22 +232,26 @@ def _table(source: TableData) -> _Raw:
             f"data.target: no column {source.target!r} in {source.path.name} "
             f"(columns: {', '.join(map(str, columns[:20]))})."
         )
-    names = source.features or [c for c in columns if c != source.target]
+    if source.text is not None and source.text not in columns:
+        raise DataError(f"data.text: no column {source.text!r} in {source.path.name}.")
+    names = source.features or [c for c in columns if c not in (source.target, source.text)]
     missing = [name for name in names if name not in columns]
     if missing:
         raise DataError(f"data.features: no column {missing[0]!r} in {source.path.name}.")
     text = [name for name in names if not pd.api.types.is_numeric_dtype(frame[name])]
     if text:
         raise DataError(
-            f"data.features: column {text[0]!r} is not numeric; encode it, or list only numeric "
-            "columns in data.features."
+            f"data.features: column {text[0]!r} is not numeric; encode it, name it in data.text "
+            "(one text column), or list only numeric columns in data.features."
         )
     labels = frame[source.target]
     if labels.isna().any():
         raise DataError(
             f"data.target: column {source.target!r} has {int(labels.isna().sum())} missing labels."
         )
-    return _Raw(frame[names].to_numpy(dtype=np.float64), labels.to_numpy(), feature_names=names)
+    texts = None if source.text is None else frame[source.text].fillna("").astype(str).to_numpy()
+    features = frame[names].to_numpy(dtype=np.float64)
+    return _Raw(features, labels.to_numpy(), feature_names=names, texts=texts)
 
 
 def _npz(source: NpzData) -> _Raw:

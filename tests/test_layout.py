@@ -14,7 +14,10 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "gammatune"
-ORDER = ["config", "data", "models", "training", "record", "storage", "tuning", "report", "cli"]
+ORDER = [
+    "config", "features", "data", "models", "training", "estimator", "record", "storage", "tuning",
+    "report", "export", "cli",
+]  # fmt: skip
 LEAVES = {"errors", "device", "metrics", "plugins", "loss"}
 SUBPACKAGES = {"loss", "training", "tuning", "report"}
 

@@ -1,0 +1,371 @@
+"""The tuned model: retrain the verdict's setting, save it in one folder, load it, score rows.
+
+A model folder holds ``weights.pt`` (a ``torch.save`` of the state dict, read back with
+``weights_only=True``: never a pickle of objects) and ``model.json``: the model spec, the
+preprocessing (input columns, standardization, a text column's vocabulary), the label names,
+the decision threshold, gamma, alpha and the verdict.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import torch
+
+from gammatune.config import Config, ModelConfig
+from gammatune.data import Splits, load_data
+from gammatune.device import autocast_dtype, resolve_device, seed_everything
+from gammatune.errors import DataError, StudyError
+from gammatune.estimator import FocalClassifier, fitted_classifier
+from gammatune.features import Preprocessing, frame_features
+from gammatune.metrics import best_f1_threshold
+from gammatune.models import build_model, init_output_bias
+from gammatune.record import format_alpha
+from gammatune.report import study_summary
+from gammatune.training import (
+    FitResult,
+    Member,
+    fit,
+    fit_stacked,
+    make_loss,
+    predict_logits,
+    scores_from_logits,
+    stackable,
+    vmappable,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+FitOn = Literal["train", "train+val"]
+FORMAT = "gammatune-model"
+FORMAT_VERSION = 1
+WEIGHTS, CARD = "weights.pt", "model.json"
+
+
+@dataclass(frozen=True, slots=True)
+class Exported:
+    """What ``export_model`` saved: the folder, the setting, and how it was trained."""
+
+    path: Path
+    gamma: float
+    alpha: float | None
+    verdict: str
+    fit_on: FitOn
+    epochs: int
+    threshold: float
+
+    @property
+    def text(self) -> str:
+        """One line for the terminal."""
+        return (
+            f"exported gamma={self.gamma:g} alpha={format_alpha(self.alpha)} ({self.verdict}; "
+            f"{self.fit_on}, {self.epochs} epochs, threshold {self.threshold:.4g}) to {self.path}"
+        )
+
+
+def export_model(config: Config, *, fit_on: FitOn = "train") -> Exported:
+    """Retrain the verdict's recommended setting once and save it to ``runs/<name>/model/``.
+
+    Args:
+        config: The experiment, whose confirm stage has run.
+        fit_on: ``train``: the configured split, early-stopped on validation: the model is
+            the recommended setting's first confirm trial (its seed, fold 0) trained again, so
+            it scores the test split as the study stored. ``train+val``: both, with that seed,
+            for the median of the recommended confirm trials' kept epochs (training then keeps
+            the epoch of the best monitor on train+val among those). Default "train".
+
+    Returns:
+        Where it went, and what was trained.
+
+    Raises:
+        StudyError: No setting is recommended (confirm has not run), or its training failed.
+        DataError: The data cannot be loaded.
+    """
+    frame, summary, _ = study_summary(config)
+    verdict = summary.verdict
+    if verdict.recommended is None:
+        raise StudyError(
+            f"export: the verdict ({verdict.kind}) recommends no setting: {verdict.reason}; "
+            "run `gammatune confirm` first."
+        )
+    gamma, alpha = verdict.recommended
+    trials = _confirm_trials(frame, gamma, alpha)
+    epochs = int(statistics.median(trials["best_epoch"])) if fit_on == "train+val" else None
+    first = trials[trials["fold"] == 0].sort_values("repeat")
+    seed = int(first["seed"].iloc[0]) if len(first) else config.seed
+    splits = load_data(config)
+    model, result = train_setting(
+        config, splits, gamma=gamma, alpha=alpha, seed=seed, epochs=epochs
+    )
+    threshold = _threshold(config, model, splits, trials, fit_on)
+    preprocessing = splits.preprocessing
+    assert preprocessing is not None  # load_data always sets it
+    classifier = fitted_classifier(
+        _estimator(config, gamma, alpha, seed),
+        model,
+        classes=np.asarray(splits.class_names),
+        mean=np.asarray(preprocessing.mean),
+        std=np.asarray(preprocessing.std),
+        threshold=threshold,
+    )
+    extra = {
+        "experiment": config.name,
+        "trained_on": fit_on,
+        "epochs": result.best_epoch,
+        "seed": seed,
+        "verdict": verdict.to_json(),
+    }
+    path = config.run_dir / "model"
+    save_model(
+        classifier,
+        path,
+        model=config.model,
+        preprocessing=preprocessing,
+        image_shape=splits.image_shape,
+        extra=extra,
+    )
+    return Exported(path, gamma, alpha, verdict.kind, fit_on, result.best_epoch, threshold)
+
+
+def train_setting(
+    config: Config,
+    splits: Splits,
+    *,
+    gamma: float,
+    alpha: float | None,
+    seed: int,
+    epochs: int | None,
+) -> tuple[torch.nn.Module, FitResult]:
+    """Train the configured model once, as the trial with this setting and seed trained.
+
+    ``epochs`` None: on train, early-stopped on validation (the confirm trial's training).
+    A number: on train+val for exactly that many epochs.
+
+    Raises:
+        StudyError: The training loss became NaN or infinite.
+    """
+    device = resolve_device(config.train.device)
+    autocast = autocast_dtype(device, config.train.precision)
+    x, y = splits.x_train, splits.y_train
+    train = config.train
+    if epochs is not None:
+        x, y = torch.cat([x, splits.x_val]), torch.cat([y, splits.y_val])
+        fixed = {"epochs": epochs, "min_epochs": epochs}  # no early stop: validation is inside
+        train = type(train).model_validate({**train.model_dump(), **fixed})
+    seed_everything(seed)  # as a trial's member: initial weights from its seed
+    n_classes = splits.n_classes
+    model = build_model(
+        config.model,
+        n_features=splits.n_features,
+        n_outputs=1 if n_classes == 2 else n_classes,
+        image_shape=splits.image_shape,
+    )
+    counts = torch.bincount(y, minlength=n_classes).double()
+    init_output_bias(model, counts / counts.sum())
+    minority = int(torch.argmin(torch.bincount(splits.y_train, minlength=n_classes)))
+    data = (x, y, splits.x_val, splits.y_val)
+    stacks = stackable(model) or vmappable(model, splits.n_features)
+    if autocast != torch.float16 and stacks:  # the engine the trials trained with
+        member = Member(model, gamma, alpha, seed)
+        result = fit_stacked(
+            [member], data, n_classes=n_classes, minority=minority, config=train,
+            device=device, autocast=autocast,
+        )[0]  # fmt: skip
+    else:
+        torch.manual_seed(seed)
+        loss_fn = make_loss(gamma=gamma, alpha=alpha, n_classes=n_classes, minority=minority)
+        result = fit(
+            model, data, loss_fn=loss_fn, config=train, device=device, autocast=autocast,
+            seed=seed,
+        )  # fmt: skip
+    if result.failure is not None:
+        raise StudyError(f"export: training gamma={gamma:g} alpha={alpha}: {result.failure}.")
+    return model, result
+
+
+def save_model(
+    classifier: FocalClassifier,
+    path: str | Path,
+    *,
+    model: ModelConfig | None = None,
+    preprocessing: Preprocessing | None = None,
+    image_shape: tuple[int, int, int] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Save a fitted classifier to the folder ``path`` (created); :func:`load_model` reads it.
+
+    Args:
+        classifier: Fitted (by ``fit``, or holding a tuned model).
+        path: The folder.
+        model: The spec that builds ``classifier.model_``; default the classifier's MLP.
+        preprocessing: The input columns and standardization; default columns ``x0, x1, ...``
+            with the classifier's standardization.
+        image_shape: For a ``cnn`` model.
+        extra: JSON-safe facts to keep in ``model.json`` (the verdict, how it was trained).
+    """
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    spec = model or ModelConfig(
+        kind="mlp", hidden=list(classifier.hidden), dropout=classifier.dropout
+    )
+    columns = tuple(f"x{i}" for i in range(classifier.n_features_in_))
+    mean, std = (tuple(map(float, v)) for v in (classifier.mean_, classifier.std_))
+    preprocessing = preprocessing or Preprocessing(columns, mean, std)
+    params = {
+        k: list(v) if isinstance(v, tuple) else v for k, v in classifier.get_params().items()
+    }
+    if not isinstance(params["random_state"], int | None):
+        params["random_state"] = None
+    state = {k: v.detach().cpu().contiguous() for k, v in classifier.model_.state_dict().items()}
+    torch.save(state, path / WEIGHTS)
+    card = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "model": spec.model_dump(mode="json"),
+        "n_features": classifier.n_features_in_,
+        "n_outputs": 1 if len(classifier.classes_) == 2 else len(classifier.classes_),
+        "image_shape": None if image_shape is None else list(image_shape),
+        "classes": [_json_label(c) for c in classifier.classes_],
+        "threshold": classifier.threshold_,
+        "gamma": classifier.gamma,
+        "alpha": classifier.alpha,
+        "estimator": params,
+        "preprocessing": preprocessing.to_json(),
+        **(extra or {}),
+    }
+    (path / CARD).write_text(json.dumps(card, indent=2), encoding="utf-8")
+    return path
+
+
+def load_model(path: str | Path) -> FocalClassifier:
+    """Load a model folder as a fitted ``FocalClassifier``; ``preprocessing_`` holds its inputs.
+
+    Its ``predict_proba`` takes the raw features ``(N, F)`` (standardized inside); to score a
+    table by column names, use :func:`score_frame`.
+
+    Raises:
+        DataError: The folder holds no gammatune model, or one of a newer format.
+    """
+    path = Path(path)
+    try:
+        card = json.loads((path / CARD).read_text(encoding="utf-8"))
+        state = torch.load(path / WEIGHTS, map_location="cpu", weights_only=True)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise DataError(f"--model: {path} is not a gammatune model folder ({exc}).") from None
+    if card.get("format") != FORMAT or card.get("version", 0) > FORMAT_VERSION:
+        raise DataError(f"--model: {path / CARD} is not a model this gammatune reads.")
+    shape = card["image_shape"]
+    module = build_model(
+        ModelConfig.model_validate(card["model"]),
+        n_features=card["n_features"],
+        n_outputs=card["n_outputs"],
+        image_shape=None if shape is None else (shape[0], shape[1], shape[2]),
+    )
+    module.load_state_dict(state)
+    preprocessing = Preprocessing.from_json(card["preprocessing"])
+    params = card["estimator"]
+    params["hidden"] = tuple(params["hidden"])
+    classifier = fitted_classifier(
+        FocalClassifier(**params),
+        module,
+        classes=np.asarray(card["classes"]),
+        mean=np.asarray(preprocessing.mean),
+        std=np.asarray(preprocessing.std),
+        threshold=card["threshold"],
+    )
+    classifier.preprocessing_ = preprocessing
+    return classifier
+
+
+def score_frame(classifier: FocalClassifier, frame: pd.DataFrame, *, where: str) -> pd.DataFrame:
+    """Score a table's rows: ``score`` (binary: the positive class's probability) or
+    ``score_<class>`` per class, and ``label``; one row per input row, in order.
+
+    Raises:
+        DataError: A column is missing or extra, or not numeric (the message names them).
+    """
+    import pandas as pd
+
+    features = frame_features(frame, classifier.preprocessing_, where=where)
+    probs = classifier.predict_proba(features)
+    labels = classifier.predict(features)
+    if probs.shape[1] == 2:
+        columns = {"score": probs[:, 1]}
+    else:
+        columns = {f"score_{name}": probs[:, c] for c, name in enumerate(classifier.classes_)}
+    return pd.DataFrame({**columns, "label": labels})
+
+
+def predict_csv(model: str | Path, data: str | Path, out: str | Path) -> int:
+    """Score the CSV ``data`` with the model folder ``model`` into the CSV ``out``; return its
+    number of rows.
+
+    Raises:
+        DataError: The model or the CSV cannot be read, or the CSV's columns are not the
+            model's inputs.
+    """
+    import pandas as pd
+
+    data = Path(data)
+    classifier = load_model(model)
+    try:
+        frame = pd.read_csv(data)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"--data: cannot read {data}: {exc}") from None
+    scored = score_frame(classifier, frame, where=data.name)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    scored.to_csv(out, index=False)
+    return len(scored)
+
+
+def _confirm_trials(frame: pd.DataFrame, gamma: float, alpha: float | None) -> pd.DataFrame:
+    done = (frame["stage"] == "confirm") & (frame["state"] == "COMPLETE")
+    same = frame["alpha"].isna() if alpha is None else (frame["alpha"] - alpha).abs() < 1e-9
+    return frame[done & same & ((frame["gamma"] - gamma).abs() < 1e-9)]
+
+
+def _threshold(
+    config: Config, model: torch.nn.Module, splits: Splits, trials: pd.DataFrame, fit_on: FitOn
+) -> float:
+    """The configured threshold; ``tuned``: F1-best on validation, as the trials chose it
+    (after a refit on train+val, which has seen validation: the confirm trials' median)."""
+    if isinstance(config.threshold, float) or splits.n_classes != 2:
+        return config.threshold if isinstance(config.threshold, float) else 0.5
+    if fit_on == "train+val":
+        return float(statistics.median(trials["val_best_threshold"].dropna()))
+    scores = scores_from_logits(predict_logits(model, splits.x_val.to(_device_of(model))))
+    return best_f1_threshold(splits.y_val.numpy(), scores)[0]
+
+
+def _device_of(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _estimator(config: Config, gamma: float, alpha: float | None, seed: int) -> FocalClassifier:
+    """The estimator's parameters that match the experiment's (for ``clone`` and refits)."""
+    train = config.train
+    return FocalClassifier(
+        gamma=gamma,
+        alpha=alpha,
+        hidden=tuple(config.model.hidden),
+        dropout=config.model.dropout,
+        epochs=train.epochs,
+        batch_size=train.batch_size,
+        lr=train.lr,
+        weight_decay=train.weight_decay,
+        patience=train.patience,
+        min_epochs=train.min_epochs,
+        validation_fraction=config.split.val,
+        random_state=seed,
+        device="cpu",
+    )
+
+
+def _json_label(label: Any) -> Any:
+    return label.item() if isinstance(label, np.generic) else label

@@ -1,0 +1,157 @@
+"""The tuned model: `run` exports it, `predict` scores a CSV with it in a fresh process."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import make_classification
+from typer.testing import CliRunner
+
+from gammatune import FocalClassifier, load_config, load_data, load_model, save_model
+from gammatune.cli import app
+from gammatune.export import score_frame
+from gammatune.report import study_summary
+from gammatune.storage import load_scores_file
+from tests.conftest import write_config
+
+runner = CliRunner()
+COLUMNS = [f"f{i}" for i in range(8)]
+
+
+def _table_config(folder: Path) -> Path:
+    x, y = make_classification(
+        n_samples=1200, n_features=8, n_informative=5, weights=[0.9], random_state=3
+    )
+    frame = pd.DataFrame(x, columns=COLUMNS)
+    frame["label"] = np.where(y == 1, "fraud", "ok")
+    frame.to_csv(folder / "table.csv", index=False)
+    data = {"source": "csv", "path": "table.csv", "target": "label", "positive_label": "fraud"}
+    return write_config(folder, data=data, confirm={"repeats": 2, "top_k": 1})
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished `run` on a CSV; returns its experiment file."""
+    folder = tmp_path_factory.mktemp("export")
+    path = _table_config(folder)
+    result = runner.invoke(app, ["run", "-c", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "exported gamma=" in result.stderr
+    return path
+
+
+def test_run_exports_weights_and_a_json_card(exported: Path) -> None:
+    config = load_config(exported)
+    model = config.run_dir / "model"
+    card = json.loads((model / "model.json").read_text())
+    verdict = study_summary(config)[1].verdict
+    assert [card["gamma"], card["alpha"]] == list(verdict.recommended)
+    assert card["verdict"]["kind"] == verdict.kind and card["trained_on"] == "train"
+    assert card["classes"] == ["not fraud", "fraud"] and card["threshold"] == 0.5
+    assert card["preprocessing"]["columns"] == COLUMNS
+    assert card["preprocessing"]["target"] == "label"
+    assert card["model"] == {"kind": "mlp", "hidden": [16], "dropout": 0.0, "channels": [16, 32]}
+
+
+def test_predict_in_a_fresh_process_gives_the_study_test_scores(exported: Path) -> None:
+    config = load_config(exported)
+    folder, table = exported.parent, exported.parent / "table.csv"
+    scores_csv = folder / "scores.csv"
+    command = [
+        sys.executable,
+        "-m",
+        "gammatune",
+        "predict",
+        "--model",
+        str(config.run_dir / "model"),
+    ]
+    command += ["--data", str(table), "--out", str(scores_csv)]
+    subprocess.run(command, check=True, capture_output=True)
+    scored = pd.read_csv(scores_csv)
+    frame = pd.read_csv(table)
+    assert list(scored.columns) == ["score", "label"] and len(scored) == len(frame)
+    # In this process: the exported model's own scores on the same rows.
+    classifier = load_model(config.run_dir / "model")
+    own = score_frame(classifier, frame, where="table.csv")
+    np.testing.assert_allclose(scored["score"], own["score"], atol=1e-6)
+    assert (scored["label"] == own["label"]).all()
+    # The test rows (found by their standardized features) score as the study stored them for
+    # the recommended setting's first confirm trial: the exported model is that trial's.
+    splits = load_data(config)
+    scaled = ((frame[COLUMNS].to_numpy() - classifier.mean_) / classifier.std_).astype(np.float32)
+    where = {row.tobytes(): i for i, row in enumerate(scaled)}
+    test_rows = [where[row.tobytes()] for row in splits.x_test.numpy()]
+    stored = load_scores_file(config, _first_confirm_scores_file(config))
+    assert stored is not None
+    np.testing.assert_allclose(scored["score"].to_numpy()[test_rows], stored.test, atol=1e-6)
+
+
+def _first_confirm_scores_file(config) -> str:
+    frame, summary, _ = study_summary(config)
+    gamma, alpha = summary.verdict.recommended
+    same = frame["alpha"].isna() if alpha is None else (frame["alpha"] - alpha).abs() < 1e-9
+    mine = frame[(frame["stage"] == "confirm") & ((frame["gamma"] - gamma).abs() < 1e-9) & same]
+    first = mine[mine["fold"] == 0].sort_values("repeat")
+    assert json.loads((config.run_dir / "model" / "model.json").read_text())["seed"] == int(
+        first["seed"].iloc[0]
+    )
+    return str(first["scores_file"].iloc[0])
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [("drop", "missing 'f3'"), ("add", "extra 'surprise'")],
+)
+def test_a_missing_or_extra_column_is_one_line_and_exit_3(
+    exported: Path, tmp_path: Path, change: str, fragment: str
+) -> None:
+    frame = pd.read_csv(exported.parent / "table.csv").head(5)
+    frame = frame.drop(columns="f3") if change == "drop" else frame.assign(surprise=1.0)
+    frame.to_csv(tmp_path / "new.csv", index=False)
+    model = load_config(exported).run_dir / "model"
+    result = runner.invoke(
+        app, ["predict", "--model", str(model), "--data", str(tmp_path / "new.csv"), "--out", "x"]
+    )
+    assert result.exit_code == 3
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert fragment in result.stderr and "new.csv: the columns must be the model's 8 inputs" in (
+        result.stderr
+    )
+
+
+def test_refit_trains_on_train_and_val_for_the_kept_epochs(exported: Path) -> None:
+    result = runner.invoke(app, ["export", "-c", str(exported), "--refit"])
+    assert result.exit_code == 0, result.output
+    config = load_config(exported)
+    card = json.loads((config.run_dir / "model" / "model.json").read_text())
+    frame, summary, _ = study_summary(config)
+    gamma, alpha = summary.verdict.recommended
+    same = frame["alpha"].isna() if alpha is None else (frame["alpha"] - alpha).abs() < 1e-9
+    mine = frame[(frame["stage"] == "confirm") & ((frame["gamma"] - gamma).abs() < 1e-9) & same]
+    assert card["trained_on"] == "train+val"
+    assert card["epochs"] <= int(statistics.median(mine["best_epoch"]))
+    runner.invoke(app, ["export", "-c", str(exported)])  # leave the fixture's model as it was
+
+
+def test_export_before_confirm_is_one_clear_error(tiny_config: Path) -> None:
+    assert runner.invoke(app, ["search", "-c", str(tiny_config)]).exit_code == 0
+    result = runner.invoke(app, ["export", "-c", str(tiny_config)])
+    assert result.exit_code == 4
+    assert "export: the verdict (not-measurable) recommends no setting" in result.stderr
+
+
+def test_a_fitted_estimator_saves_and_loads(tmp_path: Path) -> None:
+    x, y = make_classification(n_samples=300, n_features=5, random_state=1)
+    model = FocalClassifier(epochs=3, hidden=(8,), batch_size=64, min_epochs=1).fit(x, y)
+    save_model(model, tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    assert isinstance(loaded, FocalClassifier) and loaded.get_params() == model.get_params()
+    np.testing.assert_allclose(loaded.predict_proba(x), model.predict_proba(x), atol=1e-7)
+    assert (loaded.predict(x) == model.predict(x)).all()
