@@ -217,7 +217,7 @@ class ConfirmConfig(_Strict):
     top_k: int = Field(3, gt=0, description="Distinct focal settings retrained as finalists.")
     repeats: int = Field(5, ge=2, description="Fresh training seeds per setting (paired).")
     folds: int = Field(
-        1, gt=0, description="With > 1, also re-split train+val (stratified) this many times."
+        1, gt=0, description="Stratified re-splits of train+val, each a fresh validation set."
     )
     min_positives: int = Field(
         5, gt=0, description="Fewer validation positives than this: not measurable."

@@ -134,9 +134,12 @@ def load_data(config: Config) -> Splits:
 def refold(splits: Splits, fold: int, *, seed: int) -> Splits:
     """Return fold ``fold`` of repeated stratified re-splits of train+val; test is untouched.
 
-    Fold 0 is ``splits`` itself. Fold ``f > 0`` shuffles train+val with ``seed + f`` and cuts a
-    validation split of the same size per class, so confirm repeats can vary the split without
-    ever touching the test split. The features keep the original training standardization.
+    Fold 0 is ``splits`` itself. Fold ``f > 0`` shuffles train+val with the seed sequence
+    ``[seed, f]`` and cuts a validation split of the same size per class, so confirm can judge
+    on validation samples that did not choose its finalists, without ever touching the test
+    split. The features keep the original split's standardization (and vocabulary), fitted on
+    its training rows, some of which are now validation rows: a small leak, the same for every
+    setting compared.
     """
     if fold == 0:
         return splits

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, get_args
 
 import numpy as np
 
@@ -21,8 +20,6 @@ OBJECTIVES: dict[str, str] = {
     "roc_auc": "roc_auc",
     "f1_macro": "f1_macro",
 }
-PairedMetric = Literal["f1", "precision", "recall", "pr_auc"]
-_Model = tuple[np.ndarray, np.ndarray, np.ndarray]  # scores (2R, N), their argsort, thresholds
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +148,9 @@ def average_precision(targets: np.ndarray, scores: np.ndarray) -> float:
     """
     scores, targets = np.asarray(scores, dtype=np.float64), np.asarray(targets, dtype=np.float64)
     order, weights = np.argsort(-scores, kind="stable"), np.ones((1, len(scores)))
-    return float(_weighted_ap(weights, targets, scores, order)[0])  # 0 without positives
+    return float(
+        weighted_average_precision(weights, targets, scores, order)[0]
+    )  # 0 without positives
 
 
 def mean_average_precision(targets: np.ndarray, scores: np.ndarray) -> float:
@@ -277,100 +276,9 @@ def bootstrap_f1(
     return float(low), float(high)
 
 
-@dataclass(frozen=True, slots=True)
-class PairedDifference:
-    """A metric of models A and B (averaged over repeats) and a bootstrap of their difference."""
-
-    metric: str
-    value_a: float
-    value_b: float
-    difference: float  # value_a - value_b
-    low: float  # 2.5% percentile of the resampled difference
-    high: float  # 97.5% percentile
-    n_resamples: int
-    p_below_zero: float  # share of resamples whose difference is <= 0
-
-
-def paired_bootstrap(
-    targets: np.ndarray,
-    scores_a: np.ndarray,
-    scores_b: np.ndarray,
-    *,
-    metric: PairedMetric = "f1",
-    threshold: float | np.ndarray | tuple[float | np.ndarray, float | np.ndarray] = 0.5,
-    n_resamples: int = 2000,
-    seed: int = 0,
-) -> PairedDifference:
-    """Compare two binary models scored on the same samples by a paired, stratified bootstrap.
-
-    A resample draws positives and negatives apart, with replacement, keeping both counts, for
-    both models and all R repeats; it scores the mean over r of ``metric(A_r) - metric(B_r)``.
-    Resamples are ``(B, N)`` count weights; PR-AUC groups tied scores as ``average_precision``.
-
-    Args:
-        targets: Labels ``(N,)`` in {0, 1}.
-        scores_a: Model A's positive-class probabilities, ``(R, N)`` for R repeats, or ``(N,)``.
-        scores_b: Model B's, shaped as ``scores_a``; its repeat r pairs with A's repeat r.
-        metric: "f1", "precision", "recall" or "pr_auc"; 0 where undefined. Default "f1".
-        threshold: Positive at ``score >= threshold``; scalar, ``(R,)``, or a tuple (for A, for
-            B) of those. Unused by "pr_auc". Default 0.5.
-        n_resamples: Resamples, > 0. Default 2000.
-        seed: Seed of the resampling. Default 0.
-
-    Raises:
-        ValueError: Unknown metric, non-binary targets, multiclass or mismatched shapes.
-    """
-    y, where = np.asarray(targets), "paired_bootstrap:"
-    a, b = (np.atleast_2d(np.asarray(x, dtype=np.float64)) for x in (scores_a, scores_b))
-    threshold_a, threshold_b = threshold if isinstance(threshold, tuple) else (threshold,) * 2
-    if metric not in get_args(PairedMetric):
-        raise ValueError(f"{where} metric must be in {get_args(PairedMetric)}; got {metric!r}.")
-    if n_resamples <= 0:
-        raise ValueError(f"{where} n_resamples must be > 0; got {n_resamples}.")
-    if y.ndim != 1 or not np.isin(y, (0, 1)).all():
-        raise ValueError(f"{where} targets must be (N,) labels in {{0, 1}} (binary only).")
-    if a.shape != b.shape or a.ndim != 2 or a.shape[1] != len(y):
-        shape = np.shape(scores_a), np.shape(scores_b)
-        raise ValueError(f"{where} scores must be binary (N,) or (R, N), N = {len(y)}: {shape}.")
-    thresholds = [np.broadcast_to(t, a.shape[:1]) for t in (threshold_a, threshold_b)]  # (R,)
-    scores, y = np.concatenate([a, b]), y.astype(np.float64)  # (2R, N): A's repeats, then B's
-    model = (scores, np.argsort(-scores, axis=1, kind="stable"), np.concatenate(thresholds))
-    value_a, value_b = map(float, _paired_means(np.ones((1, len(y))), y, model, metric)[0])
-    rng, rows = np.random.default_rng(seed), max(1, 2**23 // max(len(y), 1))  # 67 MB chunks
-    sizes = [min(rows, n_resamples - start) for start in range(0, n_resamples, rows)]
-    means = [_paired_means(_stratified_weights(y, k, rng), y, model, metric) for k in sizes]
-    differences = np.concatenate(means) @ np.array([1.0, -1.0])  # (B,)
-    low, high = map(float, np.percentile(differences, [2.5, 97.5]))
-    p_below_zero = float(np.mean(differences <= 0))
-    return PairedDifference(
-        metric, value_a, value_b, value_a - value_b, low, high, n_resamples, p_below_zero
-    )
-
-
-def _stratified_weights(targets: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Return ``(n, N)`` multiplicities of resamples that keep every class's count."""
-    weights = np.zeros((n, len(targets)))
-    for idx in (np.flatnonzero(targets == label) for label in np.unique(targets)):
-        weights[:, idx] = rng.multinomial(len(idx), np.full(len(idx), 1 / len(idx)), size=n)
-    return weights
-
-
-def _paired_means(w: np.ndarray, y: np.ndarray, model: _Model, metric: str) -> np.ndarray:
-    """Return ``(B, 2)``: A's and B's metric, averaged over repeats, under count weights ``w``."""
-    scores, order, threshold = model  # (2R, N), its argsort, thresholds (2R,)
-    if metric == "pr_auc":
-        values = np.stack([_weighted_ap(w, y, s, o) for s, o in zip(scores, order, strict=True)])
-    else:
-        predicted = (scores >= threshold[:, None]).astype(np.float64)  # (2R, N)
-        tp, n_predicted = predicted @ (w * y).T, predicted @ w.T  # (2R, B)
-        n_actual = np.broadcast_to(w @ y, tp.shape)
-        ratios = {"precision": (tp, n_predicted), "recall": (tp, n_actual)}
-        numerator, denominator = ratios.get(metric, (2 * tp, n_predicted + n_actual))
-        values = numerator / np.maximum(denominator, 1)  # counts, so 0 where undefined
-    return values.reshape(2, -1, len(w)).mean(axis=1).T
-
-
-def _weighted_ap(w: np.ndarray, y: np.ndarray, s: np.ndarray, order: np.ndarray) -> np.ndarray:
+def weighted_average_precision(
+    w: np.ndarray, y: np.ndarray, s: np.ndarray, order: np.ndarray
+) -> np.ndarray:
     """Return ``(B,)`` average precisions, tied scores grouped as in ``average_precision``."""
     sorted_scores, sorted_y, w = s[order], y[order], np.take(w, order, axis=1)
     ends = np.r_[np.flatnonzero(np.diff(sorted_scores)), len(s) - 1]  # last of each tie

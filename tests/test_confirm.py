@@ -68,13 +68,14 @@ def test_confirm_plans_finalists_twins_and_references_over_fresh_seeds(tmp_path:
     settings = {(s.gamma, s.alpha) for s in seen}
     # the 2 best focal settings, their twins, plain CE, the best weighted CE (alpha 0.25)
     assert settings == {(2.0, 0.75), (1.0, 0.25), (0.0, 0.75), (0.0, 0.25), (0.0, None)}
-    assert {(s.repeat, s.fold) for s in seen} == {(r, f) for r in (2, 3, 4) for f in (0, 1)}
+    # fresh seeds after the baseline's, and re-splits only: never the split that chose them
+    assert {(s.repeat, s.fold) for s in seen} == {(r, f) for r in (2, 3, 4) for f in (1, 2)}
     assert len(seen) == len(set(seen)) == 5 * 3 * 2  # each point exactly once
     assert _run(config, gains, ["confirm"]) == []  # a rerun trains nothing
     more = Config.model_validate(
         {**config.model_dump(), "confirm": {"top_k": 2, "repeats": 4, "folds": 2}}
     )
-    assert {(s.repeat, s.fold) for s in _run(more, gains, ["confirm"])} == {(5, 0), (5, 1)}
+    assert {(s.repeat, s.fold) for s in _run(more, gains, ["confirm"])} == {(5, 1), (5, 2)}
 
 
 @pytest.mark.parametrize(

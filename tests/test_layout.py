@@ -18,7 +18,7 @@ ORDER = [
     "config", "features", "data", "models", "training", "estimator", "record", "storage", "tuning",
     "report", "export", "cli",
 ]  # fmt: skip
-LEAVES = {"errors", "device", "metrics", "plugins", "loss"}
+LEAVES = {"errors", "device", "metrics", "bootstrap", "plugins", "loss"}
 SUBPACKAGES = {"loss", "training", "tuning", "report"}
 
 

@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk
 
+from gammatune.bootstrap import _paired_means, _stratified_weights, paired_bootstrap
 from gammatune.metrics import (
     OBJECTIVES,
     Evaluation,
-    _paired_means,
-    _stratified_weights,
     average_precision,
     best_f1_threshold,
     bootstrap_f1,
@@ -24,7 +23,6 @@ from gammatune.metrics import (
     evaluate,
     expected_calibration_error,
     objective_value,
-    paired_bootstrap,
     per_class_prf,
     roc_auc,
 )

@@ -233,3 +233,41 @@ def test_to_json_round_trips() -> None:
 def test_a_level_outside_zero_and_one_is_rejected() -> None:
     with pytest.raises(ValueError, match=r"decide: level must be in \(0, 1\); got 1.5."):
         decide(_confirm(_bases(), seed=0), n_val_positives=12, level=1.5)
+
+
+def test_the_validation_samples_noise_widens_the_interval_beyond_the_seeds() -> None:
+    """Every repeat judged on one validation set agrees when the gain is that set's quirk; the
+    resampled spread over its samples, not the seeds, decides then."""
+    confirm = _confirm(_bases(gain=0.04), seed=3, noise_sd=0.002)
+    seeds_only = _decide(confirm)
+    assert seeds_only.kind == "focal"  # consistent over seeds: the t interval is narrow
+    rng = np.random.default_rng(0)
+
+    def wide(setting: Setting, reference: Setting) -> np.ndarray:
+        return rng.normal(0.04 if setting == (2.0, 0.25) else 0.0, 0.05, 1000)
+
+    verdict = decide(confirm, n_val_positives=12, spread=wide)
+    assert verdict.kind != "focal"
+    twin = next(
+        c for c in verdict.comparisons if c.setting == (2.0, 0.25) and c.family == "vs_twin"
+    )
+    assert twin.low < 0 < twin.high and twin.mean == pytest.approx(0.04, abs=0.01)
+
+
+def test_a_threshold_free_objective_needs_no_positive_prediction() -> None:
+    confirm = _confirm(_bases(gain=0.08, twin_25=0.55), seed=1).assign(val_predicted_positive=0)
+    assert _decide(confirm).kind == "not-measurable"
+    assert decide(confirm, n_val_positives=12, objective="pr_auc").kind == "focal"
+
+
+def test_mostly_failed_settings_are_not_measurable() -> None:
+    confirm = _confirm(_bases(gain=0.08, twin_25=0.55), seed=1)
+    lost = confirm[
+        ~((confirm["gamma"] == 2.0) & (confirm["alpha"] == 0.25) & (confirm["repeat"] > 1))
+    ]
+    verdict = decide(lost, n_val_positives=12, planned_units=5)
+    assert verdict.kind == "not-measurable"
+    assert verdict.reason == (
+        "gamma 2, alpha 0.25 completed 2 of 5 confirm trials (the others failed): "
+        "too few to compare"
+    )

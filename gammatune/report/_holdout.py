@@ -12,9 +12,10 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
+from gammatune.bootstrap import PairedMetric, paired_bootstrap
 from gammatune.config import Config
-from gammatune.metrics import PairedMetric, paired_bootstrap
 from gammatune.record import SampleScores, format_alpha
+from gammatune.report._resample import trials_of
 from gammatune.report._summary import Summary, TestCheck
 from gammatune.storage import load_scores_file
 
@@ -31,7 +32,7 @@ def check_on_test(config: Config, frame: pd.DataFrame, summary: Summary) -> Summ
         return summary
     metric: PairedMetric = config.objective if config.objective in _PAIRED_METRICS else "f1"  # type: ignore[assignment]
     checks = [
-        _check(config, _trials(confirm, recommended), _trials(confirm, ref), name, metric)
+        _check(config, trials_of(confirm, recommended), trials_of(confirm, ref), name, metric)
         for ref, name in _references(confirm, recommended)
     ]
     return replace(summary, test_checks=tuple(checks))
@@ -42,24 +43,26 @@ def _confirm(frame: pd.DataFrame) -> pd.DataFrame:
     return done[done["model"] == "configured"]
 
 
-def _trials(confirm: pd.DataFrame, setting: tuple[float, float | None]) -> pd.DataFrame:
-    gamma, alpha = setting
-    same = confirm["alpha"].isna() if alpha is None else (confirm["alpha"] - alpha).abs() < 1e-9
-    return confirm[((confirm["gamma"] - gamma).abs() < 1e-9) & same].set_index(_UNIT)
-
-
 def _references(
     confirm: pd.DataFrame, recommended: tuple[float, float | None]
 ) -> list[tuple[tuple[float, float | None], str]]:
-    """Plain cross-entropy, and the weighted cross-entropy with the best mean validation
-    objective; the recommendation itself is not its own reference."""
+    """Plain cross-entropy, the weighted cross-entropy with the best mean validation
+    objective, and for a focal recommendation its same-alpha twin (the comparison the verdict
+    was decided on); the recommendation itself is not its own reference."""
     ce = confirm[confirm["gamma"] == 0]
     weighted = ce[ce["alpha"].notna()].groupby("alpha")["objective"].mean()
     refs: list[tuple[tuple[float, float | None], str]] = [((0.0, None), "plain cross-entropy")]
+    gamma, alpha = recommended
+    if gamma > 0 and alpha is not None:
+        refs.append(((0.0, alpha), f"its twin, cross-entropy at alpha {format_alpha(alpha)}"))
     if len(weighted):
         alpha = float(weighted.idxmax())
         refs.append(((0.0, alpha), f"cross-entropy at alpha {format_alpha(alpha)}"))
-    return [(s, name) for s, name in refs if _differs(s, recommended)]
+    kept: dict[tuple[float, float | None], str] = {}
+    for setting, name in refs:
+        if _differs(setting, recommended):
+            kept.setdefault(setting, name)
+    return list(kept.items())
 
 
 def _differs(a: tuple[float, float | None], b: tuple[float, float | None]) -> bool:

@@ -28,6 +28,7 @@ from gammatune.report._plots import (
     to_png,
     training_curves,
 )
+from gammatune.report._resample import validation_spread
 from gammatune.report._summary import Summary, SummaryRow, interval_text, summarize
 from gammatune.report._table import confirm_plan, experiment_facts, trials_frame, write_csv
 from gammatune.storage import open_storage
@@ -129,9 +130,19 @@ def study_summary(
     frame = trials_frame(config, storage)
     facts = experiment_facts(config, storage)
     planned = confirm_plan(config, storage)
-    stale = (frame["stage"] == "confirm") & ~frame["plan_key"].isin(planned)
-    summary = summarize(frame[~stale], config.objective, facts=facts)
-    return frame, check_on_test(config, frame[~stale], summary), facts
+    # Trials of an earlier confirm plan (other finalists, seeds or folds) stay in the study,
+    # but neither the verdict, the CSV's verdict columns nor the figures use them.
+    current = frame[~((frame["stage"] == "confirm") & ~frame["plan_key"].isin(planned))]
+    confirm = current[(current["stage"] == "confirm") & (current["state"] == "COMPLETE")]
+    summary = summarize(
+        current,
+        config.objective,
+        facts=facts,
+        spread=validation_spread(config, confirm[confirm["model"] == "configured"]),
+        min_positives=config.confirm.min_positives,
+        planned_units=config.confirm.repeats * config.confirm.folds,
+    )
+    return current, check_on_test(config, current, summary), facts
 
 
 def _with_verdict(frame: pd.DataFrame, summary: Summary) -> pd.DataFrame:

@@ -8,9 +8,9 @@ from typing import Any
 
 import pandas as pd
 
-from gammatune.metrics import PairedDifference
+from gammatune.bootstrap import PairedDifference
 from gammatune.record import format_alpha
-from gammatune.report._verdict import Verdict, decide
+from gammatune.report._verdict import Spread, Verdict, decide
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,14 +76,21 @@ class Summary:
 
 
 def summarize(
-    frame: pd.DataFrame, objective: str, *, facts: dict[str, Any] | None = None
+    frame: pd.DataFrame,
+    objective: str,
+    *,
+    facts: dict[str, Any] | None = None,
+    spread: Spread | None = None,
+    min_positives: int = 5,
+    planned_units: int | None = None,
 ) -> Summary:
     """Pick the rows people compare, and decide the verdict from the confirm stage alone.
 
     The verdict (see :func:`decide`) reads only the confirm trials' paired validation
     differences; the test split never enters it. ``facts`` (the class counts stored on the
     studies) give the validation positives; without them the minority class is the positive
-    class and its validation count is read from the trials' confusion matrices.
+    class and its validation count is read from the trials' confusion matrices. ``spread``,
+    ``min_positives`` and ``planned_units`` go to :func:`decide`.
     """
     done = frame[frame["state"] == "COMPLETE"]
     if "warm_start_from" in done:
@@ -102,7 +109,14 @@ def summarize(
     confirm_rows = configured[configured["stage"] == "confirm"]
     confirm = _confirm_table(confirm_rows, facts)
     positives = _val_positives(done, facts)
-    verdict = decide(confirm, n_val_positives=positives, objective=objective)
+    verdict = decide(
+        confirm,
+        n_val_positives=positives,
+        objective=objective,
+        min_positives=min_positives,
+        spread=spread,
+        planned_units=planned_units,
+    )
     rows += [
         _mean_row(f"confirm {_setting_text(s)}", _of(confirm_rows, s)) for s in _settings(confirm)
     ]

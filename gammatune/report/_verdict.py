@@ -7,6 +7,7 @@ same seeds and splits, so every comparison is paired per (repeat, fold). Never s
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -26,6 +27,8 @@ _COLUMNS = ["gamma", "alpha", *_UNIT, "objective", "val_predicted_positive", "be
 _PLAIN_CE: Setting = (0.0, None)
 _TOLERANCE = 1e-9  # two gammas or alphas this close are the same setting
 _TIE = 1e-12  # a paired difference this small is a tie
+_THRESHOLD_FREE = ("pr_auc", "roc_auc")
+Spread = Callable[[tuple[float, float | None], tuple[float, float | None]], np.ndarray | None]
 _NAMES = {"f1": "F1", "pr_auc": "PR-AUC", "roc_auc": "ROC-AUC", "f1_macro": "macro F1"}
 
 
@@ -91,6 +94,8 @@ def decide(
     objective: str = "f1",
     min_positives: int = 5,
     level: float = 0.95,
+    spread: Spread | None = None,
+    planned_units: int | None = None,
 ) -> Verdict:
     """Turn the completed confirm trials into one verdict.
 
@@ -108,6 +113,13 @@ def decide(
         objective: The objective's name, used only in the sentence. Default "f1".
         min_positives: Fewest validation positives that make the objective usable. Default 5.
         level: Family-wise confidence level of the intervals, in (0, 1). Default 0.95.
+        spread: ``(setting, reference) -> (B,)`` resampled mean differences of the objective
+            (a paired bootstrap over the validation samples and the repeats, see
+            ``report._resample``), or None where it cannot be computed. With it an interval
+            is the resamples' percentiles, so it also covers the validation sample's noise,
+            not only the seeds'; without it, a t interval over the paired units.
+        planned_units: The (repeat, fold) units each setting was planned for; a setting that
+            completed fewer than half of them makes the verdict not-measurable.
 
     Returns:
         The verdict, with every comparison that has at least one paired unit.
@@ -118,11 +130,12 @@ def decide(
     _check_arguments(confirm, level)
     name = _NAMES.get(objective, objective)
     means = {s: float(_per_unit(confirm, s).mean()) for s in _settings(confirm)}
-    comparisons = _comparisons(confirm, list(means), level)
+    comparisons = _comparisons(confirm, list(means), level, spread)
     best_ce = max((s for s in means if s[0] <= _TOLERANCE), key=means.__getitem__, default=None)
     headline = _headline(comparisons, means)
     tail = [] if headline is None else [_headline_words(headline, name, level)]
-    reason = _unmeasurable_reason(confirm, n_val_positives, min_positives)
+    reason = _unmeasurable_reason(confirm, n_val_positives, min_positives, objective)
+    reason = reason or _incomplete(confirm, list(means), planned_units)
     if reason is not None or best_ce is None:
         reason = reason or "no plain cross-entropy reference"
         parts = [f"not-measurable: {reason}", _safe(best_ce, means, name), *tail]
@@ -148,7 +161,23 @@ def _check_arguments(confirm: pd.DataFrame, level: float) -> None:
         raise ValueError(f"decide: confirm must have the columns {_COLUMNS}; missing {missing}.")
 
 
-def _unmeasurable_reason(confirm: pd.DataFrame, n_val_positives: int, minimum: int) -> str | None:
+def _incomplete(confirm: pd.DataFrame, settings: list[Setting], planned: int | None) -> str | None:
+    """A setting whose confirm trials mostly failed cannot be compared on the rest."""
+    if planned is None:
+        return None
+    done = {s: len(_per_unit(confirm, s)) for s in settings}
+    short = [s for s, n in done.items() if n < planned / 2]
+    if not short:
+        return None
+    return (
+        f"{_format(short[0])} completed {done[short[0]]} of {planned} confirm trials "
+        "(the others failed): too few to compare"
+    )
+
+
+def _unmeasurable_reason(
+    confirm: pd.DataFrame, n_val_positives: int, minimum: int, objective: str = "f1"
+) -> str | None:
     """Why the confirm trials cannot support a verdict, or None when they can."""
     if not len(confirm):
         return "the confirm stage has not run"
@@ -159,7 +188,8 @@ def _unmeasurable_reason(confirm: pd.DataFrame, n_val_positives: int, minimum: i
         )
     if not _mask(confirm, _PLAIN_CE).any():
         return "no plain cross-entropy reference"
-    if not (confirm["val_predicted_positive"] > 0).any():
+    thresholded = objective not in _THRESHOLD_FREE  # PR-AUC needs no prediction above 0.5
+    if thresholded and not (confirm["val_predicted_positive"] > 0).any():
         return "no model predicted a single positive on validation"
     if (confirm["best_epoch"] <= 1).mean() > 0.5:
         return "most trainings kept their first epoch: training did not progress"
@@ -197,7 +227,7 @@ def _per_unit(confirm: pd.DataFrame, setting: Setting) -> pd.Series:
 
 
 def _comparisons(
-    confirm: pd.DataFrame, settings: list[Setting], level: float
+    confirm: pd.DataFrame, settings: list[Setting], level: float, spread: Spread | None = None
 ) -> tuple[Comparison, ...]:
     """Each candidate vs its same-alpha twin and vs plain CE; each weighted CE vs plain CE."""
     candidates = [s for s in settings if s[0] > _TOLERANCE]
@@ -207,13 +237,13 @@ def _comparisons(
         *((c, _PLAIN_CE, "vs_plain_ce", len(candidates)) for c in candidates),
         *((w, _PLAIN_CE, "weight_vs_plain_ce", len(weighted)) for w in weighted),
     ]
-    found = (_compare(confirm, *plan, level=level) for plan in plans)
+    found = (_compare(confirm, *plan, level=level, spread=spread) for plan in plans)
     return tuple(c for c in found if c is not None)
 
 
 def _compare(
     confirm: pd.DataFrame, setting: Setting, reference: Setting, family: Family, size: int, *,
-    level: float,
+    level: float, spread: Spread | None = None,
 ) -> Comparison | None:  # fmt: skip
     ours, theirs = _per_unit(confirm, setting), _per_unit(confirm, reference)
     shared = ours.index.intersection(theirs.index).sort_values()
@@ -221,12 +251,23 @@ def _compare(
         return None
     d = (ours.loc[shared] - theirs.loc[shared]).to_numpy(dtype=float)
     corrected = 1 - (1 - level) / size
-    mean, low, high, degenerate = _interval(d, corrected)
+    resampled = None if spread is None else spread(setting, reference)
+    if resampled is None:
+        mean, low, high, degenerate = _interval(d, corrected)
+    else:
+        mean, (low, high) = float(d.mean()), _percentiles(resampled, corrected)
+        degenerate = high - low < _TIE
     wins, losses = int((d >= _TIE).sum()), int((d <= -_TIE).sum())
     return Comparison(
         setting, reference, family, size, tuple(float(x) for x in d), mean, low, high,
         corrected, wins, len(d) - wins - losses, losses, degenerate,
     )  # fmt: skip
+
+
+def _percentiles(resampled: np.ndarray, level: float) -> tuple[float, float]:
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(resampled, [tail, 100 - tail])
+    return float(low), float(high)
 
 
 def _interval(d: np.ndarray, level: float) -> tuple[float, float, float, bool]:

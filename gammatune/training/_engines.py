@@ -63,7 +63,7 @@ def dropout_masks(
     for row, stream in zip(words, streams, strict=True):
         row.random_(generator=stream)
     uniform = words.view(torch.int16)[:, :n].bitwise_and_(0x7FFF)  # uniform on [0, 2^15)
-    cut = round(p * 2**15)
+    cut = min(round(p * 2**15), 2**15 - 1)  # a rate within 2^-16 of 1 keeps one in 2^15
     keep = 1 - cut / 2**15
     return uniform.ge(cut).to(dtype).mul_(1 / keep).view(len(streams), *shape)
 

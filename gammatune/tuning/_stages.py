@@ -7,8 +7,8 @@
   trials that fall inside it; ``refine.n_trials`` is the stage's total.
 - ``confirm``: the ``confirm.top_k`` best distinct focal settings of search and refine, their
   same-alpha cross-entropy twins, plain CE and the best alpha-weighted CE, each over
-  ``confirm.repeats`` fresh seeds (x ``confirm.folds`` re-splits): the paired evidence the
-  verdict decides on.
+  ``confirm.repeats`` fresh seeds x ``confirm.folds`` re-splits of train+val: the paired
+  evidence the verdict decides on.
 """
 
 from __future__ import annotations
@@ -163,7 +163,9 @@ def confirm_points(config: Config, storage: optuna.storages.BaseStorage) -> list
     Finalists are the ``confirm.top_k`` best distinct focal settings (gamma > 0) of search and
     refine by validation objective; references are each one's same-alpha cross-entropy twin,
     plain cross-entropy and the best alpha-weighted cross-entropy of the baseline. Seeds are
-    fresh: repeats start after the baseline's.
+    fresh (repeats start after the baseline's), and so are the validation samples: every fold
+    is a stratified re-split of train+val (fold 1 on), never the split that chose the
+    finalists, whose validation samples would flatter them.
 
     Raises:
         StudyError: Search has not completed a trial yet.
@@ -193,6 +195,6 @@ def confirm_points(config: Config, storage: optuna.storages.BaseStorage) -> list
     return [
         replace(s, repeat=first + r, fold=f)
         for s in settings
-        for f in range(config.confirm.folds)
+        for f in range(1, config.confirm.folds + 1)
         for r in range(config.confirm.repeats)
     ]
