@@ -58,7 +58,12 @@ def measure(**size: int) -> dict[str, Any]:
         frame = trials_frame(experiment)
     done = frame[frame["state"] == "COMPLETE"]
     training = float(done["duration_s"].sum())
-    return {**size, "wall_s": wall, "per_trial_s": wall / len(done), "training_share": training / wall}
+    return {
+        **size,
+        "wall_s": wall,
+        "per_trial_s": wall / len(done),
+        "training_share": training / wall,
+    }
 
 
 def main() -> None:

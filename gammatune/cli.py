@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 
 from gammatune import __version__
-from gammatune.errors import GammatuneError
+from gammatune.errors import GammatuneError, redact
 
 if TYPE_CHECKING:
     from gammatune.config import Config
@@ -136,8 +136,11 @@ def check(ctx: typer.Context, config: ConfigPath) -> None:
 
     with _user_errors(ctx):
         resolved = _load(config)
-        out.print(yaml.safe_dump(resolved.model_dump(mode="json"), sort_keys=False), markup=False)
-        _say(f"{config}: valid; storage {resolved.storage_url}")
+        dumped = resolved.model_dump(mode="json")
+        if dumped.get("storage"):
+            dumped["storage"] = redact(dumped["storage"])  # never a password on the screen
+        out.print(yaml.safe_dump(dumped, sort_keys=False), markup=False)
+        _say(f"{config}: valid; storage {redact(resolved.storage_url)}")
 
 
 def _stage_command(stages: list[Stage], summary: str) -> Callable[..., None]:

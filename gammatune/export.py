@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from gammatune.config import Config, ModelConfig
-from gammatune.data import Splits, load_data
+from gammatune.data import Splits, load_data, refold
 from gammatune.device import autocast_dtype, resolve_device, seed_everything
 from gammatune.errors import DataError, StudyError
 from gammatune.estimator import FocalClassifier, fitted_classifier
@@ -74,9 +74,10 @@ def export_model(config: Config, *, fit_on: FitOn = "train") -> Exported:
 
     Args:
         config: The experiment, whose confirm stage has run.
-        fit_on: ``train``: the configured split, early-stopped on validation: the model is
-            the recommended setting's first confirm trial (its seed, fold 0) trained again, so
-            it scores the test split as the study stored. ``train+val``: both, with that seed,
+        fit_on: ``train``: the model is the recommended setting's first confirm trial (its
+            seed and its re-split of train+val, early-stopped on that fold's validation rows)
+            trained again, so it scores the test split as the study stored. ``train+val``: the
+            configured split's train and validation rows, with that seed,
             for the median of the recommended confirm trials' kept epochs (training then keeps
             the epoch of the best monitor on train+val among those). Default "train".
 
@@ -97,9 +98,10 @@ def export_model(config: Config, *, fit_on: FitOn = "train") -> Exported:
     gamma, alpha = verdict.recommended
     trials = _confirm_trials(frame, gamma, alpha)
     epochs = int(statistics.median(trials["best_epoch"])) if fit_on == "train+val" else None
-    first = trials[trials["fold"] == 0].sort_values("repeat")
+    first = trials.sort_values(["fold", "repeat"])
     seed = int(first["seed"].iloc[0]) if len(first) else config.seed
-    splits = load_data(config)
+    fold = int(first["fold"].iloc[0]) if len(first) and fit_on == "train" else 0
+    splits = refold(load_data(config), fold, seed=config.split_seed)
     model, result = train_setting(
         config, splits, gamma=gamma, alpha=alpha, seed=seed, epochs=epochs
     )
@@ -119,6 +121,7 @@ def export_model(config: Config, *, fit_on: FitOn = "train") -> Exported:
         "trained_on": fit_on,
         "epochs": result.best_epoch,
         "seed": seed,
+        "fold": fold,  # 0: the configured split; f > 0: the confirm re-split it was trained on
         "verdict": verdict.to_json(),
     }
     path = config.run_dir / "model"

@@ -7,7 +7,11 @@ trial's :class:`~gammatune.record.TrialRecord` is one user attribute, ``result``
 
 from __future__ import annotations
 
+import importlib.util
+import warnings
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,12 +19,13 @@ import numpy as np
 import optuna
 
 from gammatune.config import Config
-from gammatune.errors import StudyError
+from gammatune.errors import StudyError, redact, secret_of
 from gammatune.record import SampleScores, TrialRecord
 
 Stage = Literal["baseline", "search", "refine", "confirm"]
 STAGES: tuple[Stage, ...] = ("baseline", "search", "refine", "confirm")
 RESULT = "result"  # the user attribute that holds a finished trial's record
+FINGERPRINT = "fingerprint"  # the study attribute: what its trials were trained on
 
 
 def study_name(config: Config, stage: Stage) -> str:
@@ -28,11 +33,32 @@ def study_name(config: Config, stage: Stage) -> str:
     return f"{config.name}.{stage}"
 
 
-def open_storage(config: Config) -> optuna.storages.BaseStorage:
-    """Open (and create) the experiment's Optuna storage.
+# Heartbeats (Optuna's, public): a process records one per running trial every interval; a
+# trial without one for the grace period is failed by whoever opens the stage next, on any
+# host, and its point is enqueued again. The grace period outlasts SQLite's 60 s lock timeout,
+# so that a heartbeat waiting on a busy file does not look dead.
+HEARTBEAT_INTERVAL_S = 10
+GRACE_PERIOD_S = 90
+CONNECT_TIMEOUT_S = 10  # a server that accepts and never answers fails instead of hanging
+
+# The driver module SQLAlchemy names in an ImportError -> the pip package that provides it.
+_DRIVERS = {
+    "psycopg": "psycopg[binary]",
+    "psycopg2": "psycopg2-binary",
+    "pymysql": "PyMySQL",
+    "MySQLdb": "mysqlclient",
+}
+
+
+def open_storage(config: Config) -> optuna.storages.RDBStorage:
+    """Open (and create) the experiment's Optuna storage, with heartbeats.
+
+    A plain ``postgresql://`` URL uses whichever PostgreSQL driver is installed (psycopg 3,
+    else psycopg2).
 
     Raises:
-        StudyError: The storage URL is malformed or cannot be reached.
+        StudyError: The storage URL is malformed, its driver is missing, or it cannot be
+            reached (within ``CONNECT_TIMEOUT_S`` for a server).
     """
     import sqlalchemy.exc
 
@@ -42,18 +68,86 @@ def open_storage(config: Config) -> optuna.storages.BaseStorage:
             make_run_dir(config)
         engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}}
     else:
+        url = _with_driver(url)
         engine_kwargs = {"pool_pre_ping": True}
+        if url.startswith("postgresql"):
+            engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
     try:
-        storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=HEARTBEAT_INTERVAL_S,
+                grace_period=GRACE_PERIOD_S,
+            )
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
-        reason = str(exc).splitlines()[0]
-        raise StudyError(f"storage: cannot open {_redact(url)}: {reason}") from None
+        missing = exc if isinstance(exc, ModuleNotFoundError) else exc.__cause__
+        if isinstance(missing, ModuleNotFoundError):  # Optuna re-raises it as an ImportError
+            package = _DRIVERS.get((missing.name or "").split(".")[0], missing.name)
+            raise StudyError(
+                f"storage: cannot open {redact(url)}: its driver is not installed "
+                f"(no module {missing.name!r}); pip install {package!r}."
+            ) from None
+        raise StudyError(f"storage: cannot open {redact(url)}: {_reason(exc, url)}") from None
     if url.startswith("sqlite:///"):
         _tune_sqlite(storage)
     # Close the pooled connections when the storage goes, or at exit: SQLite then folds its
     # write-ahead log into the .db file, so that the file alone holds the whole study.
     weakref.finalize(storage, storage.engine.dispose)
     return storage
+
+
+def _with_driver(url: str) -> str:
+    """``postgresql://`` -> the installed driver's dialect. SQLAlchemy 2.1 reads the plain
+    scheme as psycopg 3; psycopg2 users (the older habit) keep working."""
+    scheme, sep, rest = url.partition("://")
+    if scheme not in ("postgresql", "postgres") or not sep:
+        return url
+    for module, dialect in (("psycopg", "psycopg"), ("psycopg2", "psycopg2")):
+        if importlib.util.find_spec(module) is not None:
+            return f"postgresql+{dialect}://{rest}"
+    raise StudyError(
+        f"storage: cannot open {redact(url)}: no PostgreSQL driver is installed; "
+        "pip install 'gammatune[postgres]' (or 'psycopg[binary]')."
+    )
+
+
+@contextmanager
+def storage_errors(url: str) -> Iterator[None]:
+    """Turn a storage lost after start-up (a server stopped, a locked or damaged SQLite file,
+    a full disk) into one :class:`StudyError` line, password hidden.
+
+    What was committed stays; trials in flight are failed and retried by the next run (see
+    ``HEARTBEAT_INTERVAL_S``).
+    """
+    import sqlalchemy.exc
+
+    try:
+        yield
+    except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
+        raise StudyError(
+            f"storage: lost {redact(url)}: {_reason(exc, url).rstrip('.')}; the completed trials "
+            "are kept: run the same command again once it is back."
+        ) from None
+
+
+def _reason(exc: BaseException, url: str) -> str:
+    """The driver's own first line (Optuna wraps it in a misleading "invalid data in the
+    commit"), without SQLAlchemy's background link, and with the password hidden."""
+    cause: BaseException = exc
+    while cause.__cause__ is not None:
+        cause = cause.__cause__
+    inner = getattr(cause, "orig", None) or cause
+    lines = [line.strip() for line in str(inner).splitlines() if line.strip()]
+    reason = lines[0] if lines else type(inner).__name__
+    secret = secret_of(url)
+    if secret:
+        reason = reason.replace(secret, "***")
+    return reason.split(" (Background on this error")[0].rstrip(".") + "."
+
+
+_redact = redact  # the older private name
 
 
 def make_run_dir(config: Config) -> None:
@@ -80,15 +174,6 @@ def _tune_sqlite(storage: optuna.storages.RDBStorage) -> None:
 
     event.listen(storage.engine, "connect", on_connect)
     storage.engine.dispose()  # reconnect with the pragmas
-
-
-def _redact(url: str) -> str:
-    """Hide a password in a storage URL."""
-    scheme, sep, rest = url.partition("://")
-    if "@" in rest and ":" in rest.split("@", 1)[0]:
-        user = rest.split(":", 1)[0]
-        return f"{scheme}{sep}{user}:***@{rest.split('@', 1)[1]}"
-    return url
 
 
 def save_record(trial: optuna.Trial, record: TrialRecord) -> None:
@@ -136,6 +221,28 @@ def load_scores_file(config: Config, scores_file: str) -> SampleScores | None:
         return None
     with np.load(path) as data:
         return SampleScores(**{k: data[k] for k in ("val", "test", "val_labels", "test_labels")})
+
+
+def check_fingerprint(study: optuna.Study, fingerprint: dict[str, Any]) -> None:
+    """Refuse to continue a study whose trials were trained on a different experiment.
+
+    Raises:
+        StudyError: Naming the first differences (field, stored value, new value).
+    """
+    stored = study.user_attrs.get(FINGERPRINT)
+    if stored is None or stored == fingerprint:
+        return  # a new study, or one from before fingerprints: it takes this one
+    changed = [
+        f"{key} was {stored.get(key)!r}, now {fingerprint.get(key)!r}"
+        for key in sorted(set(stored) | set(fingerprint))
+        if stored.get(key) != fingerprint.get(key)
+    ]
+    more = f" (and {len(changed) - 3} more)" if len(changed) > 3 else ""
+    raise StudyError(
+        f"study {study.study_name!r} was run on a different experiment: "
+        f"{'; '.join(changed[:3])}{more}; set a new `name` to start a new study, "
+        "or undo the change to continue this one."
+    )
 
 
 def load_study(

@@ -313,3 +313,10 @@ def test_a_finished_command_leaves_the_whole_study_in_the_db_file(tmp_path: Path
     run_dir = tmp_path / "runs" / "tiny"
     assert (run_dir / "study.db").is_file()
     assert not (run_dir / "study.db-wal").exists()
+
+
+def test_check_never_prints_a_storage_password(tmp_path: Path) -> None:
+    path = write_config(tmp_path, storage="postgresql://me:s3cret@db/x")
+    result = _invoke("check", "-c", str(path))
+    assert result.exit_code == 0
+    assert "s3cret" not in result.output and "me:***@db/x" in result.output

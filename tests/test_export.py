@@ -98,7 +98,7 @@ def _first_confirm_scores_file(config) -> str:
     gamma, alpha = summary.verdict.recommended
     same = frame["alpha"].isna() if alpha is None else (frame["alpha"] - alpha).abs() < 1e-9
     mine = frame[(frame["stage"] == "confirm") & ((frame["gamma"] - gamma).abs() < 1e-9) & same]
-    first = mine[mine["fold"] == 0].sort_values("repeat")
+    first = mine.sort_values(["fold", "repeat"])
     assert json.loads((config.run_dir / "model" / "model.json").read_text())["seed"] == int(
         first["seed"].iloc[0]
     )

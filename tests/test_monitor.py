@@ -22,9 +22,10 @@ def test_every_trial_writes_its_curves(tiny_config: Path, tmp_path: Path) -> Non
         app, ["search", "-c", str(tiny_config), "--tensorboard", str(logs)]
     )
     assert result.exit_code == 0, result.output
-    runs = sorted(p.name for p in logs.iterdir())
+    assert [p.name for p in logs.iterdir()] == ["tiny"]  # runs per experiment
+    runs = sorted(p.name for p in (logs / "tiny").iterdir())
     assert runs == ["search-0000", "search-0001"]
-    events = EventAccumulator(str(logs / runs[0]))
+    events = EventAccumulator(str(logs / "tiny" / runs[0]))
     events.Reload()
     assert {"loss/train", "loss/val", "val/monitor", "objective"} <= set(events.Tags()["scalars"])
     assert len(events.Scalars("loss/train")) >= 2  # one per epoch trained

@@ -145,8 +145,10 @@ def experiment_facts(
 
 def _row(stage: str, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     record = load_record(trial)
-    setting = record.setting if record else Setting.from_params(trial.params)
     row: dict[str, Any] = {"stage": stage, "number": trial.number, "state": trial.state.name}
+    if record is None and "gamma" not in trial.params:  # died before its first suggestion
+        return {**row, "objective": math.nan, "fail_reason": "interrupted before it started"}
+    setting = record.setting if record else Setting.from_params(trial.params)
     row.update(dataclasses.asdict(setting), plan_key=_plan_key(setting))
     row["objective"] = trial.value if trial.state == TrialState.COMPLETE else math.nan
     if record is None:

@@ -1,16 +1,25 @@
-"""The one boundary to Optuna's private API, and the lock that makes claiming trials atomic.
+"""The one boundary to Optuna's private API, and how processes share a study safely: the lock
+that makes claiming trials atomic, heartbeats, and failing the trials of dead processes.
 
 gammatune enqueues every fixed point itself and must claim exactly those (``Study.ask`` would
 invent new points when none is waiting). Optuna has no public call for that, so this module
-holds the two private names it needs, each checked: a missing one is a clear error naming the
+holds the private names it needs (``Study._pop_waiting_trial_id``, ``Trial._trial_id``), each
+checked: a missing one is a clear error naming the
 Optuna versions gammatune is tested with, never a silent change of behaviour. The tests in
 ``tests/test_optuna_boundary.py`` pin what each must do.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import logging
+import os
+import signal
+import socket
+import threading
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from datetime import datetime, timedelta
 from typing import Any
 
 try:
@@ -19,10 +28,18 @@ except ImportError:  # Windows: one process per study there
     fcntl = None  # type: ignore[assignment]
 
 import optuna
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
-from optuna.trial import FrozenTrial
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.trial import FrozenTrial, TrialState
 
 from gammatune.errors import StudyError
+from gammatune.storage import GRACE_PERIOD_S
+
+logger = logging.getLogger(__name__)
 
 TESTED = "optuna>=5,<6"
 
@@ -34,7 +51,7 @@ def pop_waiting_trial(
     parameters; None when none waits.
 
     Calls ``Study._pop_waiting_trial_id``, the first step of ``Study.ask``, which claims the
-    trial in the storage (a row lock on a server database; see :func:`claim_lock` for SQLite).
+    trial in the storage (a row lock on a server database; callers hold :func:`claim_lock`).
     The parameters come from the trial's ``fixed_params`` system attribute, through the
     storage's public ``get_trial_system_attrs``.
 
@@ -52,6 +69,43 @@ def pop_waiting_trial(
         return None
     fixed = storage.get_trial_system_attrs(trial_id).get("fixed_params", {})
     return optuna.Trial(study, trial_id), dict(fixed)
+
+
+def heartbeat_interval(storage: optuna.storages.BaseStorage) -> int | None:
+    """The storage's heartbeat interval in seconds, or None where it records none."""
+    if isinstance(storage, optuna.storages.RDBStorage):
+        return storage.get_heartbeat_interval()
+    return None
+
+
+def record_heartbeat(storage: optuna.storages.BaseStorage, trial: optuna.Trial) -> None:
+    """Record that ``trial``'s process is alive (``RDBStorage.record_heartbeat``, public; the
+    trial's storage id is the private ``Trial._trial_id``, which Optuna exposes no other way).
+
+    Raises:
+        StudyError: This Optuna's trials have no ``_trial_id``.
+    """
+    if heartbeat_interval(storage) is None:
+        return
+    trial_id = getattr(trial, "_trial_id", None)
+    if not isinstance(trial_id, int):
+        raise StudyError(
+            f"optuna {optuna.__version__} has no Trial._trial_id, which gammatune needs to "
+            f"record heartbeats; install {TESTED}."
+        )
+    assert isinstance(storage, optuna.storages.RDBStorage)
+    storage.record_heartbeat(trial_id)
+
+
+def running_trial(study: optuna.Study, trial: FrozenTrial) -> optuna.Trial:
+    """A live handle on ``trial`` (running, perhaps claimed by a process now dead), to set
+    what it lacks before it is failed. Uses the private ``FrozenTrial._trial_id``."""
+    trial_id = getattr(trial, "_trial_id", None)
+    if not isinstance(trial_id, int):
+        raise StudyError(
+            f"optuna {optuna.__version__} has no FrozenTrial._trial_id; install {TESTED}."
+        )
+    return optuna.Trial(study, trial_id)
 
 
 def waiting_params(trial: FrozenTrial) -> dict[str, Any]:
@@ -81,20 +135,147 @@ def contains(distribution: BaseDistribution, value: Any) -> bool:
 
 
 @contextmanager
-def claim_lock(storage_url: str) -> Iterator[None]:
-    """Serialize claiming trials between processes that share a SQLite file.
+def claim_lock(storage: optuna.storages.BaseStorage, key: str) -> Iterator[None]:
+    """Serialize preparing a stage and claiming its trials between processes on one storage.
 
-    SQLite ignores ``SELECT ... FOR UPDATE``, so two workers could both see a waiting trial
-    and both start it; a file lock beside the database makes the claim atomic. Server
-    databases (PostgreSQL, MySQL) lock the row themselves, and need nothing here.
+    Two processes that open one stage at the same moment would otherwise both see a point
+    missing and both enqueue it (so it trains twice), or both count refine's budget as open.
+    On SQLite, which ignores ``SELECT ... FOR UPDATE``, a file lock beside the database; on
+    PostgreSQL, a session advisory lock named after ``key`` (the study), held on a connection
+    of its own and released by the server if this process dies. Other storages get no lock.
     """
-    prefix = "sqlite:///"
-    if not storage_url.startswith(prefix) or fcntl is None:
+    url = str(getattr(storage, "url", ""))
+    if url.startswith("sqlite:///") and fcntl is not None:
+        with open(f"{url.removeprefix('sqlite:///')}.lock", "a+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+    elif url.startswith("postgresql") and isinstance(storage, optuna.storages.RDBStorage):
+        from sqlalchemy import text
+
+        with storage.engine.connect() as connection:
+            connection.execute(text("SELECT pg_advisory_lock(hashtext(:key))"), {"key": key})
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(hashtext(:key))"), {"key": key})
+                connection.commit()
+    else:
+        yield
+
+
+@contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (a scheduler, ``kill``) stops like Ctrl-C: the trials in flight are failed, to
+    be retried, instead of left RUNNING."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    with open(f"{storage_url.removeprefix(prefix)}.lock", "a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
+    if isinstance(dist, CategoricalDistribution):
+        return trial.suggest_categorical(name, dist.choices)
+    if isinstance(dist, FloatDistribution):
+        # Round off the step's binary noise (0.8500000000000001).
+        value = trial.suggest_float(name, dist.low, dist.high, step=dist.step)
+        return round(value, 10)
+    assert isinstance(dist, IntDistribution)
+    return trial.suggest_int(name, dist.low, dist.high)
+
+
+def fail_dead(study: optuna.Study, distributions: dict[str, BaseDistribution]) -> None:
+    """Fail RUNNING trials whose process is gone, so that their points are enqueued again.
+
+    Three ways to know: on any host, no heartbeat for ``GRACE_PERIOD_S`` (Optuna's
+    ``fail_stale_trials``); on this host, at once, its pid has ended; and a trial never
+    tagged with host and heartbeat (its process died between claiming and tagging it) once it
+    is older than the grace period; such a trial gets its enqueued parameters first, so that
+    every failed trial says which point it was.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    host = socket.gethostname()
+    untagged_before = datetime.now() - timedelta(seconds=GRACE_PERIOD_S)
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        attrs = trial.user_attrs
+        if attrs.get("host") == host and not alive(int(attrs.get("pid", -1))):
+            why = "its process ended"
+        elif "host" not in attrs and (trial.datetime_start or datetime.now()) < untagged_before:
+            why = "its process stopped before tagging it"
+        else:
+            continue
+        with suppress(optuna.exceptions.UpdateFinishedTrialError):  # another process was first
+            if not trial.params and (fixed := waiting_params(trial)):
+                live = running_trial(study, trial)
+                for name in fixed:
+                    suggest(live, name, distributions[name])
+            study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+        logger.info("trial %d of %s: %s; marked failed", trial.number, study.study_name, why)
+
+
+def alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid != os.getpid()  # a trial of this very process cannot be running yet
+
+
+def tag(storage: optuna.storages.BaseStorage, trial: optuna.Trial) -> None:
+    """Mark a trial as this process's: its host and pid, and its first heartbeat."""
+    trial.set_user_attr("host", socket.gethostname())
+    trial.set_user_attr("pid", os.getpid())
+    record_heartbeat(storage, trial)
+
+
+def fail_trials(trials: Sequence[tuple[optuna.Study, optuna.Trial]]) -> None:
+    for study, trial in trials:
+        # Another process may have failed it first (its heartbeat looked stale).
+        with suppress(optuna.exceptions.UpdateFinishedTrialError):
+            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+
+
+@contextmanager
+def heartbeats(
+    storage: optuna.storages.BaseStorage, trials: Sequence[optuna.Trial]
+) -> Iterator[None]:
+    """Record a heartbeat for each trial in flight every ``heartbeat_interval`` seconds, from a
+    thread, while the main thread trains them."""
+    interval = heartbeat_interval(storage)
+    if interval is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(interval):
+            for trial in trials:
+                try:
+                    record_heartbeat(storage, trial)
+                except Exception as exc:  # the main thread reports a lost storage
+                    logger.debug("heartbeat of trial %d: %s", trial.number, exc)
+
+    thread = threading.Thread(target=beat, name="gammatune-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()

@@ -7,25 +7,39 @@ continues a stage: completed points are not retrained, failed or interrupted one
 from __future__ import annotations
 
 import logging
-import os
-import socket
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import optuna
-from optuna.distributions import (
-    BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
-)
 from optuna.trial import FrozenTrial, TrialState
 
 from gammatune.config import Config
 from gammatune.record import SampleScores, Setting, TrialRecord
-from gammatune.storage import RESULT, Stage, load_record, save_record, save_scores, study_name
-from gammatune.tuning._optuna import claim_lock, pop_waiting_trial, waiting_params
+from gammatune.storage import (
+    FINGERPRINT,
+    RESULT,
+    STAGES,
+    Stage,
+    check_fingerprint,
+    load_record,
+    load_study,
+    save_record,
+    save_scores,
+    study_name,
+)
+from gammatune.tuning._optuna import (
+    claim_lock,
+    fail_dead,
+    fail_trials,
+    heartbeats,
+    pop_waiting_trial,
+    sigterm_interrupts,
+    suggest,
+    tag,
+    waiting_params,
+)
 from gammatune.tuning._stages import StagePlan, plan_stage, rounds
 
 logger = logging.getLogger(__name__)
@@ -59,6 +73,7 @@ def run_stages(
     on_stage: Callable[[str, int], None] | None = None,
     on_trial: Callable[[TrialEvent], None] | None = None,
     study_attrs: dict[str, Any] | None = None,
+    fingerprint: dict[str, Any] | None = None,
     role: Role = "single",
     worker: int = 0,
 ) -> dict[Stage, optuna.Study]:
@@ -78,6 +93,8 @@ def run_stages(
         on_stage: Hears each round's name and how many trials it will run.
         on_trial: Called when each trial ends.
         study_attrs: JSON-safe facts about the data, stored on each study for the report.
+        fingerprint: Everything that changes a trial's result (flat, JSON-safe), stored on each
+            study when it is created; a study that holds a different one is not continued.
         role: ``single`` prepares each stage (fails orphaned trials, adds refine's warm start,
             enqueues missing points) and runs it; ``worker`` only runs what a coordinating
             process prepared with :func:`prepare_stages`, so that workers sharing a storage
@@ -87,22 +104,51 @@ def run_stages(
 
     Returns:
         The studies, by stage.
+
+    Raises:
+        StudyError: A stored study was run on a different experiment (``fingerprint``).
+        KeyboardInterrupt: Ctrl-C or SIGTERM; the trials in flight are marked failed.
     """
+    if fingerprint is not None:
+        for stage in STAGES:  # also those run before: refine builds on search's trials
+            if (study := load_study(config, stage, storage)) is not None:
+                check_fingerprint(study, fingerprint)
     studies: dict[Stage, optuna.Study] = {}
-    for group in rounds(stages):
-        opened = [
-            _open(config, stage, storage, study_attrs, prepare=role == "single", worker=worker)
-            for stage in group
-        ]
-        studies.update({plan.stage: study for plan, study in opened})
-        if on_stage is not None:
-            on_stage("+".join(group), sum(_remaining(study, plan) for plan, study in opened))
-        batch = min(parallel, config.refine.batch or parallel) if group == ["refine"] else parallel
-        while slots := _next_slots(config, storage, opened, batch):
-            for event in _run_slots(config, slots, objective):
-                if on_trial is not None:
-                    on_trial(event)
+    with sigterm_interrupts():
+        for group in rounds(stages):
+            _run_round(config, group, objective, storage=storage, parallel=parallel,
+                       on_stage=on_stage, on_trial=on_trial, studies=studies,
+                       attrs={**(study_attrs or {}), FINGERPRINT: fingerprint}, role=role,
+                       worker=worker)  # fmt: skip
     return studies
+
+
+def _run_round(
+    config: Config,
+    group: list[Stage],
+    objective: Objective,
+    *,
+    storage: optuna.storages.BaseStorage,
+    parallel: int,
+    on_stage: Callable[[str, int], None] | None,
+    on_trial: Callable[[TrialEvent], None] | None,
+    studies: dict[Stage, optuna.Study],
+    attrs: dict[str, Any],
+    role: Role,
+    worker: int,
+) -> None:
+    opened = [
+        _open(config, stage, storage, attrs, prepare=role == "single", worker=worker)
+        for stage in group
+    ]
+    studies.update({plan.stage: study for plan, study in opened})
+    if on_stage is not None:
+        on_stage("+".join(group), sum(_remaining(study, plan) for plan, study in opened))
+    batch = min(parallel, config.refine.batch or parallel) if group == ["refine"] else parallel
+    while slots := _next_slots(storage, opened, batch):
+        for event in _run_slots(config, storage, slots, objective):
+            if on_trial is not None:
+                on_trial(event)
 
 
 def prepare_stages(
@@ -123,21 +169,28 @@ def _open(
     worker: int = 0,
 ) -> tuple[StagePlan, optuna.Study]:
     plan = plan_stage(config, stage, storage)
-    study = optuna.create_study(
-        study_name=study_name(config, stage),
-        storage=storage,
-        sampler=_sampler(config, plan, worker),
-        direction="maximize",
-        load_if_exists=True,
-    )
-    for key, value in (study_attrs or {}).items():
-        study.set_user_attr(key, value)
-    if prepare:
-        _fail_orphans(study)
-        _add_warm_start(study, plan)
-        _enqueue_missing(study, plan)
-        if plan.kind == "points":  # what the report judges: the current plan's points
-            study.set_user_attr("plan", [p.params() for p in plan.points])
+    name = study_name(config, stage)
+    # One process at a time: two that prepare a stage at once would both enqueue its points.
+    with claim_lock(storage, name):
+        study = optuna.create_study(
+            study_name=name,
+            storage=storage,
+            sampler=_sampler(config, plan, worker),
+            direction="maximize",
+            load_if_exists=True,
+        )
+        fingerprint = (study_attrs or {}).get(FINGERPRINT)
+        if fingerprint is not None:
+            check_fingerprint(study, fingerprint)
+        for key, value in (study_attrs or {}).items():
+            if value is not None:
+                study.set_user_attr(key, value)
+        if prepare:
+            fail_dead(study, plan.distributions)
+            _add_warm_start(study, plan)
+            _enqueue_missing(study, plan)
+            if plan.kind == "points":  # what the report judges: the current plan's points
+                study.set_user_attr("plan", [p.params() for p in plan.points])
     return plan, study
 
 
@@ -147,41 +200,6 @@ def _sampler(config: Config, plan: StagePlan, worker: int) -> optuna.samplers.Ba
     return optuna.samplers.TPESampler(
         seed=config.seed + worker, multivariate=True, constant_liar=True, n_startup_trials=5
     )
-
-
-def _suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
-    if isinstance(dist, CategoricalDistribution):
-        return trial.suggest_categorical(name, dist.choices)
-    if isinstance(dist, FloatDistribution):
-        # Round off the step's binary noise (0.8500000000000001).
-        value = trial.suggest_float(name, dist.low, dist.high, step=dist.step)
-        return round(value, 10)
-    assert isinstance(dist, IntDistribution)
-    return trial.suggest_int(name, dist.low, dist.high)
-
-
-def _fail_orphans(study: optuna.Study) -> None:
-    """Fail RUNNING trials whose process on this host has ended (killed, machine restarted)."""
-    host = socket.gethostname()
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        attrs = trial.user_attrs
-        if attrs.get("host") == host and not _alive(int(attrs.get("pid", -1))):
-            study.tell(trial.number, state=TrialState.FAIL)
-            logger.info(
-                "trial %d of %s: its process ended; marked failed", trial.number, study.study_name
-            )
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return pid != os.getpid()  # a trial of this very process cannot be running yet
 
 
 def _add_warm_start(study: optuna.Study, plan: StagePlan) -> None:
@@ -248,53 +266,71 @@ class _Slot:
 
 
 def _next_slots(
-    config: Config,
     storage: optuna.storages.BaseStorage,
     opened: list[tuple[StagePlan, optuna.Study]],
     batch: int,
 ) -> list[_Slot]:
     """Up to ``batch`` trials: waiting (enqueued) points first, then, for refine, TPE's."""
     slots: list[_Slot] = []
-    for plan, study in opened:
-        for _ in range(min(batch - len(slots), _remaining(study, plan))):
-            started = _start(config, storage, study, plan)
-            if started is None:  # another worker took the last one
-                break
-            trial, fixed = started
-            trial.set_user_attr("host", socket.gethostname())
-            trial.set_user_attr("pid", os.getpid())
-            names = plan.distributions if plan.kind == "tpe" else fixed
-            params = {n: _suggest(trial, n, plan.distributions[n]) for n in names}
-            slots.append(_Slot(plan, study, trial, Setting.from_params(params)))
+    claimed: list[tuple[optuna.Study, optuna.Trial]] = []
+    try:
+        for plan, study in opened:
+            for _ in range(min(batch - len(slots), _remaining(study, plan))):
+                started = _start(storage, study, plan)
+                if started is None:  # another worker took the last one
+                    break
+                trial, fixed = started
+                claimed.append((study, trial))
+                names = plan.distributions if plan.kind == "tpe" else fixed
+                params = {n: suggest(trial, n, plan.distributions[n]) for n in names}
+                slots.append(_Slot(plan, study, trial, Setting.from_params(params)))
+    except BaseException:
+        fail_trials(claimed)  # Ctrl-C or SIGTERM while claiming: nothing is left RUNNING
+        raise
     return slots
 
 
 def _start(
-    config: Config, storage: optuna.storages.BaseStorage, study: optuna.Study, plan: StagePlan
+    storage: optuna.storages.BaseStorage, study: optuna.Study, plan: StagePlan
 ) -> tuple[optuna.Trial, dict[str, Any]] | None:
     """Start a trial: an enqueued one, or for refine a new one from TPE; None when none is due.
 
     A fixed-point stage never lets ``Study.ask`` create a trial of its own: it claims enqueued
-    trials, under :func:`claim_lock` so that workers sharing a SQLite file never start the same
+    trials, under :func:`claim_lock` so that processes sharing a storage never start the same
     point. Refine counts its budget under the same lock, so that ``n_trials`` is the total over
-    all workers. Returns the trial and its enqueued parameters (none for TPE's).
+    all processes. The trial is tagged (host, pid, a first heartbeat) before the lock is let
+    go. Returns the trial and its enqueued parameters (none for TPE's).
     """
-    with claim_lock(config.storage_url):
+    with claim_lock(storage, study.study_name):
         if plan.kind == "tpe":
-            return (study.ask(), {}) if _remaining(study, plan) > 0 else None
-        return pop_waiting_trial(study, storage)
+            if _remaining(study, plan) <= 0:
+                return None
+            with warnings.catch_warnings():  # heartbeats are ours, not Study.optimize's
+                warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
+                started: tuple[optuna.Trial, dict[str, Any]] | None = (study.ask(), {})
+        else:
+            started = pop_waiting_trial(study, storage)
+        if started is not None:
+            try:
+                tag(storage, started[0])
+            except BaseException:
+                fail_trials([(study, started[0])])
+                raise
+        return started
 
 
-def _run_slots(config: Config, slots: list[_Slot], objective: Objective) -> list[TrialEvent]:
-    twins = _completed_twins(slots)
+def _run_slots(
+    config: Config, storage: optuna.storages.BaseStorage, slots: list[_Slot], objective: Objective
+) -> list[TrialEvent]:
     try:
-        fresh = iter(
-            objective([s.setting for s, twin in zip(slots, twins, strict=True) if not twin])
-        )
+        twins = _completed_twins(slots)
+        with heartbeats(storage, [slot.trial for slot in slots]):
+            fresh = iter(
+                objective([s.setting for s, twin in zip(slots, twins, strict=True) if not twin])
+            )
     except BaseException:
-        # KeyboardInterrupt or a bug: these points are retried on the next run.
-        for slot in slots:
-            slot.study.tell(slot.trial, state=TrialState.FAIL)
+        # KeyboardInterrupt, SIGTERM or a bug: these points are retried on the next run.
+        fail_trials([(slot.study, slot.trial) for slot in slots])
         raise
     return [
         _finish(config, slot, next(fresh) if twin is None else _reused(twin))
@@ -310,13 +346,19 @@ def _finish(config: Config, slot: _Slot, outcome: Outcome) -> TrialEvent:
     if scores is not None:
         name = f"{study_name(config, stage)}-{trial.number:05d}"
         record = replace(record, scores_file=save_scores(config, name, scores))
-    save_record(trial, record)
-    if record.failed or record.value is None:
-        slot.study.tell(trial, state=TrialState.FAIL)
-        state = "FAIL"
-    else:
-        slot.study.tell(trial, record.value)
-        state = "COMPLETE"
+    try:
+        save_record(trial, record)
+        if record.failed or record.value is None:
+            slot.study.tell(trial, state=TrialState.FAIL)
+            state = "FAIL"
+        else:
+            slot.study.tell(trial, record.value)
+            state = "COMPLETE"
+    except optuna.exceptions.UpdateFinishedTrialError:
+        # Its heartbeat looked stale (this process paused past the grace period) and another
+        # process failed it; its point is retried there, so this result is not kept.
+        logger.warning("trial %d of %s was failed by another process", trial.number, stage)
+        state, record = "FAIL", replace(record, fail_reason="failed by another process")
     return TrialEvent(
         stage, trial.number, state, record.value, slot.setting, record.fail_reason, record.curves
     )

@@ -18,9 +18,10 @@ from pathlib import Path
 from gammatune.config import Config
 from gammatune.device import visible_gpus
 from gammatune.errors import StudyError
-from gammatune.storage import Stage, open_storage
+from gammatune.storage import Stage, open_storage, storage_errors
 from gammatune.tuning._runner import prepare_stages
 from gammatune.tuning._stages import rounds
+from gammatune.tuning._workflow import WORKER_STORAGE
 
 
 def run_with_workers(
@@ -33,40 +34,56 @@ def run_with_workers(
 ) -> None:
     """Run ``stages`` with ``n_workers`` processes of ``gammatune worker`` on one storage.
 
+    The storage URL goes to the workers through their environment (``WORKER_STORAGE``), never
+    on their command lines, where ``ps`` would show its password to every user.
+
     Raises:
-        StudyError: A worker failed; rerunning the same command resumes.
+        StudyError: A worker failed, or the storage was lost; rerunning the same command
+            resumes.
         KeyboardInterrupt: Ctrl-C; the workers record their trials as failed and stop.
     """
-    storage = open_storage(config)
-    for group in rounds(stages):
-        prepare_stages(config, group, storage)
-        command = [
-            sys.executable, "-m", "gammatune", "worker", "--config", str(config_path),
-            "--storage", config.storage_url, "--stages", ",".join(group),
-        ]  # fmt: skip
-        # TPE seeds and progress lines differ per worker: its index is an option, not a global.
-        if tensorboard is not None:
-            command += ["--tensorboard", str(tensorboard)]
-        processes = [
-            subprocess.Popen([*command, "--index", str(i + 1)], env=_environment(i, n_workers))
-            for i in range(n_workers)
-        ]
-        try:
-            codes = [process.wait() for process in processes]
-        except KeyboardInterrupt:
-            for process in processes:  # they got the Ctrl-C too: let them record it
-                process.wait()
-            raise
-        if 130 in codes:
-            raise KeyboardInterrupt
-        failed = [(i + 1, code) for i, code in enumerate(codes) if code != 0]
-        if failed:
-            which = ", ".join(f"worker {i} exited with {code}" for i, code in failed)
-            raise StudyError(f"workers: {which}; run the same command again to resume.")
+    with storage_errors(config.storage_url):
+        storage = open_storage(config)
+        for group in rounds(stages):
+            prepare_stages(config, group, storage)
+            _run_round(config, config_path, group, n_workers=n_workers, tensorboard=tensorboard)
 
 
-def _environment(index: int, n_workers: int) -> dict[str, str]:
-    env = dict(os.environ)
+def _run_round(
+    config: Config,
+    config_path: Path,
+    group: list[Stage],
+    *,
+    n_workers: int,
+    tensorboard: Path | None,
+) -> None:
+    command = [
+        sys.executable, "-m", "gammatune", "worker", "--config", str(config_path),
+        "--stages", ",".join(group),
+    ]  # fmt: skip
+    # TPE seeds and progress lines differ per worker: its index is an option, not a global.
+    if tensorboard is not None:
+        command += ["--tensorboard", str(tensorboard)]
+    processes = [
+        subprocess.Popen([*command, "--index", str(i + 1)], env=_environment(config, i, n_workers))
+        for i in range(n_workers)
+    ]
+    try:
+        codes = [process.wait() for process in processes]
+    except KeyboardInterrupt:
+        for process in processes:  # they got the Ctrl-C too: let them record it
+            process.wait()
+        raise
+    if 130 in codes:
+        raise KeyboardInterrupt
+    failed = [(i + 1, code) for i, code in enumerate(codes) if code != 0]
+    if failed:
+        which = ", ".join(f"worker {i} exited with {code}" for i, code in failed)
+        raise StudyError(f"workers: {which}; run the same command again to resume.")
+
+
+def _environment(config: Config, index: int, n_workers: int) -> dict[str, str]:
+    env = {**os.environ, WORKER_STORAGE: config.storage_url}
     gpus = visible_gpus()
     if len(gpus) > 1:
         env["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]

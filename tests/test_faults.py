@@ -1,0 +1,271 @@
+"""Faults a user can cause, driven through the CLI on SQLite: a process killed (kill -9) or
+terminated mid-trial, a machine lost (stale heartbeat), an edited experiment, a damaged store,
+and passwords that must not leak. ``tests/test_postgres.py`` runs the same on a server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+import gammatune.storage
+import gammatune.tuning._optuna
+from gammatune.cli import app
+from gammatune.config import load_config
+from gammatune.storage import open_storage, redact
+from gammatune.tuning._optuna import pop_waiting_trial
+from gammatune.tuning._workflow import _write_resolved
+from tests.conftest import TINY, write_config
+
+runner = CliRunner()
+# Long enough (a few seconds a trial on 2 cores) to be caught mid-trial, one trial at a time.
+SLOW_TRAIN = {
+    **TINY["train"], "epochs": 20, "min_epochs": 20, "patience": 20, "batch_size": 64,
+    "parallel": 1,
+}  # fmt: skip
+
+
+def start_search(config: Path, stage: str = "search") -> subprocess.Popen[str]:
+    """``gammatune search`` (or another stage) as its own process, as a user starts it."""
+    command = [sys.executable, "-m", "gammatune", stage, "--config", str(config)]
+    return subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,
+    )  # fmt: skip
+
+
+def trials(config: Path, stage: str = "search") -> list[optuna.trial.FrozenTrial]:
+    loaded = load_config(config)
+    study = optuna.load_study(study_name=f"{loaded.name}.{stage}", storage=open_storage(loaded))
+    return study.get_trials(deepcopy=False)
+
+
+def wait_for_running(config: Path, process: subprocess.Popen[str], timeout_s: float = 60) -> None:
+    """Until ``process`` has tagged a trial it is training (host and pid set)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        try:
+            if any(
+                t.state == TrialState.RUNNING and "pid" in t.user_attrs for t in trials(config)
+            ):
+                return
+        except (KeyError, optuna.exceptions.StorageInternalError):
+            pass  # the study is not there yet
+        time.sleep(0.05)
+    raise AssertionError("no trial started in time")
+
+
+def assert_each_point_once(config: Path, n_points: int, stage: str = "search") -> None:
+    """Every point completed exactly once, and nothing left running or waiting."""
+    found = trials(config, stage)
+    assert not [t.number for t in found if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    done = Counter(
+        tuple(sorted(t.params.items())) for t in found if t.state == TrialState.COMPLETE
+    )
+    assert len(done) == n_points and set(done.values()) == {1}, done
+
+
+def error_lines(stderr: str) -> list[str]:
+    """What stderr says beyond progress (the data line, trial lines, bars): one line, if all
+    is well, and never a traceback."""
+    assert "Traceback" not in stderr
+    return [line for line in stderr.splitlines() if line.startswith("gammatune:")]
+
+
+def _slow_config(folder: Path, **changes: Any) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_config(folder, train=SLOW_TRAIN, **changes)
+
+
+def _shorten_grace(monkeypatch: pytest.MonkeyPatch, seconds: int) -> None:
+    monkeypatch.setattr(gammatune.storage, "GRACE_PERIOD_S", seconds)
+    monkeypatch.setattr(gammatune.tuning._optuna, "GRACE_PERIOD_S", seconds)
+
+
+def kill_mid_trial_then_resume(config: Path) -> None:
+    """kill -9 ``gammatune search`` mid-trial; a rerun completes the grid, no point twice."""
+    process = start_search(config)
+    wait_for_running(config, process)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    assert any(t.state == TrialState.RUNNING for t in trials(config))  # what kill -9 leaves
+    result = runner.invoke(app, ["search", "-c", str(config)])
+    assert result.exit_code == 0, result.output
+    assert_each_point_once(config, 2)
+
+
+def test_kill_9_mid_trial_resumes_without_duplicates(tmp_path: Path) -> None:
+    kill_mid_trial_then_resume(_slow_config(tmp_path))
+
+
+def test_a_lost_machine_is_failed_by_its_heartbeat(tmp_path: Path, monkeypatch) -> None:
+    """A trial of another host (no pid to check here) is failed once its heartbeat is stale."""
+    config = _slow_config(tmp_path)
+    process = start_search(config)
+    wait_for_running(config, process)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    storage = open_storage(load_config(config))
+    (running,) = [t for t in trials(config) if t.state == TrialState.RUNNING]
+    storage.set_trial_user_attr(running._trial_id, "host", "a-machine-that-died")
+    result = runner.invoke(app, ["search", "-c", str(config)])
+    assert result.exit_code == 0  # within the grace period: it may still be alive; left alone
+    assert [t.number for t in trials(config) if t.state == TrialState.RUNNING] == [running.number]
+    _shorten_grace(monkeypatch, 1)
+    time.sleep(1.5)
+    result = runner.invoke(app, ["search", "-c", str(config)])
+    assert result.exit_code == 0, result.output
+    assert_each_point_once(config, 2)
+    assert trials(config)[running.number].state == TrialState.FAIL
+
+
+def test_a_trial_claimed_but_never_tagged_is_retried(tmp_path: Path, monkeypatch) -> None:
+    """The gap of issue 13: a process dies between claiming a trial and tagging it."""
+    config = write_config(tmp_path)
+    assert runner.invoke(app, ["search", "-c", str(config)]).exit_code == 0
+    storage = open_storage(load_config(config))
+    study = optuna.load_study(study_name="tiny.search", storage=storage)
+    done = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
+    study.enqueue_trial(dict(done[0].params) | {"gamma": 3.0})  # a point claimed, then lost
+    claimed = pop_waiting_trial(study, storage)
+    assert claimed is not None and claimed[0].number not in {t.number for t in done}
+    config = write_config(tmp_path, search={"gamma": [0.5, 2.0, 3.0], "alpha": [0.75]})
+    _shorten_grace(monkeypatch, 1)
+    time.sleep(1.5)
+    result = runner.invoke(app, ["search", "-c", str(config)])
+    assert result.exit_code == 0, result.output
+    assert_each_point_once(config, 3)
+    assert result.output.count("search #") == 1  # only the lost point trained
+
+
+def test_sigterm_mid_trial_fails_the_trial_instead_of_leaving_it_running(tmp_path: Path) -> None:
+    config = _slow_config(tmp_path)
+    process = start_search(config)
+    wait_for_running(config, process)
+    os.killpg(process.pid, signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "interrupted; run the same command again to resume" in stderr
+    states = Counter(t.state for t in trials(config))
+    assert states[TrialState.RUNNING] == 0 and states[TrialState.FAIL] >= 1
+    result = runner.invoke(app, ["search", "-c", str(config)])
+    assert result.exit_code == 0, result.output
+    assert_each_point_once(config, 2)
+
+
+def test_an_edited_experiment_is_refused_and_an_unchanged_one_resumes(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    assert runner.invoke(app, ["search", "-c", str(config)]).exit_code == 0
+    # What does not change a trial's result may change.
+    write_config(tmp_path, refine={"n_trials": 5}, confirm={"repeats": 3})
+    result = runner.invoke(app, ["search", "-c", str(config)])
+    assert result.exit_code == 0 and "search #" not in result.output  # resumed: nothing to do
+    write_config(tmp_path, train={**TINY["train"], "lr": 0.02})
+    for stage in ("search", "refine"):  # refine too: it would build on search's old trials
+        result = runner.invoke(app, [stage, "-c", str(config)])
+        assert result.exit_code == 4, result.output
+        assert result.stderr.splitlines()[-1] == (
+            "gammatune: error: study 'tiny.search' was run on a different experiment: "
+            "train.lr was 0.01, now 0.02; set a new `name` to start a new study, or undo the "
+            "change to continue this one."
+        )
+        assert result.stderr.count("gammatune: error") == 1 and "Traceback" not in result.output
+    write_config(tmp_path, data={**TINY["data"], "n_samples": 1300})
+    result = runner.invoke(app, ["search", "-c", str(config)])
+    assert result.exit_code == 4
+    assert "data.content was" in result.stderr and "data.n_samples was 1200, now 1300" in (
+        result.stderr
+    )
+    assert len(trials(config)) == 2  # nothing was added to the old study
+
+
+def test_a_changed_data_file_is_refused(tmp_path: Path) -> None:
+    rows = ["a,b,y"] + [f"{i % 7},{i % 5},{int(i % 10 == 0)}" for i in range(400)]
+    data = tmp_path / "data.csv"
+    data.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    config = write_config(tmp_path, data={"source": "csv", "path": str(data), "target": "y"})
+    assert runner.invoke(app, ["search", "-c", str(config)]).exit_code == 0
+    data.write_text("\n".join(rows[:1] + rows[:0:-1]) + "\n", encoding="utf-8")  # rows reversed
+    result = runner.invoke(app, ["search", "-c", str(config)])
+    assert result.exit_code == 4 and "data.content was 'sha256:" in result.stderr
+
+
+def test_a_damaged_study_file_is_one_line(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    run_dir = tmp_path / "runs" / "tiny"
+    run_dir.mkdir(parents=True)
+    (run_dir / "study.db").write_bytes(b"this is not a database" * 100)
+    result = runner.invoke(app, ["search", "-c", str(config)])
+    assert result.exit_code == 4
+    (line,) = error_lines(result.stderr)
+    assert line.startswith("gammatune: error: storage: cannot open sqlite:///")
+    assert line.endswith("study.db: file is not a database.")
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://me:secret@db/x", "postgresql://me:***@db/x"),
+        ("postgresql://me:se@cr@et@db:5432/x", "postgresql://me:***@db:5432/x"),
+        ("postgresql://me@db/x?password=secret&sslmode=require",
+         "postgresql://me@db/x?password=***&sslmode=require"),
+        ("mysql+pymysql://me:secret@db/x?charset=utf8&PASSWORD=secret",
+         "mysql+pymysql://me:***@db/x?charset=utf8&PASSWORD=***"),
+        ("sqlite:///runs/a@b/study.db", "sqlite:///runs/a@b/study.db"),
+    ],
+)  # fmt: skip
+def test_redact_hides_every_spelling_of_a_password(url: str, shown: str) -> None:
+    assert redact(url) == shown
+
+
+def test_a_missing_driver_names_the_package(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    url = "postgresql+psycopg2://me:secret@127.0.0.1:9/db"  # psycopg2 is not installed here
+    pytest.importorskip("psycopg")  # (the dev extra installs psycopg 3 only)
+    result = runner.invoke(app, ["search", "-c", str(config), "--storage", url])
+    assert result.exit_code == 4
+    assert error_lines(result.stderr) == [
+        "gammatune: error: storage: cannot open postgresql+psycopg2://me:***@127.0.0.1:9/db: "
+        "its driver is not installed (no module 'psycopg2'); pip install 'psycopg2-binary'."
+    ]
+
+
+def test_an_unanswering_server_times_out_as_one_line(tmp_path: Path, monkeypatch) -> None:
+    """A server that accepts the connection and never answers: one line, not a hang."""
+    import socket
+
+    pytest.importorskip("psycopg")
+    monkeypatch.setattr(gammatune.storage, "CONNECT_TIMEOUT_S", 2)
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        config = write_config(tmp_path)
+        url = f"postgresql://me:secret@127.0.0.1:{port}/db"
+        started = time.monotonic()
+        result = runner.invoke(app, ["search", "-c", str(config), "--storage", url])
+    assert time.monotonic() - started < 30
+    assert result.exit_code == 4
+    assert error_lines(result.stderr) == [
+        f"gammatune: error: storage: cannot open postgresql+psycopg://me:***@127.0.0.1:{port}/db: "
+        "connection timeout expired."
+    ]
+    assert "secret" not in result.output
+
+
+def test_the_resolved_config_never_holds_the_password(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path, storage="postgresql://me:s3cret@db/x"))
+    _write_resolved(config)
+    text = (config.run_dir / "config.resolved.yaml").read_text(encoding="utf-8")
+    assert "s3cret" not in text and "storage: postgresql://me:***@db/x" in text
