@@ -51,6 +51,7 @@ from gammatune.tuning import make_objective, run_workflow
 
 GAMMAS, ALPHA, N_TPE, EPOCHS, BATCH, SEED = [0.5, 1.0, 1.5, 2.0], 0.25, 15, 8, 256, 0
 LAYERS = [(32, 128), (128, 128), (128, 1)]
+OPTIONS = {"dropout": 0.0, "precision": "auto"}  # gammatune's side; set from the command line
 GEN = {"n_samples": 40000, "n_features": 32, "n_informative": 12, "flip_y": 0.01}
 
 
@@ -141,9 +142,10 @@ def bench_config(folder: Path, **train) -> Config:
             "name": "bench",
             "seed": SEED,
             "data": {"source": "synthetic", **GEN, "minority_fraction": 0.05},
-            "model": {"kind": "mlp", "hidden": [128, 128], "dropout": 0.0},
+            "model": {"kind": "mlp", "hidden": [128, 128], "dropout": OPTIONS["dropout"]},
             "train": {"epochs": EPOCHS, "batch_size": BATCH, "lr": 1e-3, "weight_decay": 0.01,
-                      "patience": 100, "min_epochs": EPOCHS, "device": "cpu", **train},
+                      "patience": 100, "min_epochs": EPOCHS, "device": "cpu",
+                      "precision": OPTIONS["precision"], **train},
             "baseline": {"repeats": 1, "balanced": False, "linear": False},
             "search": {"gamma": GAMMAS, "alpha": [ALPHA]},
             "refine": {"n_trials": N_TPE, "gamma_window": 5.0, "alpha_window": 1.0},
@@ -245,7 +247,20 @@ def main() -> None:
     parser.add_argument("--only-reference", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--dropout",
+        type=float,
+        default=0.0,
+        help="gammatune's model dropout (0.1 is the default model's); the reference keeps none",
+    )
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16"],
+        help="gammatune's training precision; fp32 is what a CPU without bf16 runs",
+    )
     args = parser.parse_args()
+    OPTIONS.update(dropout=args.dropout, precision=args.precision)
     data = workload(args.data)
     if args.only_reference:  # the reference as a script of its own, for the whole-process figure
         torch.set_num_threads(args.threads[0])
@@ -280,7 +295,8 @@ def main() -> None:
         ref_med, ours_med = statistics.median(ref_s), statistics.median(ours_s)
         rows.append({
             "threads": threads, "device": "cpu", "torch": torch.__version__,
-            "gammatune_precision": str(autocast_dtype(torch.device("cpu"), "auto") or "float32"),
+            "gammatune_precision": str(autocast_dtype(torch.device("cpu"), args.precision) or "float32"),
+            "gammatune_dropout": args.dropout,
             "reference_s": ref_med, "gammatune_s": ours_med, "ratio": ref_med / ours_med,
             "reference_runs_s": ref_s, "gammatune_runs_s": ours_s,
             "reference_trials_per_min": 60 * n_trials / ref_med,
@@ -300,7 +316,7 @@ def main() -> None:
         print(json.dumps(rows, indent=2))
         return
     for r in rows:
-        print(f"threads={r['threads']} ({r['torch']}, {r['device']}; gammatune trains in {r['gammatune_precision']}, "
+        print(f"threads={r['threads']} ({r['torch']}, {r['device']}; gammatune trains in {r['gammatune_precision']} with dropout {r['gammatune_dropout']:g}, "
               f"the reference in float32; '% of sgemm' is of the float32 rate), medians of {args.repeats}:")  # fmt: skip
         print(f"  reference  {r['reference_s']:7.1f} s  {r['reference_trials_per_min']:6.1f} trials/min  "
               f"{100 * r['reference_peak_share']:4.1f} % of sgemm {r['sgemm_gflops']:.0f} GFLOP/s  "
