@@ -28,6 +28,24 @@ _PLUGIN_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, data: Any) -> Any:
+        """YAML reads yes/no/on/off as booleans, which pydantic would take as 1 and 0."""
+        if not isinstance(data, dict):
+            return data
+        for name, value in data.items():
+            field = cls.model_fields.get(name)
+            items = value if isinstance(value, (list, tuple)) else [value]
+            if field is None or "bool" in str(field.annotation):
+                continue
+            if any(isinstance(item, bool) for item in items):
+                raise ValueError(
+                    f"{name} must not be a boolean; got {value!r} (YAML reads yes/no/on/off/"
+                    "true/false as booleans; write null for off)"
+                )
+        return data
+
 
 class _Source(_Strict):
     """Options every data source shares."""
@@ -319,6 +337,7 @@ def _describe(path: Path, exc: ValidationError) -> str:
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = "unknown key (check its spelling and level)"
-        got = "" if error["type"] == "missing" else f" (got {error['input']!r})"
+        whole = error["type"] == "missing" or isinstance(error["input"], dict)  # a section's rule
+        got = "" if whole else f" (got {error['input']!r})"
         lines.append(f"{path}: {where}: {message}{got}")
     return "\n".join(lines)

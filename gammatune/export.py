@@ -29,6 +29,7 @@ from gammatune.record import format_alpha
 from gammatune.report import study_summary
 from gammatune.training import (
     FitResult,
+    Keep,
     Member,
     fit,
     fit_stacked,
@@ -157,6 +158,7 @@ def train_setting(
     autocast = autocast_dtype(device, config.train.precision)
     x, y = splits.x_train, splits.y_train
     train = config.train
+    keep: Keep = "best" if epochs is None else "last"
     if epochs is not None:
         x, y = torch.cat([x, splits.x_val]), torch.cat([y, splits.y_val])
         fixed = {"epochs": epochs, "min_epochs": epochs}  # no early stop: validation is inside
@@ -178,14 +180,14 @@ def train_setting(
         member = Member(model, gamma, alpha, seed)
         result = fit_stacked(
             [member], data, n_classes=n_classes, minority=minority, config=train,
-            device=device, autocast=autocast,
+            device=device, autocast=autocast, keep=keep,
         )[0]  # fmt: skip
     else:
         torch.manual_seed(seed)
         loss_fn = make_loss(gamma=gamma, alpha=alpha, n_classes=n_classes, minority=minority)
         result = fit(
             model, data, loss_fn=loss_fn, config=train, device=device, autocast=autocast,
-            seed=seed,
+            seed=seed, keep=keep,
         )  # fmt: skip
     if result.failure is not None:
         raise StudyError(f"export: training gamma={gamma:g} alpha={alpha}: {result.failure}.")

@@ -320,3 +320,13 @@ def test_check_never_prints_a_storage_password(tmp_path: Path) -> None:
     result = _invoke("check", "-c", str(path))
     assert result.exit_code == 0
     assert "s3cret" not in result.output and "me:***@db/x" in result.output
+
+
+def test_confirm_needs_search_and_the_baseline(tiny_config: Path) -> None:
+    result = _invoke("confirm", "-c", str(tiny_config))
+    assert (
+        result.exit_code == 4 and "confirm: no completed search or refine trial" in result.stderr
+    )
+    assert _invoke("search", "-c", str(tiny_config)).exit_code == 0
+    result = _invoke("confirm", "-c", str(tiny_config))
+    assert result.exit_code == 4 and "run `gammatune baseline` first" in result.stderr

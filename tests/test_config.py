@@ -35,6 +35,13 @@ BAD = [
     ),
     ({"search": {"alpha": [1.5]}}, "search.alpha[0]: Input should be less than or equal to 1"),
     ({"search": {"gamma": []}}, "search.gamma: List should have at least 1 item"),
+    ({"search": {"gamma": [True]}}, "search: gamma must not be a boolean; got [True] (YAML"),
+    ({"search": {"alpha": [False, 0.75]}}, "search: alpha must not be a boolean"),
+    ({"seed": True}, "(top level): seed must not be a boolean; got True"),
+    ({"train": {"lr": True}}, "train: lr must not be a boolean"),
+    ({"seed": -1}, "seed: Input should be greater than or equal to 0 (got -1)"),
+    ({"seed": 2**70}, "seed: Input should be less than 4294967296"),
+    ({"confirm": {"repeats": 1}}, "confirm.repeats: Input should be greater than or equal to 2"),
     ({"split": {"val": 0.5, "test": 0.5}}, "split: val + test must be < 0.9; got 1"),
     (
         {"model": {"kind": "transformer"}},

@@ -86,3 +86,15 @@ def test_multiclass_alpha_weights_the_minority_class() -> None:
     weighted = make_loss(gamma=0.0, alpha=0.9, n_classes=3, minority=2)
     # per sample: alpha_t * log(3), alpha_t = 0.9 for the minority class 2 and 0.1 otherwise
     assert weighted(logits, targets).item() == pytest.approx((0.9 + 0.1) / 2 * math.log(3))
+
+
+def test_keep_last_trains_every_epoch_and_keeps_the_last() -> None:
+    """For a refit on train+val, where the validation rows are training rows."""
+    config = TrainConfig(epochs=9, batch_size=64, lr=1e-12, patience=1, min_epochs=1)
+    loss = make_loss(gamma=0.0, alpha=None, n_classes=2, minority=1)
+    model = _model()
+    result = fit(model, _data(), loss_fn=loss, config=config, device=torch.device("cpu"),
+                 keep="last")  # fmt: skip
+    assert result.epochs_run == result.best_epoch == 9  # no early stop at a flat monitor
+    best = fit(_model(), _data(), loss_fn=loss, config=config, device=torch.device("cpu"))
+    assert best.epochs_run < 9  # the default stops after patience

@@ -29,7 +29,7 @@ from gammatune.report._plots import (
     training_curves,
 )
 from gammatune.report._resample import validation_spread
-from gammatune.report._summary import Summary, SummaryRow, interval_text, summarize
+from gammatune.report._summary import CAPTION, Summary, SummaryRow, interval_text, summarize
 from gammatune.report._table import confirm_plan, experiment_facts, trials_frame, write_csv
 from gammatune.storage import open_storage
 
@@ -328,7 +328,11 @@ def _summary_table(summary: Summary) -> str:
         + "</tr>"
         for r in rows
     )
-    return f'<div class="scroll"><table class="summary"><tr>{header}</tr>{body}</table></div>'
+    caption = f"<caption>{html.escape(CAPTION)}</caption>" if any(r.n > 1 for r in rows) else ""
+    return (
+        f'<div class="scroll"><table class="summary">{caption}<tr>{header}</tr>{body}</table>'
+        "</div>"
+    )
 
 
 def _source(row: SummaryRow) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import math
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -74,8 +75,8 @@ def forest(summary: Summary) -> Figure | None:
     ax.set_yticklabels([_comparison_label(c) for c in reversed(comparisons)], fontsize=8.5)
     ax.set_xlabel(f"paired difference of the validation {summary.objective} (per seed and fold)")
     ax.set_title(
-        "One dot per seed (and fold); bars: 95% intervals, corrected for multiple comparisons",
-        fontsize=9.5,
+        "One dot per seed and fold; bars: corrected 95% intervals; red: the recommendation",
+        fontsize=9,
     )
     return figure
 
@@ -208,11 +209,34 @@ def _first(summary: Summary, label: str) -> SummaryRow | None:
 def _compared_trials(
     frame: pd.DataFrame, summary: Summary, column: str
 ) -> list[tuple[SummaryRow, pd.Series]]:
-    """The compared rows (see ``_compared``) with their trials, where ``column`` holds data."""
-    pairs = [(row, _trial(frame, row)) for row in _compared(summary)]
+    """The compared rows (see ``_compared``) with their trials, where ``column`` holds data.
+
+    A recommendation from the confirm stage is drawn as one of its trials beside plain
+    cross-entropy of the same seed and re-split: the pair the verdict compared."""
+    pairs = _paired_with_plain_ce(frame, summary) or [
+        (row, _trial(frame, row)) for row in _compared(summary)
+    ]
     return [
         (row, trial) for row, trial in pairs if trial is not None and _nonempty(trial.get(column))
     ]
+
+
+def _paired_with_plain_ce(
+    frame: pd.DataFrame, summary: Summary
+) -> list[tuple[SummaryRow, pd.Series | None]]:
+    best = summary.recommended
+    chosen = None if best is None or best.n == 1 else _trial(frame, best)
+    if best is None or chosen is None or (best.gamma == 0 and best.alpha is None):
+        return []
+    alphas = pd.to_numeric(frame["alpha"], errors="coerce")
+    same_unit = (frame["repeat"] == chosen["repeat"]) & (frame["fold"] == chosen["fold"])
+    plain = frame[(frame["stage"] == "confirm") & (frame["gamma"] == 0) & alphas.isna()
+                  & same_unit & (frame["model"] == "configured")]  # fmt: skip
+    if plain.empty:
+        return []
+    seed = f"seed repeat {chosen['repeat']}, fold {chosen['fold']}"
+    reference = replace(best, label=f"plain CE ({seed})", gamma=0.0, alpha=None, n=1)
+    return [(reference, plain.iloc[0]), (replace(best, label=f"recommended ({seed})"), chosen)]
 
 
 def _compared(summary: Summary) -> list[SummaryRow]:

@@ -71,8 +71,17 @@ class Summary:
                 + (f"{low}" if low == high else f"{low} to {high}")
                 + " of them at the decision threshold."
             )
-        parts += [_check_words(c) for c in self.test_checks]
+        if self.test_checks:
+            checks = "; ".join(_check_words(c) for c in self.test_checks)
+            parts.append(f"On the test split (used once, after the decision): {checks}.")
         return " ".join(parts)
+
+
+CAPTION = (
+    "The rows above 'confirm' are single trials on the configured split; each 'confirm' row is "
+    "the mean of one setting over fresh seeds on re-splits of train+val (other validation "
+    "samples, and no selection: compare those rows with each other)."
+)
 
 
 def summarize(
@@ -230,17 +239,15 @@ def _row_of(label: str, row: pd.Series, *, n: int) -> SummaryRow:
 def _check_words(check: TestCheck) -> str:
     d = check.difference
     if d is None:
-        return f"On the test split, against {check.reference}: {check.note}."
+        return f"against {check.reference}: {check.note}"
     name = {"f1": "F1", "pr_auc": "PR-AUC"}.get(d.metric, d.metric)
     if d.low == d.high:
         spread = f"the {d.n_resamples} resamples all gave {d.difference:+.3f}"
     else:
         spread = f"95% paired bootstrap interval {d.low:+.3f} to {d.high:+.3f}"
     return (
-        f"On the test split (used once, after the decision), against {check.reference}: "
-        f"{name} {d.value_a:.3f} vs {d.value_b:.3f}, {d.difference:+.3f} ({spread})"
-        + (f"; {check.note}" if check.note else "")
-        + "."
+        f"against {check.reference}, {name} {d.value_a:.3f} vs {d.value_b:.3f}, "
+        f"{d.difference:+.3f} ({spread}" + (f", {check.note}" if check.note else "") + ")"
     )
 
 
@@ -271,6 +278,8 @@ def render_summary(console: Any, summary: Summary) -> None:
             style="bold" if row.label == "recommended" else None,
         )
     console.print(table)
+    if any(row.n > 1 for row in summary.rows):
+        console.print(CAPTION, markup=False, style="dim")
     console.print(summary.text, markup=False)
 
 

@@ -10,6 +10,7 @@ from gammatune.training._logistic import fit_logistic, logistic_scores
 from gammatune.training._loop import (
     EpochEvent,
     FitResult,
+    Keep,
     class_weights,
     fit,
     make_loss,
@@ -21,6 +22,7 @@ from gammatune.training._stacked import Member, choose_parallel, fit_stacked
 __all__ = [
     "EpochEvent",
     "FitResult",
+    "Keep",
     "Member",
     "choose_parallel",
     "class_weights",

@@ -8,6 +8,7 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import torch
@@ -20,6 +21,7 @@ from gammatune.metrics import mean_average_precision
 logger = logging.getLogger(__name__)
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
+Keep = Literal["best", "last"]  # the epoch a training ends with
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +88,10 @@ def fit(
     autocast: torch.dtype | None = None,
     seed: int = 0,
     on_epoch: Callable[[EpochEvent], None] | None = None,
+    keep: Keep = "best",
 ) -> FitResult:
-    """Train ``model`` in place with AdamW and restore its best epoch.
+    """Train ``model`` in place with AdamW and restore its best epoch (``keep="last"``: train
+    every epoch and keep the last, for a refit whose validation rows are training rows).
 
     Args:
         model: Maps ``(B, F)`` features to ``(B, 1)`` (binary) or ``(B, C)`` logits.
@@ -110,7 +114,7 @@ def fit(
     optimizer = make_optimizer(model.parameters(), config, device)
     scaler = torch.amp.GradScaler(device.type) if autocast == torch.float16 else None
     generator = torch.Generator().manual_seed(seed)
-    tracker = EpochTracker(config)
+    tracker = EpochTracker(config, keep)
     best_state = copy.deepcopy(model.state_dict())
     for epoch in range(1, config.epochs + 1):
         order = torch.randperm(len(x_train), generator=generator).to(device)
@@ -146,8 +150,8 @@ class EpochTracker:
     once ``patience`` epochs pass without improvement, never before ``min_epochs``.
     """
 
-    def __init__(self, config: TrainConfig) -> None:
-        self.config = config
+    def __init__(self, config: TrainConfig, keep: Keep = "best") -> None:
+        self.config, self.keep = config, keep
         self.sign = 1.0 if config.monitor == "pr_auc" else -1.0
         self.best_score, self.best_epoch = -math.inf, 0
         self.curves: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_monitor": []}
@@ -167,6 +171,9 @@ class EpochTracker:
         """Add an epoch; return True when it is the best so far (keep its weights)."""
         for key, value in zip(self.curves, (train_loss, val_loss, monitor), strict=True):
             self.curves[key].append(value)
+        if self.keep == "last":
+            self.best_epoch = epoch
+            return True
         if self.sign * monitor > self.best_score:
             self.best_score, self.best_epoch = self.sign * monitor, epoch
             return True

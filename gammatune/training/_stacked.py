@@ -23,6 +23,7 @@ from gammatune.training._loop import (
     EpochEvent,
     EpochTracker,
     FitResult,
+    Keep,
     class_weights,
     scores_from_logits,
 )
@@ -97,6 +98,7 @@ def fit_stacked(
     device: torch.device,
     autocast: torch.dtype | None = None,
     on_epoch: Callable[[EpochEvent], None] | None = None,
+    keep: Keep = "best",
 ) -> list[FitResult]:
     """Train models of one architecture together; each ends at its own best epoch, as ``fit``.
 
@@ -135,7 +137,7 @@ def fit_stacked(
     dtype = torch.promote_types(next(models[0].parameters()).dtype, torch.float32)
     loss_fn = _stacked_loss(members, n_classes, minority, device, dtype)
     x_work = x_train.to(stacked.input_dtype)  # cast once, gathered every batch
-    trackers = [EpochTracker(config) for _ in members]
+    trackers = [EpochTracker(config, keep) for _ in members]
     best = [stacked.member_state(k) for k in range(len(members))]
     for epoch in range(1, config.epochs + 1):
         order = torch.stack([torch.randperm(len(x_train), generator=g) for g in generators]).to(

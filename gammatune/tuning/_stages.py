@@ -168,7 +168,8 @@ def confirm_points(config: Config, storage: optuna.storages.BaseStorage) -> list
     finalists, whose validation samples would flatter them.
 
     Raises:
-        StudyError: Search has not completed a trial yet.
+        StudyError: Search (or, with ``baseline.balanced``, the baseline) has not completed a
+            trial yet.
     """
     tuned = [*_completed(config, "search", storage), *_completed(config, "refine", storage)]
     if not tuned:
@@ -181,9 +182,16 @@ def confirm_points(config: Config, storage: optuna.storages.BaseStorage) -> list
         setting = Setting.from_params(trial.params)
         if setting.gamma > 0 and len(finalists) < config.confirm.top_k:
             finalists.setdefault(setting.key(), setting)
+    baseline = _completed(config, "baseline", storage)
+    if config.baseline.balanced and not baseline:
+        raise StudyError(
+            f"confirm: no completed baseline trial in {study_name(config, 'baseline')!r}; run "
+            "`gammatune baseline` first: each finalist is also compared with the baseline's "
+            "best alpha-weighted cross-entropy."
+        )
     weighted = [
         t
-        for t in _completed(config, "baseline", storage)
+        for t in baseline
         if t.params.get("model", "configured") == "configured"
         and t.params.get("alpha") is not None
     ]
