@@ -57,7 +57,9 @@ def measure(**size: int) -> dict[str, Any]:
         wall = time.perf_counter() - start
         frame = trials_frame(experiment)
     done = frame[frame["state"] == "COMPLETE"]
-    training = float(done["duration_s"].sum())
+    # Reused points and warm-start copies carry their twin's duration: count each training once.
+    trained = done[done["reused_from"].isna() & done["warm_start_from"].isna()]
+    training = float(trained["duration_s"].sum())
     return {
         **size,
         "wall_s": wall,
