@@ -56,12 +56,15 @@ _FIGURES = [
     (
         "pr_curves",
         "Is the gain a threshold effect?",
-        "Precision-recall curves of plain cross-entropy and the recommendation.",
+        "Precision-recall curves of plain cross-entropy and the recommendation (for a confirm "
+        "recommendation: one trial of each, with the same seed and re-split).",
     ),
     (
         "confusion",
         "Which errors changed?",
-        "Test confusion matrices: counts, and shares of each true class.",
+        "Test confusion matrices: counts, and shares of each true class. A recommendation of "
+        "the confirm stage is shown as one of its trials beside plain cross-entropy of the same "
+        "seed and re-split.",
     ),
     ("training", "Did training behave?", "Per-epoch curves of the baseline and the best trials."),
     ("per_class", "Did the rare classes gain?", "Test recall and F1 per class."),
