@@ -123,7 +123,8 @@ def test_a_lost_machine_is_failed_by_its_heartbeat(tmp_path: Path, monkeypatch) 
     assert result.exit_code == 0  # within the grace period: it may still be alive; left alone
     assert [t.number for t in trials(config) if t.state == TrialState.RUNNING] == [running.number]
     _shorten_grace(monkeypatch, 1)
-    time.sleep(1.5)
+    # Staleness is judged on whole seconds (SQLite's CURRENT_TIMESTAMP): wait well past 1 s.
+    time.sleep(3.0)
     result = runner.invoke(app, ["search", "-c", str(config)])
     assert result.exit_code == 0, result.output
     assert_each_point_once(config, 2)
@@ -142,7 +143,8 @@ def test_a_trial_claimed_but_never_tagged_is_retried(tmp_path: Path, monkeypatch
     assert claimed is not None and claimed[0].number not in {t.number for t in done}
     config = write_config(tmp_path, search={"gamma": [0.5, 2.0, 3.0], "alpha": [0.75]})
     _shorten_grace(monkeypatch, 1)
-    time.sleep(1.5)
+    # Staleness is judged on whole seconds (SQLite's CURRENT_TIMESTAMP): wait well past 1 s.
+    time.sleep(3.0)
     result = runner.invoke(app, ["search", "-c", str(config)])
     assert result.exit_code == 0, result.output
     assert_each_point_once(config, 3)
