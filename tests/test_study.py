@@ -39,3 +39,27 @@ def test_refine_budget_counts_trials_that_repeat_a_warm_start_point(tmp_path: Pa
     # A trial's results are one stored attribute (one write), beside who ran it.
     assert all(set(t.user_attrs) == {"host", "pid", "result"} for t in run)
     assert load_record(run[0]).setting.gamma == run[0].params["gamma"]
+
+
+def test_a_study_of_an_earlier_version_is_one_clear_error(tmp_path: Path) -> None:
+    """Earlier versions stored gamma as a categorical; Optuna refuses to mix kinds with a bare
+    ValueError at the first new trial."""
+    import optuna
+    import pytest
+
+    from gammatune.errors import StudyError
+
+    config = Config.model_validate({**TINY, "output_dir": str(tmp_path)})
+    storage = open_storage(config)
+    old = optuna.create_study(study_name="tiny.search", storage=storage, direction="maximize")
+    old.add_trial(
+        optuna.trial.create_trial(
+            params={"gamma": 0.5},
+            distributions={"gamma": optuna.distributions.CategoricalDistribution([0.5, 2.0])},
+            value=0.1,
+        )
+    )
+    with pytest.raises(
+        StudyError, match="'tiny.search' stores 'gamma' as Categorical.*new `name`"
+    ):
+        run_stages(config, ["search"], _objective, storage=storage)

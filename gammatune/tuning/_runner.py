@@ -40,7 +40,7 @@ from gammatune.tuning._optuna import (
     tag,
     waiting_params,
 )
-from gammatune.tuning._stages import StagePlan, plan_stage, rounds
+from gammatune.tuning._stages import StagePlan, check_spaces, plan_stage, rounds
 
 logger = logging.getLogger(__name__)
 
@@ -179,6 +179,7 @@ def _open(
             direction="maximize",
             load_if_exists=True,
         )
+        check_spaces(study, plan)
         fingerprint = (study_attrs or {}).get(FINGERPRINT)
         if fingerprint is not None:
             check_fingerprint(study, fingerprint)

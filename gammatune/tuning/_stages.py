@@ -23,6 +23,7 @@ from optuna.distributions import (
     CategoricalDistribution,
     FloatDistribution,
     IntDistribution,
+    check_distribution_compatibility,
 )
 from optuna.trial import FrozenTrial, TrialState
 
@@ -206,3 +207,27 @@ def confirm_points(config: Config, storage: optuna.storages.BaseStorage) -> list
         for f in range(1, config.confirm.folds + 1)
         for r in range(config.confirm.repeats)
     ]
+
+
+def check_spaces(study: optuna.Study, plan: StagePlan) -> None:
+    """Refuse a study whose trials store a parameter in another kind of space (one made by an
+    earlier gammatune): Optuna would raise a bare ValueError at the first new trial.
+
+    Raises:
+        StudyError: Naming the parameter, both spaces, and the fix.
+    """
+    seen: set[str] = set()
+    for trial in study.get_trials(deepcopy=False):
+        for name, old in trial.distributions.items():
+            new = plan.distributions.get(name)
+            if new is None or name in seen:
+                continue
+            seen.add(name)
+            try:
+                check_distribution_compatibility(old, new)
+            except ValueError:
+                raise StudyError(
+                    f"study {study.study_name!r} stores {name!r} as {old!r}, which this "
+                    f"gammatune cannot extend (it uses {new!r}): the study was made by an "
+                    "earlier version; set a new `name` to start a new study."
+                ) from None
