@@ -19,26 +19,21 @@ import torch
 
 from gammatune.config import Config, ModelConfig
 from gammatune.data import Splits, load_data, refold
-from gammatune.device import autocast_dtype, resolve_device, seed_everything
+from gammatune.device import autocast_dtype, resolve_device
 from gammatune.errors import DataError, StudyError
 from gammatune.estimator import FocalClassifier, fitted_classifier
 from gammatune.features import Preprocessing, frame_features
 from gammatune.metrics import best_f1_threshold
-from gammatune.models import build_model, init_output_bias
+from gammatune.models import build_model
 from gammatune.record import format_alpha
 from gammatune.report import study_summary
 from gammatune.training import (
     FitResult,
     Keep,
-    Member,
-    fit,
-    fit_stacked,
-    make_loss,
     predict_logits,
     scores_from_logits,
-    stackable,
-    vmappable,
 )
+from gammatune.tuning import new_member, train_members
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -163,32 +158,14 @@ def train_setting(
         x, y = torch.cat([x, splits.x_val]), torch.cat([y, splits.y_val])
         fixed = {"epochs": epochs, "min_epochs": epochs}  # no early stop: validation is inside
         train = type(train).model_validate({**train.model_dump(), **fixed})
-    seed_everything(seed)  # as a trial's member: initial weights from its seed
     n_classes = splits.n_classes
-    model = build_model(
-        config.model,
-        n_features=splits.n_features,
-        n_outputs=1 if n_classes == 2 else n_classes,
-        image_shape=splits.image_shape,
-    )
-    counts = torch.bincount(y, minlength=n_classes).double()
-    init_output_bias(model, counts / counts.sum())
+    member = new_member(config.model, splits, gamma=gamma, alpha=alpha, seed=seed, labels=y)
     minority = int(torch.argmin(torch.bincount(splits.y_train, minlength=n_classes)))
-    data = (x, y, splits.x_val, splits.y_val)
-    stacks = stackable(model) or vmappable(model, splits.n_features)
-    if autocast != torch.float16 and stacks:  # the engine the trials trained with
-        member = Member(model, gamma, alpha, seed)
-        result = fit_stacked(
-            [member], data, n_classes=n_classes, minority=minority, config=train,
-            device=device, autocast=autocast, keep=keep,
-        )[0]  # fmt: skip
-    else:
-        torch.manual_seed(seed)
-        loss_fn = make_loss(gamma=gamma, alpha=alpha, n_classes=n_classes, minority=minority)
-        result = fit(
-            model, data, loss_fn=loss_fn, config=train, device=device, autocast=autocast,
-            seed=seed, keep=keep,
-        )  # fmt: skip
+    (result,) = train_members(
+        [member], (x, y, splits.x_val, splits.y_val), n_classes=n_classes, minority=minority,
+        config=train, device=device, autocast=autocast, keep=keep,
+    )  # fmt: skip
+    model = member.model
     if result.failure is not None:
         raise StudyError(f"export: training gamma={gamma:g} alpha={alpha}: {result.failure}.")
     return model, result

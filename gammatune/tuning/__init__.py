@@ -5,7 +5,12 @@ Optuna. Read top to bottom: ``_workflow`` (one call) -> ``_stages`` (what a stag
 
 from __future__ import annotations
 
-from gammatune.tuning._objective import make_objective, parallel_trials
+from gammatune.tuning._objective import (
+    make_objective,
+    new_member,
+    parallel_trials,
+    train_members,
+)
 from gammatune.tuning._runner import TrialEvent, run_stages
 from gammatune.tuning._stages import StagePlan, plan_stage
 from gammatune.tuning._workers import run_with_workers
@@ -15,9 +20,11 @@ __all__ = [
     "StagePlan",
     "TrialEvent",
     "make_objective",
+    "new_member",
     "parallel_trials",
     "plan_stage",
     "run_stages",
     "run_with_workers",
+    "train_members",
     "run_workflow",
 ]

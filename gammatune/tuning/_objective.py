@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from gammatune.config import Config
+from gammatune.config import Config, ModelConfig, TrainConfig
 from gammatune.data import Splits, refold
 from gammatune.device import device_name, seed_everything
 from gammatune.metrics import (
@@ -29,6 +29,7 @@ from gammatune.record import SampleScores, Setting, TrialRecord
 from gammatune.training import (
     EpochEvent,
     FitResult,
+    Keep,
     Member,
     choose_parallel,
     fit,
@@ -138,17 +139,37 @@ def _train_group(context: _Context, settings: list[Setting], splits: Splits) -> 
 
 
 def _member(context: _Context, setting: Setting, splits: Splits) -> Member:
-    seed = context.seed(setting)
-    seed_everything(seed)
-    model = build_model(
+    return new_member(
         context.config.model,
+        splits,
+        gamma=setting.gamma,
+        alpha=setting.alpha,
+        seed=context.seed(setting),
+        labels=splits.y_train,
+    )
+
+
+def new_member(
+    model: ModelConfig,
+    splits: Splits,
+    *,
+    gamma: float,
+    alpha: float | None,
+    seed: int,
+    labels: torch.Tensor,
+) -> Member:
+    """A trial's model, as every trial starts it: initial weights from ``seed``, the output
+    bias at the class prior of ``labels`` (the rows it trains on)."""
+    seed_everything(seed)
+    built = build_model(
+        model,
         n_features=splits.n_features,
         n_outputs=1 if splits.n_classes == 2 else splits.n_classes,
         image_shape=splits.image_shape,
     )
-    counts = torch.bincount(splits.y_train, minlength=splits.n_classes).double()
-    init_output_bias(model, counts / counts.sum())
-    return Member(model, setting.gamma, setting.alpha, seed)
+    counts = torch.bincount(labels, minlength=splits.n_classes).double()
+    init_output_bias(built, counts / counts.sum())
+    return Member(built, gamma, alpha, seed)
 
 
 def _minority(splits: Splits) -> int:
@@ -157,38 +178,55 @@ def _minority(splits: Splits) -> int:
 
 def _fit_members(context: _Context, members: list[Member], splits: Splits) -> list[FitResult]:
     data = (splits.x_train, splits.y_train, splits.x_val, splits.y_val)
-    train, minority = context.config.train, _minority(splits)
-    float16 = context.autocast == torch.float16  # needs loss scaling: one model at a time
-    if not float16 and _stacks(members[0].model, splits.n_features):
-        # Also a group of one: the stacked engine draws a member's dropout masks from its own
-        # seed, so a trial trains the same alone as in any stack.
+    return train_members(
+        members,
+        data,
+        n_classes=splits.n_classes,
+        minority=_minority(splits),
+        config=context.config.train,
+        device=context.device,
+        autocast=context.autocast,
+        on_epoch=context.on_epoch,
+    )
+
+
+def train_members(
+    members: list[Member],
+    data: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    *,
+    n_classes: int,
+    minority: int,
+    config: TrainConfig,
+    device: torch.device,
+    autocast: torch.dtype | None,
+    on_epoch: Callable[[EpochEvent], None] | None = None,
+    keep: Keep = "best",
+) -> list[FitResult]:
+    """Train members of one architecture as the trials do: stacked where the model stacks
+    (also a group of one: a member's dropout masks come from its own seed, so it trains the
+    same alone as in any stack), else one at a time with dropout from its own seed."""
+    float16 = autocast == torch.float16  # needs loss scaling: one model at a time
+    if not float16 and _stacks(members[0].model, int(data[0].shape[1])):
         return fit_stacked(
-            members,
-            data,
-            n_classes=splits.n_classes,
-            minority=minority,
-            config=train,
-            device=context.device,
-            autocast=context.autocast,
-            on_epoch=context.on_epoch,
-        )
+            members, data, n_classes=n_classes, minority=minority, config=config,
+            device=device, autocast=autocast, on_epoch=on_epoch, keep=keep,
+        )  # fmt: skip
     results = []
     for m in members:
-        loss_fn = make_loss(
-            gamma=m.gamma, alpha=m.alpha, n_classes=splits.n_classes, minority=minority
-        )
+        loss_fn = make_loss(gamma=m.gamma, alpha=m.alpha, n_classes=n_classes, minority=minority)
         torch.manual_seed(m.seed)  # dropout masks from the trial's own seed
         results.append(
             fit(
                 m.model,
                 data,
                 loss_fn=loss_fn,
-                config=train,
-                device=context.device,
-                autocast=context.autocast,
+                config=config,
+                device=device,
+                autocast=autocast,
                 seed=m.seed,
-                on_epoch=context.on_epoch,
-            )
+                on_epoch=on_epoch,
+                keep=keep,
+            )  # fmt: skip
         )
     return results
 
