@@ -26,7 +26,7 @@ from gammatune.features import Preprocessing, frame_features
 from gammatune.metrics import best_f1_threshold
 from gammatune.models import build_model
 from gammatune.record import format_alpha
-from gammatune.report import study_summary
+from gammatune.report import setting_mask, study_summary
 from gammatune.training import (
     FitResult,
     Keep,
@@ -308,8 +308,7 @@ def predict_csv(model: str | Path, data: str | Path, out: str | Path) -> int:
 
 def _confirm_trials(frame: pd.DataFrame, gamma: float, alpha: float | None) -> pd.DataFrame:
     done = (frame["stage"] == "confirm") & (frame["state"] == "COMPLETE")
-    same = frame["alpha"].isna() if alpha is None else (frame["alpha"] - alpha).abs() < 1e-9
-    return frame[done & same & ((frame["gamma"] - gamma).abs() < 1e-9)]
+    return frame[done & setting_mask(frame, (gamma, alpha))]
 
 
 def _threshold(

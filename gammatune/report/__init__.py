@@ -8,6 +8,7 @@ from __future__ import annotations
 from gammatune.report._page import Written, study_summary, write_report
 from gammatune.report._summary import Summary, SummaryRow, TestCheck, render_summary, summarize
 from gammatune.report._table import curve_flags, experiment_facts, trials_frame, write_csv
+from gammatune.report._verdict import setting_mask
 
 __all__ = [
     "Summary",
@@ -17,6 +18,7 @@ __all__ = [
     "curve_flags",
     "experiment_facts",
     "render_summary",
+    "setting_mask",
     "study_summary",
     "summarize",
     "trials_frame",

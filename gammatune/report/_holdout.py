@@ -17,6 +17,7 @@ from gammatune.config import Config
 from gammatune.record import SampleScores, format_alpha
 from gammatune.report._resample import trials_of
 from gammatune.report._summary import Summary, TestCheck
+from gammatune.report._verdict import same_setting
 from gammatune.storage import load_scores_file
 
 _PAIRED_METRICS = ("f1", "precision", "recall", "pr_auc")
@@ -60,15 +61,9 @@ def _references(
         refs.append(((0.0, alpha), f"cross-entropy at alpha {format_alpha(alpha)}"))
     kept: dict[tuple[float, float | None], str] = {}
     for setting, name in refs:
-        if _differs(setting, recommended):
+        if not same_setting(setting, recommended):
             kept.setdefault(setting, name)
     return list(kept.items())
-
-
-def _differs(a: tuple[float, float | None], b: tuple[float, float | None]) -> bool:
-    if (a[1] is None) != (b[1] is None):
-        return True
-    return abs(a[0] - b[0]) > 1e-9 or (a[1] is not None and abs(a[1] - b[1]) > 1e-9)  # type: ignore[operator]
 
 
 def _check(

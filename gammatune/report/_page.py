@@ -31,6 +31,7 @@ from gammatune.report._plots import (
 from gammatune.report._resample import validation_spread
 from gammatune.report._summary import CAPTION, Summary, SummaryRow, interval_text, summarize
 from gammatune.report._table import confirm_plan, experiment_facts, trials_frame, write_csv
+from gammatune.report._verdict import setting_mask
 from gammatune.storage import open_storage
 
 # (file stem, the question it answers, caption)
@@ -152,11 +153,8 @@ def _with_verdict(frame: pd.DataFrame, summary: Summary) -> pd.DataFrame:
     """The CSV's ``verdict`` (the study's, on every row) and ``recommended`` (its trials)."""
     table = frame.assign(verdict=summary.verdict.kind, recommended=False)
     if summary.verdict.recommended is not None:
-        gamma, alpha = summary.verdict.recommended
-        same = table["alpha"].isna() if alpha is None else (table["alpha"] - alpha).abs() < 1e-9
-        table["recommended"] = (
-            (table["stage"] == "confirm") & ((table["gamma"] - gamma).abs() < 1e-9) & same
-        )
+        mine = setting_mask(table, summary.verdict.recommended)
+        table["recommended"] = (table["stage"] == "confirm") & mine
     return table
 
 

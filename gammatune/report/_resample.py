@@ -16,7 +16,7 @@ import pandas as pd
 from gammatune.bootstrap import PairedMetric, resampled_differences
 from gammatune.config import Config
 from gammatune.record import SampleScores
-from gammatune.report._verdict import Spread
+from gammatune.report._verdict import Spread, setting_mask
 from gammatune.storage import load_scores_file
 
 _UNIT = ["repeat", "fold"]
@@ -71,11 +71,7 @@ def validation_spread(
 
 def trials_of(confirm: pd.DataFrame, setting: tuple[float, float | None]) -> pd.DataFrame:
     """A setting's confirm trials, indexed by (repeat, fold)."""
-    gamma, alpha = setting
-    alphas = pd.to_numeric(confirm["alpha"], errors="coerce")
-    same = alphas.isna() if alpha is None else (alphas - alpha).abs() < 1e-9
-    part = confirm[((confirm["gamma"].astype(float) - gamma).abs() < 1e-9) & same]
-    return part.set_index(_UNIT)
+    return confirm[setting_mask(confirm, setting)].set_index(_UNIT)
 
 
 def _thresholds(part: pd.DataFrame, units: list[tuple[int, int]]) -> np.ndarray:

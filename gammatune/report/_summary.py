@@ -10,7 +10,7 @@ import pandas as pd
 
 from gammatune.bootstrap import PairedDifference
 from gammatune.record import format_alpha
-from gammatune.report._verdict import Spread, Verdict, decide
+from gammatune.report._verdict import Spread, Verdict, decide, setting_mask
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,10 +183,7 @@ def _settings(confirm: pd.DataFrame) -> list[tuple[float, float | None]]:
 
 
 def _of(part: pd.DataFrame, setting: tuple[float, float | None]) -> pd.DataFrame:
-    gamma, alpha = setting
-    alphas = pd.to_numeric(part["alpha"], errors="coerce")
-    same_alpha = alphas.isna() if alpha is None else (alphas - alpha).abs() < 1e-9
-    return part[((part["gamma"].astype(float) - gamma).abs() < 1e-9) & same_alpha]
+    return part[setting_mask(part, setting)]
 
 
 def _setting_text(setting: tuple[float, float | None]) -> str:

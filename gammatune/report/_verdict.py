@@ -186,7 +186,7 @@ def _unmeasurable_reason(
             f"only {n_val_positives} validation positives; the objective cannot tell settings "
             f"apart (need >= {minimum})"
         )
-    if not _mask(confirm, _PLAIN_CE).any():
+    if not setting_mask(confirm, _PLAIN_CE).any():
         return "no plain cross-entropy reference"
     thresholded = objective not in _THRESHOLD_FREE  # PR-AUC needs no prediction above 0.5
     if thresholded and not (confirm["val_predicted_positive"] > 0).any():
@@ -213,17 +213,24 @@ def _settings(confirm: pd.DataFrame) -> list[Setting]:
     return [found[key] for key in sorted(found)]
 
 
-def _mask(confirm: pd.DataFrame, setting: Setting) -> pd.Series:
+def setting_mask(trials: pd.DataFrame, setting: Setting) -> pd.Series:
+    """Which rows have this (gamma, alpha); alpha off is NaN (or None in an object column)."""
     gamma, alpha = setting
-    same_gamma = (confirm["gamma"] - gamma).abs() < _TOLERANCE
-    if alpha is None:
-        return same_gamma & confirm["alpha"].isna()
-    return same_gamma & ((confirm["alpha"] - alpha).abs() < _TOLERANCE)
+    alphas = pd.to_numeric(trials["alpha"], errors="coerce")
+    same_gamma = (pd.to_numeric(trials["gamma"]) - gamma).abs() < _TOLERANCE
+    return same_gamma & (alphas.isna() if alpha is None else (alphas - alpha).abs() < _TOLERANCE)
+
+
+def same_setting(a: Setting, b: Setting) -> bool:
+    """Whether two (gamma, alpha) are one setting, float noise below the tolerance aside."""
+    if (a[1] is None) != (b[1] is None):
+        return False
+    return abs(a[0] - b[0]) < _TOLERANCE and abs((a[1] or 0.0) - (b[1] or 0.0)) < _TOLERANCE
 
 
 def _per_unit(confirm: pd.DataFrame, setting: Setting) -> pd.Series:
     """The setting's objective per (repeat, fold) unit, in unit order."""
-    return confirm[_mask(confirm, setting)].groupby(_UNIT)["objective"].mean().sort_index()
+    return confirm[setting_mask(confirm, setting)].groupby(_UNIT)["objective"].mean().sort_index()
 
 
 def _comparisons(
