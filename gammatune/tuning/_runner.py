@@ -44,6 +44,7 @@ from gammatune.tuning._stages import StagePlan, check_spaces, plan_stage, rounds
 
 logger = logging.getLogger(__name__)
 
+WARM_START = "warm_start_from"  # the user attribute that marks a warm-start copy
 _ACTIVE = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
 Role = Literal["single", "worker"]
 Outcome = tuple[TrialRecord, SampleScores | None]
@@ -205,7 +206,7 @@ def _sampler(config: Config, plan: StagePlan, worker: int) -> optuna.samplers.Ba
 
 def _add_warm_start(study: optuna.Study, plan: StagePlan) -> None:
     """Copy the search trials inside the refine window into the refine study, once each."""
-    copied = {r.warm_start_from for t in study.get_trials(deepcopy=False) if (r := load_record(t))}
+    copied = {t.user_attrs.get(WARM_START) for t in study.get_trials(deepcopy=False)}
     for source in plan.warm_start:
         record = load_record(source)
         if source.number in copied or record is None:
@@ -216,7 +217,9 @@ def _add_warm_start(study: optuna.Study, plan: StagePlan) -> None:
                 params={k: source.params[k] for k in plan.distributions},
                 distributions=plan.distributions,
                 value=source.value,
-                user_attrs={RESULT: copy.to_json()},
+                # Also a top-level attribute: budgets count copies without parsing records,
+                # and the dashboard shows which trials are copies.
+                user_attrs={RESULT: copy.to_json(), WARM_START: source.number},
             )
         )
 
@@ -252,8 +255,7 @@ def _remaining(study: optuna.Study, plan: StagePlan) -> int:
 
 
 def _is_copy(trial: FrozenTrial) -> bool:
-    record = load_record(trial)
-    return record is not None and record.warm_start_from is not None
+    return WARM_START in trial.user_attrs
 
 
 @dataclass(frozen=True, slots=True)
