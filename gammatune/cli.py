@@ -20,13 +20,12 @@ from rich.console import Console
 
 from gammatune import __version__
 from gammatune.errors import GammatuneError, redact
+from gammatune.progress import Progress, trial_line
 
 if TYPE_CHECKING:
     from gammatune.config import Config
     from gammatune.data import Splits
     from gammatune.storage import Stage
-    from gammatune.training import EpochEvent
-    from gammatune.tuning import TrialEvent
 
 app = typer.Typer(
     name="gammatune",
@@ -57,6 +56,14 @@ Workers = Annotated[
 TensorBoardDir = Annotated[
     Optional[Path],  # noqa: UP045
     typer.Option("--tensorboard", help="Write each trial's curves to TensorBoard in this folder."),
+]
+OutYaml = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option("--out", help="Where to write it [default: X.suggested.yaml next to X]."),
+]
+TaskHint = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option("--task", help="detection | medical | text: narrows the range to the domain's."),
 ]
 OutCsv = Annotated[
     Optional[Path],  # noqa: UP045
@@ -180,6 +187,28 @@ app.command("confirm")(
 
 
 @app.command()
+def suggest(
+    ctx: typer.Context,
+    config: ConfigPath,
+    out_yaml: OutYaml = None,
+    task: TaskHint = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing --out file.")
+    ] = False,
+) -> None:
+    """Count the classes and write a starting experiment with the guide's gamma range."""
+    with _user_errors(ctx):
+        from gammatune.suggest import format_suggestion, suggest, write_suggestion
+
+        found = suggest(config, task=task)  # type: ignore[arg-type]  # checked by the schema
+        for line in format_suggestion(found):
+            out.print(line, markup=False, highlight=False)
+        for warning in found.warnings:
+            _say(f"warning: {warning}")
+        _say(f"wrote {write_suggestion(found, out_yaml, force=force)}; the verdict decides.")
+
+
+@app.command()
 def run(
     ctx: typer.Context,
     config: ConfigPath,
@@ -279,7 +308,7 @@ def _run_stages(
             from gammatune.tuning import run_workflow
 
             _freeze_imports()
-            with _Progress() as progress:
+            with Progress(err) as progress:
 
                 def on_data(splits: Splits) -> None:
                     progress.show_data(splits)
@@ -317,7 +346,7 @@ def worker(
         run_workflow(
             _load(config, storage),
             [s for s in stages.split(",") if s],  # type: ignore[misc]
-            on_trial=lambda event: _say(prefix + _trial_line(event)),
+            on_trial=lambda event: _say(prefix + trial_line(event)),
             role="worker",
             worker=index,
             tensorboard=tensorboard,
@@ -337,62 +366,3 @@ def _quiet_optuna() -> None:
 
     if logging.getLogger().level > logging.DEBUG:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-def _trial_line(event: TrialEvent) -> str:
-    label = event.setting.label
-    outcome = (
-        f"objective {event.value:.4f}" if event.value is not None else f"FAILED: {event.reason}"
-    )
-    return f"{event.stage} #{event.number}: {label}: {outcome}"
-
-
-class _Progress:
-    """Rich progress bars for trials and epochs, on stderr."""
-
-    def __init__(self) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        self.bars = Progress(
-            TextColumn("{task.description:<16}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err,
-            transient=False,
-        )
-        self.trials = self.bars.add_task("trials", total=None, visible=False)
-        self.epochs = self.bars.add_task("  epochs", total=None, visible=False)
-
-    def __enter__(self) -> _Progress:
-        self.bars.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.bars.stop()
-
-    def show_data(self, splits: Splits) -> None:
-        counts = splits.class_counts()
-        totals = [sum(split[i] for split in counts.values()) for i in range(splits.n_classes)]
-        per_class = ", ".join(
-            f"{name}: {n}" for name, n in zip(splits.class_names, totals, strict=True)
-        )
-        sizes = "/".join(str(sum(counts[split])) for split in ("train", "val", "test"))
-        ratio = splits.imbalance_ratio()
-        _say(f"data: {per_class} (imbalance {ratio:.1f}:1); train/val/test {sizes}")
-
-    def start_stage(self, stage: str, total: int) -> None:
-        self.bars.reset(self.trials, total=total, completed=0, visible=True, description=stage)
-
-    def epoch_done(self, event: EpochEvent) -> None:
-        self.bars.update(self.epochs, total=event.epochs, completed=event.epoch, visible=True)
-
-    def trial_done(self, event: TrialEvent) -> None:
-        self.bars.console.print(_trial_line(event), markup=False, highlight=False)
-        self.bars.advance(self.trials)

@@ -6,6 +6,7 @@ pipelines), and it is what :func:`gammatune.export.load_model` returns for a tun
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any
 
@@ -20,6 +21,7 @@ from torch import nn
 
 from gammatune.config import ModelConfig, TrainConfig
 from gammatune.device import resolve_device, seed_everything
+from gammatune.loss import GammaSchedule
 from gammatune.models import build_model, init_output_bias
 from gammatune.training import fit, make_loss, predict_logits, scores_from_logits
 
@@ -43,8 +45,10 @@ class FocalClassifier(ClassifierMixin, BaseEstimator):
     bias at the class prior, and trains with AdamW in float32.
 
     Args:
-        gamma: Focusing exponent, >= 0. Default 2.0.
-        alpha: Positive (minority) class weight in [0, 1], or None for none. Default 0.25.
+        gamma: Focusing exponent, >= 0; a tuple of one per class (binary: negatives,
+            positives); or a :class:`gammatune.loss.GammaSchedule` (adaptive). Default 2.0.
+        alpha: Positive (minority) class weight in [0, 1]; a tuple of one positive weight per
+            class; or None for none. Default 0.25.
         hidden: Widths of the hidden layers; ``()`` is a linear model. Default (128, 128).
         dropout: Dropout after each hidden layer, in [0, 1). Default 0.1.
         epochs: Most epochs to train. Default 30.
@@ -72,8 +76,8 @@ class FocalClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(
         self,
-        gamma: float = 2.0,
-        alpha: float | None = 0.25,
+        gamma: float | tuple[float, ...] | GammaSchedule = 2.0,
+        alpha: float | tuple[float, ...] | None = 0.25,
         hidden: tuple[int, ...] = (128, 128),
         dropout: float = 0.1,
         epochs: int = 30,
@@ -130,11 +134,18 @@ class FocalClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _check_params(self) -> None:
-        if not (isinstance(self.gamma, int | float) and self.gamma >= 0):
-            raise ValueError(f"FocalClassifier: gamma must be >= 0; got {self.gamma!r}.")
-        if self.alpha is not None and not 0 <= self.alpha <= 1:
+        if not (isinstance(self.gamma, GammaSchedule) or _numbers(self.gamma, 0, math.inf)):
             raise ValueError(
-                f"FocalClassifier: alpha must be in [0, 1] or None; got {self.alpha!r}."
+                "FocalClassifier: gamma must be >= 0, one such number per class, or a "
+                f"GammaSchedule; got {self.gamma!r}."
+            )
+        per_class = isinstance(self.alpha, tuple | list)
+        if self.alpha is not None and not _numbers(
+            self.alpha, 1e-12 if per_class else 0, 1e12 if per_class else 1
+        ):
+            raise ValueError(
+                "FocalClassifier: alpha must be in [0, 1], one positive weight per class, or "
+                f"None; got {self.alpha!r}."
             )
         if not 0 < self.validation_fraction < 1:
             raise ValueError(
@@ -167,8 +178,21 @@ class FocalClassifier(ClassifierMixin, BaseEstimator):
         counts = torch.bincount(y[train_index], minlength=n_classes).double()
         init_output_bias(model, counts / counts.sum())
         minority = int(torch.argmin(counts))
+        gamma, alpha = (
+            tuple(map(float, v)) if isinstance(v, tuple | list) else v
+            for v in (self.gamma, self.alpha)
+        )
+        for name, value in (("gamma", gamma), ("alpha", alpha)):
+            if isinstance(value, tuple) and len(value) != n_classes:
+                raise ValueError(
+                    f"FocalClassifier: {name} has {len(value)} values, one per class; the data "
+                    f"has {n_classes} classes."
+                )
         loss_fn = make_loss(
-            gamma=float(self.gamma), alpha=self.alpha, n_classes=n_classes, minority=minority
+            gamma=gamma if isinstance(gamma, tuple | GammaSchedule) else float(gamma),  # type: ignore[arg-type]
+            alpha=alpha,  # type: ignore[arg-type]
+            n_classes=n_classes,
+            minority=minority,
         )
         data = (x[train_index], y[train_index], x[val_index], y[val_index])
         device = resolve_device(self.device)
@@ -244,3 +268,11 @@ def _validation_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[n
     stratify = labels if counts.min() >= 2 and n_val >= len(counts) else None
     train, val = train_test_split(index, test_size=n_val, stratify=stratify, random_state=seed)
     return np.sort(train), np.sort(val)
+
+
+def _numbers(value: Any, low: float, high: float) -> bool:
+    """Whether ``value`` is a number in [low, high], or a non-empty tuple/list of them."""
+    values = value if isinstance(value, tuple | list) and value else [value]
+    return all(
+        isinstance(v, int | float) and not isinstance(v, bool) and low <= v <= high for v in values
+    )

@@ -8,6 +8,7 @@ the decision threshold, gamma, alpha and the verdict.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 from dataclasses import dataclass
@@ -23,9 +24,10 @@ from gammatune.device import autocast_dtype, resolve_device
 from gammatune.errors import DataError, StudyError
 from gammatune.estimator import FocalClassifier, fitted_classifier
 from gammatune.features import Preprocessing, frame_features
+from gammatune.loss import GammaSchedule
 from gammatune.metrics import best_f1_threshold
 from gammatune.models import build_model
-from gammatune.record import format_alpha
+from gammatune.record import Setting
 from gammatune.report import setting_mask, study_summary
 from gammatune.training import (
     FitResult,
@@ -33,7 +35,7 @@ from gammatune.training import (
     predict_logits,
     scores_from_logits,
 )
-from gammatune.tuning import new_member, train_members
+from gammatune.tuning import loss_terms, new_member, train_members
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -49,8 +51,7 @@ class Exported:
     """What ``export_model`` saved: the folder, the setting, and how it was trained."""
 
     path: Path
-    gamma: float
-    alpha: float | None
+    setting: Setting
     verdict: str
     fit_on: FitOn
     epochs: int
@@ -60,7 +61,7 @@ class Exported:
     def text(self) -> str:
         """One line for the terminal."""
         return (
-            f"exported gamma={self.gamma:g} alpha={format_alpha(self.alpha)} ({self.verdict}; "
+            f"exported {self.setting.name} ({self.verdict}; "
             f"{self.fit_on}, {self.epochs} epochs, threshold {self.threshold:.4g}) to {self.path}"
         )
 
@@ -91,21 +92,19 @@ def export_model(config: Config, *, fit_on: FitOn = "train") -> Exported:
             f"export: the verdict ({verdict.kind}) recommends no setting: {verdict.reason}; "
             "run `gammatune confirm` first."
         )
-    gamma, alpha = verdict.recommended
-    trials = _confirm_trials(frame, gamma, alpha)
+    setting = verdict.recommended
+    trials = _confirm_trials(frame, setting)
     epochs = int(statistics.median(trials["best_epoch"])) if fit_on == "train+val" else None
     first = trials.sort_values(["fold", "repeat"])
     seed = int(first["seed"].iloc[0]) if len(first) else config.seed
     fold = int(first["fold"].iloc[0]) if len(first) and fit_on == "train" else 0
     splits = refold(load_data(config), fold, seed=config.split_seed)
-    model, result = train_setting(
-        config, splits, gamma=gamma, alpha=alpha, seed=seed, epochs=epochs
-    )
+    model, result = train_setting(config, splits, setting, seed=seed, epochs=epochs)
     threshold = _threshold(config, model, splits, trials, fit_on)
     preprocessing = splits.preprocessing
     assert preprocessing is not None  # load_data always sets it
     classifier = fitted_classifier(
-        _estimator(config, gamma, alpha, seed),
+        _estimator(config, setting, splits, seed),
         model,
         classes=np.asarray(splits.class_names),
         mean=np.asarray(preprocessing.mean),
@@ -119,6 +118,7 @@ def export_model(config: Config, *, fit_on: FitOn = "train") -> Exported:
         "seed": seed,
         "fold": fold,  # 0: the configured split; f > 0: the confirm re-split it was trained on
         "verdict": verdict.to_json(),
+        "setting": verdict.to_json()["recommended"],
     }
     path = config.run_dir / "model"
     save_model(
@@ -129,15 +129,14 @@ def export_model(config: Config, *, fit_on: FitOn = "train") -> Exported:
         image_shape=splits.image_shape,
         extra=extra,
     )
-    return Exported(path, gamma, alpha, verdict.kind, fit_on, result.best_epoch, threshold)
+    return Exported(path, setting, verdict.kind, fit_on, result.best_epoch, threshold)
 
 
 def train_setting(
     config: Config,
     splits: Splits,
+    setting: Setting,
     *,
-    gamma: float,
-    alpha: float | None,
     seed: int,
     epochs: int | None,
 ) -> tuple[torch.nn.Module, FitResult]:
@@ -153,12 +152,15 @@ def train_setting(
     autocast = autocast_dtype(device, config.train.precision)
     x, y = splits.x_train, splits.y_train
     train = config.train
+    if setting.lr is not None:
+        train = train.model_copy(update={"lr": setting.lr})
     keep: Keep = "best" if epochs is None else "last"
     if epochs is not None:
         x, y = torch.cat([x, splits.x_val]), torch.cat([y, splits.y_val])
         fixed = {"epochs": epochs, "min_epochs": epochs}  # no early stop: validation is inside
         train = type(train).model_validate({**train.model_dump(), **fixed})
     n_classes = splits.n_classes
+    gamma, alpha = loss_terms(config, setting, splits)
     member = new_member(config.model, splits, gamma=gamma, alpha=alpha, seed=seed, labels=y)
     minority = int(torch.argmin(torch.bincount(splits.y_train, minlength=n_classes)))
     (result,) = train_members(
@@ -167,7 +169,7 @@ def train_setting(
     )  # fmt: skip
     model = member.model
     if result.failure is not None:
-        raise StudyError(f"export: training gamma={gamma:g} alpha={alpha}: {result.failure}.")
+        raise StudyError(f"export: training {setting.name}: {result.failure}.")
     return model, result
 
 
@@ -199,9 +201,7 @@ def save_model(
     columns = tuple(f"x{i}" for i in range(classifier.n_features_in_))
     mean, std = (tuple(map(float, v)) for v in (classifier.mean_, classifier.std_))
     preprocessing = preprocessing or Preprocessing(columns, mean, std)
-    params = {
-        k: list(v) if isinstance(v, tuple) else v for k, v in classifier.get_params().items()
-    }
+    params = {k: _json_param(v) for k, v in classifier.get_params().items()}
     if not isinstance(params["random_state"], int | None):
         params["random_state"] = None
     state = {k: v.detach().cpu().contiguous() for k, v in classifier.model_.state_dict().items()}
@@ -215,8 +215,8 @@ def save_model(
         "image_shape": None if image_shape is None else list(image_shape),
         "classes": [_json_label(c) for c in classifier.classes_],
         "threshold": classifier.threshold_,
-        "gamma": classifier.gamma,
-        "alpha": classifier.alpha,
+        "gamma": params["gamma"],
+        "alpha": params["alpha"],
         "estimator": params,
         "preprocessing": preprocessing.to_json(),
         **(extra or {}),
@@ -253,6 +253,12 @@ def load_model(path: str | Path) -> FocalClassifier:
     preprocessing = Preprocessing.from_json(card["preprocessing"])
     params = card["estimator"]
     params["hidden"] = tuple(params["hidden"])
+    for name in ("gamma", "alpha"):
+        value = params[name]
+        if isinstance(value, dict):
+            params[name] = GammaSchedule(**value)
+        elif isinstance(value, list):
+            params[name] = tuple(value)
     classifier = fitted_classifier(
         FocalClassifier(**params),
         module,
@@ -306,9 +312,9 @@ def predict_csv(model: str | Path, data: str | Path, out: str | Path) -> int:
     return len(scored)
 
 
-def _confirm_trials(frame: pd.DataFrame, gamma: float, alpha: float | None) -> pd.DataFrame:
+def _confirm_trials(frame: pd.DataFrame, setting: Setting) -> pd.DataFrame:
     done = (frame["stage"] == "confirm") & (frame["state"] == "COMPLETE")
-    return frame[done & setting_mask(frame, (gamma, alpha))]
+    return frame[done & setting_mask(frame, setting)]
 
 
 def _threshold(
@@ -328,9 +334,11 @@ def _device_of(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def _estimator(config: Config, gamma: float, alpha: float | None, seed: int) -> FocalClassifier:
-    """The estimator's parameters that match the experiment's (for ``clone`` and refits)."""
+def _estimator(config: Config, setting: Setting, splits: Splits, seed: int) -> FocalClassifier:
+    """The estimator's parameters that match the experiment's (for ``clone`` and refits):
+    the setting's loss terms on these splits (per-class weights from their counts)."""
     train = config.train
+    gamma, alpha = loss_terms(config, setting, splits)
     return FocalClassifier(
         gamma=gamma,
         alpha=alpha,
@@ -338,7 +346,7 @@ def _estimator(config: Config, gamma: float, alpha: float | None, seed: int) -> 
         dropout=config.model.dropout,
         epochs=train.epochs,
         batch_size=train.batch_size,
-        lr=train.lr,
+        lr=train.lr if setting.lr is None else setting.lr,
         weight_decay=train.weight_decay,
         patience=train.patience,
         min_epochs=train.min_epochs,
@@ -346,6 +354,13 @@ def _estimator(config: Config, gamma: float, alpha: float | None, seed: int) -> 
         random_state=seed,
         device="cpu",
     )
+
+
+def _json_param(value: Any) -> Any:
+    """An estimator parameter as JSON: tuples as lists, a gamma schedule as its fields."""
+    if isinstance(value, GammaSchedule):
+        return dataclasses.asdict(value)
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _json_label(label: Any) -> Any:

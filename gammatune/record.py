@@ -30,18 +30,37 @@ def format_alpha(alpha: float | None) -> str:
     )
 
 
+Schedule = Literal["fixed", "confidence", "flsd53"]
+Weights = Literal["inverse", "effective"]
+SCHEDULES: tuple[Schedule, ...] = ("fixed", "confidence", "flsd53")
+WEIGHTS: tuple[Weights, ...] = ("inverse", "effective")
+# The loss and training fields beyond gamma and alpha, in the order they are shown; each is off
+# (None, or "fixed") unless a stage's search space declares it.
+EXTRA_FIELDS = ("lr", "gamma_rare", "schedule", "k", "weights", "beta")
+
+
 @dataclass(frozen=True, slots=True)
 class Setting:
-    """What one trial trains: the loss, the seed, the split and the model.
+    """What one trial trains: the loss, the learning rate, the seed, the split and the model.
 
     Args:
-        gamma: Focusing exponent; 0 is cross-entropy.
+        gamma: Focusing exponent; 0 is cross-entropy. With a ``schedule``, its upper clamp.
         alpha: Weight of the minority class, or None for none.
         repeat: The training seed is ``config.seed + repeat``; trials of one repeat share
             initial weights, batch order and dropout masks (paired comparisons).
         fold: 0 is the configured split; ``f > 0`` a stratified re-split of train+val.
         model: ``configured`` (the experiment's model), or a scikit-learn logistic regression
             (``logistic``, ``logistic_balanced``) as a yardstick.
+        lr: Learning rate, or None for ``train.lr``.
+        gamma_rare: Gamma of the rare classes (binary: the positive class; multiclass:
+            ``search.rare_classes``, default the rarest), ``gamma`` for the others; None: one
+            gamma for all.
+        schedule: ``fixed`` gamma, or adaptive: ``confidence`` (gamma = k * logit(p_t),
+            clamped to [0, gamma]) or ``flsd53`` (Mukhoti et al. 2020: 5 where p_t < 0.2, else 3).
+        k: Slope of the ``confidence`` schedule.
+        weights: Per-class weights from the training counts instead of ``alpha``: ``inverse``
+            frequency, or ``effective`` number of samples with ``beta`` (Cui et al. 2019).
+        beta: The ``effective`` scheme's beta, in [0, 1).
     """
 
     gamma: float
@@ -49,40 +68,102 @@ class Setting:
     repeat: int = 0
     fold: int = 0
     model: Role = "configured"
+    lr: float | None = None
+    gamma_rare: float | None = None
+    schedule: Schedule = "fixed"
+    k: float | None = None
+    weights: Weights | None = None
+    beta: float | None = None
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> Setting:
         """Build from Optuna parameters; the ones a stage does not vary take their defaults."""
-        alpha = params.get("alpha")
+
+        def number(name: str) -> float | None:
+            value = params.get(name)
+            return None if value is None else float(value)
+
         return cls(
             gamma=float(params["gamma"]),
-            alpha=None if alpha is None else float(alpha),
+            alpha=number("alpha"),
             repeat=int(params.get("repeat", 0)),
             fold=int(params.get("fold", 0)),
             model=params.get("model", "configured"),
+            lr=number("lr"),
+            gamma_rare=number("gamma_rare"),
+            schedule=params.get("schedule", "fixed"),
+            k=number("k"),
+            weights=params.get("weights"),
+            beta=number("beta"),
         )
 
     def params(self) -> dict[str, Any]:
-        """The Optuna parameters: every field, except ``alpha`` when it is off."""
+        """The Optuna parameters: every field that is on (``alpha`` and the extras only then)."""
         params = dataclasses.asdict(self)
-        return {k: v for k, v in params.items() if not (k == "alpha" and v is None)}
+        off = {"alpha": None, **{name: _OFF[name] for name in EXTRA_FIELDS}}
+        return {k: v for k, v in params.items() if not (k in off and v == off[k])}
 
     def key(self) -> tuple[Any, ...]:
         """A hashable identity, robust to float noise (0.85 vs 0.8500000000000001)."""
-        alpha = None if self.alpha is None else round(self.alpha, 9)
-        return (round(self.gamma, 9), alpha, self.repeat, self.fold, self.model)
+        return tuple(round(v, 9) if isinstance(v, float) else v for v in dataclasses.astuple(self))
 
     @property
     def label(self) -> str:
-        """``'gamma=2 alpha=0.25'``, with the seed, fold and model where they differ."""
-        text = f"gamma={self.gamma:g} alpha={format_alpha(self.alpha)}"
-        text += f" repeat={self.repeat}" if self.repeat else ""
-        text += f" fold={self.fold}" if self.fold else ""
-        return text + (f" ({self.model})" if self.model != "configured" else "")
+        """``'gamma=2 alpha=0.25'``, with the extras, seed, fold and model where they differ."""
+        return (
+            self.arm().name
+            + (f" repeat={self.repeat}" if self.repeat else "")
+            + (f" fold={self.fold}" if self.fold else "")
+            + (f" ({self.model})" if self.model != "configured" else "")
+        )
+
+    @property
+    def name(self) -> str:
+        """The loss and learning rate in words, ``'gamma=2 alpha=0.25'``: what the report calls
+        a setting (see :meth:`parts`)."""
+        return " ".join(self.parts())
+
+    def parts(self) -> list[str]:
+        """``['gamma=2', 'alpha=0.25']``, with ``gamma_rare``, the schedule, the per-class
+        weights and ``lr`` where they are on."""
+        if self.schedule == "flsd53":
+            parts = ["gamma=flsd53"]
+        elif self.schedule == "confidence":
+            parts = [f"gamma=confidence(k={self.k:g},max={self.gamma:g})"]
+        else:
+            parts = [f"gamma={self.gamma:g}"]
+            parts += [] if self.gamma_rare is None else [f"gamma_rare={self.gamma_rare:g}"]
+        if self.weights == "effective":
+            parts.append(f"weights=effective(beta={self.beta:g})")
+        elif self.weights is not None:
+            parts.append(f"weights={self.weights}")
+        else:
+            parts.append(f"alpha={format_alpha(self.alpha)}")
+        return parts + ([] if self.lr is None else [f"lr={self.lr:g}"])
+
+    @property
+    def is_focal(self) -> bool:
+        """Whether the loss focuses at all (any gamma above 0, or a schedule)."""
+        return self.gamma > 0 or bool(self.gamma_rare) or self.schedule != "fixed"
+
+    @property
+    def is_weighted(self) -> bool:
+        """Whether a class weight is on (``alpha`` or a per-class scheme)."""
+        return self.alpha is not None or self.weights is not None
+
+    def arm(self) -> Setting:
+        """The setting without its seed, split and model: what a comparison is about."""
+        return replace(self, repeat=0, fold=0, model="configured")
 
     def twin(self) -> Setting:
-        """The cross-entropy twin: everything the same but gamma 0."""
-        return replace(self, gamma=0.0)
+        """The cross-entropy twin: everything the same (class weight, learning rate, seed,
+        split) but no focusing."""
+        return replace(self, gamma=0.0, gamma_rare=None, schedule="fixed", k=None)
+
+
+_OFF: dict[str, Any] = {
+    "lr": None, "gamma_rare": None, "schedule": "fixed", "k": None, "weights": None, "beta": None,
+}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +181,9 @@ class SampleScores:
 class TrialRecord:
     """One trial's result. ``fail_reason`` is set for a trial that ended without one.
 
-    ``value`` is the validation objective; ``val``/``test`` the evaluations of the kept epoch;
+    ``value`` is the validation metric that ranks trials (``config.metric``), ``values`` the
+    objectives of a multi-objective study, ``feasible`` whether ``config.constraints`` hold on
+    validation; ``val``/``test`` the evaluations of the kept epoch;
     ``curves`` the per-epoch ``train_loss``, ``val_loss`` and ``val_monitor``; ``scores_file``
     the per-sample scores, relative to the run folder.
     """
@@ -121,6 +204,8 @@ class TrialRecord:
     stage: str = ""
     warm_start_from: int | None = None
     reused_from: int | None = None
+    values: list[float] | None = None
+    feasible: bool = True
 
     @property
     def failed(self) -> bool:

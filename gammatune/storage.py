@@ -8,6 +8,7 @@ trial's :class:`~gammatune.record.TrialRecord` is one user attribute, ``result``
 from __future__ import annotations
 
 import importlib.util
+import math
 import warnings
 import weakref
 from collections.abc import Iterator
@@ -25,6 +26,9 @@ from gammatune.record import SampleScores, TrialRecord
 Stage = Literal["baseline", "search", "refine", "confirm"]
 STAGES: tuple[Stage, ...] = ("baseline", "search", "refine", "confirm")
 RESULT = "result"  # the user attribute that holds a finished trial's record
+# Top-level attributes where they differ from Optuna's value: the metric that ranks trials (of a
+# multi-objective study, whose values are the objectives), and an unmet constraint.
+RANKED_BY, FEASIBLE = "ranked_by", "feasible"
 FINGERPRINT = "fingerprint"  # the study attribute: what its trials were trained on
 
 
@@ -180,6 +184,23 @@ def save_record(trial: optuna.Trial, record: TrialRecord) -> None:
     """Store a finished trial's record as one user attribute (one write: on SQLite each
     attribute is a transaction of about 1 ms). :func:`load_record` reads it back."""
     trial.set_user_attr(RESULT, record.to_json())
+    if record.values is not None:
+        trial.set_user_attr(RANKED_BY, record.value)
+    if not record.feasible:
+        trial.set_user_attr(FEASIBLE, False)
+
+
+def trial_value(trial: optuna.trial.FrozenTrial) -> float | None:
+    """The metric that ranks a completed trial (``config.metric``), or None."""
+    if RANKED_BY in trial.user_attrs:
+        return float(trial.user_attrs[RANKED_BY])
+    return None if not trial.values else float(trial.values[0])
+
+
+def rank(trial: optuna.trial.FrozenTrial) -> tuple[bool, float]:
+    """How trials rank: those meeting ``constraints`` first, then by :func:`trial_value`."""
+    value = trial_value(trial)
+    return bool(trial.user_attrs.get(FEASIBLE, True)), -math.inf if value is None else value
 
 
 def load_record(trial: optuna.trial.FrozenTrial) -> TrialRecord | None:

@@ -33,7 +33,11 @@ BAD = [
         {"search": {"gamma": [0.5, -1]}},
         "search.gamma[1]: Input should be greater than or equal to 0",
     ),
-    ({"search": {"alpha": [1.5]}}, "search.alpha[0]: Input should be less than or equal to 1"),
+    (
+        {"search": {"alpha": [1.5]}},
+        "search.alpha[0]: must be a number in [0, 1], null (off), 'inverse' or 'effective' "
+        "(got 1.5)",
+    ),
     ({"search": {"gamma": []}}, "search.gamma: List should have at least 1 item"),
     ({"search": {"gamma": [True]}}, "search: gamma must not be a boolean; got [True] (YAML"),
     ({"search": {"alpha": [False, 0.75]}}, "search: alpha must not be a boolean"),
@@ -47,7 +51,8 @@ BAD = [
         {"model": {"kind": "transformer"}},
         "model.kind: must be one of linear, mlp, cnn or 'module:function'",
     ),
-    ({"objective": "accuracy"}, "objective: Input should be 'f1', 'recall'"),
+    ({"objective": "accuracy"}, "objective: must be one of f1, recall, precision, pr_auc"),
+    ({"objective": ["precision"]}, "objective: a list of objectives needs 2 or more distinct"),
     ({"threshold": 1.5}, "threshold: must be in (0, 1) or 'tuned' (got 1.5)"),
     ({"refine": {"n_trials": -3}}, "refine.n_trials: Input should be greater than 0 (got -3)"),
     ({"name": "a b/c"}, "name: String should match pattern"),

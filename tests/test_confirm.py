@@ -30,7 +30,7 @@ def _stand_in(gains: dict[tuple[float, float | None], float], seen: list[Setting
     """Objective = 0.5 + the planted gain of the setting + what its seed does to every setting
     (the paired part) + a little noise of its own."""
 
-    def objective(settings: list[Setting]) -> list[tuple[TrialRecord, None]]:
+    def objective(settings: list[Setting], _reporters=None) -> list[tuple[TrialRecord, None]]:
         out = []
         for s in settings:
             seen.append(s)
@@ -92,7 +92,7 @@ def test_the_verdict_follows_the_planted_effect(tmp_path: Path, gains, kind, rec
     _, summary, _ = study_summary(config)
     assert summary.verdict.kind == kind
     if recommended is not None:
-        assert summary.verdict.recommended == recommended
+        assert summary.verdict.recommended == Setting(*recommended)
 
 
 def test_a_refold_keeps_the_test_split_and_the_validation_class_counts() -> None:

@@ -76,8 +76,14 @@ def test_string_labels_keep_their_order_and_threshold() -> None:
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"gamma": -1.0}, "gamma must be >= 0; got -1.0"),
-        ({"alpha": 1.5}, "alpha must be in [0, 1] or None; got 1.5"),
+        (
+            {"gamma": -1.0},
+            "gamma must be >= 0, one such number per class, or a GammaSchedule; got -1.0",
+        ),
+        (
+            {"alpha": 1.5},
+            "alpha must be in [0, 1], one positive weight per class, or None; got 1.5",
+        ),
         ({"validation_fraction": 0.0}, "validation_fraction must be in (0, 1); got 0.0"),
     ],
 )

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from gammatune import FocalClassifier, load_config, load_data, load_model, save_model
 from gammatune.cli import app
 from gammatune.export import score_frame
-from gammatune.report import study_summary
+from gammatune.report import setting_mask, study_summary
 from gammatune.storage import load_scores_file
 from tests.conftest import write_config
 
@@ -52,7 +52,8 @@ def test_run_exports_weights_and_a_json_card(exported: Path) -> None:
     model = config.run_dir / "model"
     card = json.loads((model / "model.json").read_text())
     verdict = study_summary(config)[1].verdict
-    assert [card["gamma"], card["alpha"]] == list(verdict.recommended)
+    assert verdict.recommended is not None
+    assert [card["gamma"], card["alpha"]] == [verdict.recommended.gamma, verdict.recommended.alpha]
     assert card["verdict"]["kind"] == verdict.kind and card["trained_on"] == "train"
     assert card["classes"] == ["not fraud", "fraud"] and card["threshold"] == 0.5
     assert card["preprocessing"]["columns"] == COLUMNS
@@ -95,9 +96,7 @@ def test_predict_in_a_fresh_process_gives_the_study_test_scores(exported: Path) 
 
 def _first_confirm_scores_file(config) -> str:
     frame, summary, _ = study_summary(config)
-    gamma, alpha = summary.verdict.recommended
-    same = frame["alpha"].isna() if alpha is None else (frame["alpha"] - alpha).abs() < 1e-9
-    mine = frame[(frame["stage"] == "confirm") & ((frame["gamma"] - gamma).abs() < 1e-9) & same]
+    mine = frame[(frame["stage"] == "confirm") & setting_mask(frame, summary.verdict.recommended)]
     first = mine.sort_values(["fold", "repeat"])
     assert json.loads((config.run_dir / "model" / "model.json").read_text())["seed"] == int(
         first["seed"].iloc[0]
@@ -132,9 +131,7 @@ def test_refit_trains_on_train_and_val_for_the_kept_epochs(exported: Path) -> No
     config = load_config(exported)
     card = json.loads((config.run_dir / "model" / "model.json").read_text())
     frame, summary, _ = study_summary(config)
-    gamma, alpha = summary.verdict.recommended
-    same = frame["alpha"].isna() if alpha is None else (frame["alpha"] - alpha).abs() < 1e-9
-    mine = frame[(frame["stage"] == "confirm") & ((frame["gamma"] - gamma).abs() < 1e-9) & same]
+    mine = frame[(frame["stage"] == "confirm") & setting_mask(frame, summary.verdict.recommended)]
     assert card["trained_on"] == "train+val"
     assert card["epochs"] == int(statistics.median(mine["best_epoch"]))  # trained, and kept, last
     runner.invoke(app, ["export", "-c", str(exported)])  # leave the fixture's model as it was

@@ -16,10 +16,10 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "gammatune"
 ORDER = [
     "config", "features", "data", "models", "training", "estimator", "record", "storage", "tuning",
-    "report", "export", "cli",
+    "report", "export", "suggest", "progress", "cli",
 ]  # fmt: skip
 LEAVES = {"errors", "device", "metrics", "bootstrap", "plugins", "loss"}
-SUBPACKAGES = {"loss", "training", "tuning", "report"}
+SUBPACKAGES = {"config", "loss", "training", "tuning", "report"}
 
 
 def _files(unit: str) -> list[Path]:

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from gammatune.record import Setting
 from gammatune.report import summarize
 from gammatune.report._table import _add_deltas
 
@@ -71,7 +72,9 @@ def test_the_verdict_reads_the_confirm_stage_and_never_the_test_split() -> None:
     gains = dict(zip(SETTINGS, [0.10, 0.02, 0.0], strict=True))
     verdicts = [summarize(_confirm(gains, test=t), "f1", facts=FACTS) for t in (0.1, 0.9)]
     for summary in verdicts:
-        assert summary.verdict.kind == "focal" and summary.verdict.recommended == (2.0, 0.75)
+        assert summary.verdict.kind == "focal" and summary.verdict.recommended == Setting(
+            2.0, 0.75
+        )
         assert summary.recommended is not None and summary.recommended.n == 5
     assert verdicts[0].verdict == verdicts[1].verdict  # the test split changed, nothing else
 
@@ -79,7 +82,9 @@ def test_the_verdict_reads_the_confirm_stage_and_never_the_test_split() -> None:
 def test_a_class_weight_gain_recommends_the_weighted_cross_entropy() -> None:
     gains = dict(zip(SETTINGS, [0.10, 0.10, 0.0], strict=True))  # gamma adds nothing
     summary = summarize(_confirm(gains), "f1", facts=FACTS)
-    assert summary.verdict.kind == "class-weight" and summary.verdict.recommended == (0.0, 0.75)
+    assert summary.verdict.kind == "class-weight" and summary.verdict.recommended == Setting(
+        0.0, 0.75
+    )
     assert summary.n_val_positives == 10 and summary.true_positives_found == (4, 4)
     assert "Validation holds 10 positives; the trials found 4 of them" in summary.text
 

@@ -10,23 +10,26 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from gammatune.report._verdict import Setting, Verdict, decide
+from gammatune.record import Setting
+from gammatune.report._verdict import Verdict, decide
 
-PLAIN: Setting = (0.0, None)
-TWIN_25: Setting = (0.0, 0.25)
-TWIN_75: Setting = (0.0, 0.75)
-CANDIDATES: list[tuple[float, float]] = [(1.0, 0.25), (2.0, 0.25), (2.0, 0.75)]
+S = Setting
+
+PLAIN: Setting = S(0.0, None)
+TWIN_25: Setting = S(0.0, 0.25)
+TWIN_75: Setting = S(0.0, 0.75)
+CANDIDATES: list[Setting] = [S(1.0, 0.25), S(2.0, 0.25), S(2.0, 0.75)]
 SEEDS = range(20)
 
 
 def _bases(
     *, plain: float = 0.50, twin_25: float = 0.50, twin_75: float = 0.50, gain: float = 0.0
 ) -> dict[Setting, float]:
-    """Base objectives: every candidate equals its twin, plus ``gain`` for (2.0, 0.25)."""
+    """Base objectives: every candidate equals its twin, plus ``gain`` for gamma 2, alpha 0.25."""
     twins = {0.25: twin_25, 0.75: twin_75}
     bases = {PLAIN: plain, TWIN_25: twin_25, TWIN_75: twin_75}
-    bases.update({c: twins[c[1]] for c in CANDIDATES})
-    bases[(2.0, 0.25)] += gain
+    bases.update({c: twins[c.alpha] for c in CANDIDATES})
+    bases[S(2.0, 0.25)] += gain
     return bases
 
 
@@ -39,7 +42,8 @@ def _confirm(
     units = [(repeat, fold) for repeat in range(n_repeats) for fold in range(n_folds)]
     shared = rng.normal(0.0, 0.05, len(units))  # same seed and split: the paired part
     rows = []
-    for (gamma, alpha), base in bases.items():
+    for setting, base in bases.items():
+        gamma, alpha = setting.gamma, setting.alpha
         for (repeat, fold), effect in zip(units, shared, strict=True):
             n_predicted = int(rng.integers(4, 20))
             rows.append({
@@ -59,7 +63,7 @@ def _decide(confirm: pd.DataFrame, n_val_positives: int = 12) -> Verdict:
 def _ce_means(confirm: pd.DataFrame) -> dict[Setting, float]:
     ce = confirm[confirm["gamma"] == 0]
     means = ce.groupby(ce["alpha"].fillna(-1.0))["objective"].mean()
-    return {(0.0, None if a < 0 else float(a)): float(m) for a, m in means.items()}
+    return {S(0.0, None if a < 0 else float(a)): float(m) for a, m in means.items()}
 
 
 def test_no_gamma_effect_is_rarely_called_focal() -> None:
@@ -77,7 +81,7 @@ def test_a_clear_gamma_effect_is_called_focal_for_that_candidate() -> None:
     ]
     focal = [v for v in verdicts if v.kind == "focal"]
     assert len(focal) >= 18
-    assert all(v.recommended == (2.0, 0.25) for v in focal)
+    assert all(v.recommended == S(2.0, 0.25) for v in focal)
     sentence = focal[0].sentence
     assert sentence.startswith("focal: gamma 2, alpha 0.25 beats cross-entropy with the same")
     assert "F1 on average over 5 paired repeats" in sentence
@@ -120,25 +124,27 @@ def test_a_weighted_cross_entropy_better_on_average_is_not_replaced_by_plain() -
 def test_a_gamma_gain_below_the_best_cross_entropy_is_not_focal() -> None:
     frame = _confirm(_bases(twin_25=0.50, twin_75=0.70, gain=0.10), seed=0)
     verdict = _decide(frame)
-    beaten = [c for c in verdict.comparisons if c.setting == (2.0, 0.25) and c.family == "vs_twin"]
+    beaten = [
+        c for c in verdict.comparisons if c.setting == S(2.0, 0.25) and c.family == "vs_twin"
+    ]
     assert beaten[0].is_above_zero
     assert verdict.kind != "focal"
     assert verdict.recommended == TWIN_75
 
 
 def test_a_candidate_with_alpha_off_is_compared_with_plain_cross_entropy() -> None:
-    bases = {PLAIN: 0.40, (2.0, None): 0.50, TWIN_25: 0.40}
+    bases = {PLAIN: 0.40, S(2.0, None): 0.50, TWIN_25: 0.40}
     verdict = _decide(_confirm(bases, seed=0))
     twin = [c for c in verdict.comparisons if c.family == "vs_twin"]
-    assert [(c.setting, c.reference) for c in twin] == [((2.0, None), PLAIN)]
-    assert verdict.kind == "focal" and verdict.recommended == (2.0, None)
+    assert [(c.setting, c.reference) for c in twin] == [(S(2.0, None), PLAIN)]
+    assert verdict.kind == "focal" and verdict.recommended == S(2.0, None)
     assert "gamma 2, alpha off beats plain cross-entropy" in verdict.sentence
 
 
 def test_the_interval_is_a_bonferroni_corrected_paired_t_interval() -> None:
     frame = _confirm(_bases(gain=0.05), seed=3)
     verdict = _decide(frame)
-    c = next(c for c in verdict.comparisons if c.setting == (2.0, 0.25) and c.family == "vs_twin")
+    c = next(c for c in verdict.comparisons if c.setting == S(2.0, 0.25) and c.family == "vs_twin")
     ours = frame[(frame["gamma"] == 2.0) & (frame["alpha"] == 0.25)]["objective"].to_numpy()
     twin = frame[(frame["gamma"] == 0.0) & (frame["alpha"] == 0.25)]["objective"].to_numpy()
     d = ours - twin
@@ -159,7 +165,7 @@ FIRST_EPOCH = "most trainings kept their first epoch: training did not progress"
 def test_repeats_and_folds_pair_per_unit_in_order() -> None:
     frame = _confirm(_bases(gain=0.05), seed=1, n_repeats=3, n_folds=2).sample(frac=1.0)
     c = _decide(frame).comparisons[0]
-    assert (c.setting, c.reference, c.family) == ((1.0, 0.25), TWIN_25, "vs_twin")
+    assert (c.setting, c.reference, c.family) == (S(1.0, 0.25), TWIN_25, "vs_twin")
     ordered = frame.sort_values(["repeat", "fold"])
     ours = ordered[(ordered["gamma"] == 1.0)]["objective"].to_numpy()
     twin = ordered[(ordered["gamma"] == 0.0) & (ordered["alpha"] == 0.25)]["objective"].to_numpy()
@@ -226,7 +232,7 @@ def test_to_json_round_trips() -> None:
     for frame in (_confirm(_bases(gain=0.10), seed=0), _confirm(_bases(), seed=0, n_repeats=1)):
         payload = _decide(frame).to_json()
         assert json.loads(json.dumps(payload, allow_nan=False)) == payload
-        assert [0.0, None] in [c["reference"] for c in payload["comparisons"]]
+        assert {"gamma": 0.0} in [c["reference"] for c in payload["comparisons"]]  # plain CE
     assert json.loads(json.dumps(_decide(pd.DataFrame()).to_json()))["recommended"] is None
 
 
@@ -244,12 +250,12 @@ def test_the_validation_samples_noise_widens_the_interval_beyond_the_seeds() -> 
     rng = np.random.default_rng(0)
 
     def wide(setting: Setting, reference: Setting) -> np.ndarray:
-        return rng.normal(0.04 if setting == (2.0, 0.25) else 0.0, 0.05, 1000)
+        return rng.normal(0.04 if setting == S(2.0, 0.25) else 0.0, 0.05, 1000)
 
     verdict = decide(confirm, n_val_positives=12, spread=wide)
     assert verdict.kind != "focal"
     twin = next(
-        c for c in verdict.comparisons if c.setting == (2.0, 0.25) and c.family == "vs_twin"
+        c for c in verdict.comparisons if c.setting == S(2.0, 0.25) and c.family == "vs_twin"
     )
     assert twin.low < 0 < twin.high and twin.mean == pytest.approx(0.04, abs=0.01)
 

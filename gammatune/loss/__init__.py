@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from gammatune.loss._kernel import Alpha, FocalLoss, Gamma, Mode, Reduction, focal_loss
 from gammatune.loss._schedules import GammaSchedule
-from gammatune.loss._weights import binary_alpha_weights
+from gammatune.loss._weights import binary_alpha_weights, class_balanced_weights
 
 __all__ = [
     "Alpha",
@@ -16,5 +16,6 @@ __all__ = [
     "Mode",
     "Reduction",
     "binary_alpha_weights",
+    "class_balanced_weights",
     "focal_loss",
 ]

@@ -175,8 +175,8 @@ def focal_loss(
             gamma. Default 2.0.
         alpha: Class weight, or None for none. A float in [0, 1] (binary and multilabel: weight of
             positives, negatives get 1 - alpha); a per-class sequence/tensor of length C
-            (multiclass: weight of each class; multilabel: weight of positives per class; binary:
-            the pair (weight of negatives, weight of positives)); or a tensor of 2 or more dims,
+            of weights >= 0 (multiclass: of each class; multilabel: of positives per class; binary:
+            the pair (negatives, positives)); or a tensor of 2 or more dims,
             used as ``alpha_t`` itself after broadcasting against the per-element loss.
             Default None.
         mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``. Default ``"binary"``.
@@ -303,9 +303,9 @@ def _check_alpha(alpha: Alpha, mode: Mode) -> None:
             "focal_loss: multiclass alpha must be a per-class vector or None; "
             f"got the scalar {alpha!r}."
         )
-    values = [alpha] if isinstance(alpha, (int, float)) else list(alpha)
-    for value in values:
-        if not (isinstance(value, (int, float)) and 0 <= value <= 1):
+    scalar = isinstance(alpha, (int, float))  # a weight in [0, 1]; per class, any weight >= 0
+    for value in [alpha] if scalar else list(alpha):  # type: ignore[arg-type]
+        if not (isinstance(value, (int, float)) and 0 <= value <= (1 if scalar else math.inf)):
             raise ValueError(f"focal_loss: alpha must be in [0, 1] or None; got {value!r}.")
 
 

@@ -14,10 +14,10 @@ import pandas as pd
 
 from gammatune.bootstrap import PairedMetric, paired_bootstrap
 from gammatune.config import Config
-from gammatune.record import SampleScores, format_alpha
+from gammatune.record import SampleScores, Setting
 from gammatune.report._resample import trials_of
 from gammatune.report._summary import Summary, TestCheck
-from gammatune.report._verdict import same_setting
+from gammatune.report._verdict import row_arms, same_setting
 from gammatune.storage import load_scores_file
 
 _PAIRED_METRICS = ("f1", "precision", "recall", "pr_auc")
@@ -31,7 +31,7 @@ def check_on_test(config: Config, frame: pd.DataFrame, summary: Summary) -> Summ
     confirm = _confirm(frame)
     if recommended is None or confirm.empty:
         return summary
-    metric: PairedMetric = config.objective if config.objective in _PAIRED_METRICS else "f1"  # type: ignore[assignment]
+    metric: PairedMetric = config.metric if config.metric in _PAIRED_METRICS else "f1"  # type: ignore[assignment]
     checks = [
         _check(config, trials_of(confirm, recommended), trials_of(confirm, ref), name, metric)
         for ref, name in _references(confirm, recommended)
@@ -44,26 +44,30 @@ def _confirm(frame: pd.DataFrame) -> pd.DataFrame:
     return done[done["model"] == "configured"]
 
 
-def _references(
-    confirm: pd.DataFrame, recommended: tuple[float, float | None]
-) -> list[tuple[tuple[float, float | None], str]]:
+def _references(confirm: pd.DataFrame, recommended: Setting) -> list[tuple[Setting, str]]:
     """Plain cross-entropy, the weighted cross-entropy with the best mean validation
-    objective, and for a focal recommendation its same-alpha twin (the comparison the verdict
-    was decided on); the recommendation itself is not its own reference."""
-    ce = confirm[confirm["gamma"] == 0]
-    weighted = ce[ce["alpha"].notna()].groupby("alpha")["objective"].mean()
-    refs: list[tuple[tuple[float, float | None], str]] = [((0.0, None), "plain cross-entropy")]
-    gamma, alpha = recommended
-    if gamma > 0 and alpha is not None:
-        refs.append(((0.0, alpha), f"its twin, cross-entropy at alpha {format_alpha(alpha)}"))
-    if len(weighted):
-        alpha = float(weighted.idxmax())
-        refs.append(((0.0, alpha), f"cross-entropy at alpha {format_alpha(alpha)}"))
-    kept: dict[tuple[float, float | None], str] = {}
+    objective, and for a focal recommendation its cross-entropy twin (the comparison the
+    verdict was decided on); the recommendation itself is not its own reference."""
+    arms = row_arms(confirm)
+    means = confirm["objective"].groupby([repr(a.key()) for a in arms]).mean()
+    weighted = {repr(a.key()): a for a in arms if not a.is_focal and a.is_weighted}
+    refs: list[tuple[Setting, str]] = [(Setting(0.0), "plain cross-entropy")]
+    twin = recommended.twin()
+    if recommended.is_focal and twin != Setting(0.0):
+        refs.append((twin, f"its twin, cross-entropy at {_weight(twin)}"))
+    if weighted:
+        best = weighted[max(weighted, key=means.__getitem__)]
+        refs.append((best, f"cross-entropy at {_weight(best)}"))
+    kept: dict[tuple[object, ...], tuple[Setting, str]] = {}
     for setting, name in refs:
         if not same_setting(setting, recommended):
-            kept.setdefault(setting, name)
-    return list(kept.items())
+            kept.setdefault(setting.key(), (setting, name))
+    return list(kept.values())
+
+
+def _weight(setting: Setting) -> str:
+    """``'alpha 0.25'``, ``'weights inverse'``, with the learning rate where it is set."""
+    return " ".join(p.replace("=", " ", 1) for p in setting.parts()[1:])
 
 
 def _check(

@@ -18,6 +18,7 @@ from gammatune.config import Config
 from gammatune.errors import GammatuneError
 from gammatune.record import format_alpha
 from gammatune.report._holdout import check_on_test
+from gammatune.report._perclass import per_class_html
 from gammatune.report._plots import (
     confusion_matrices,
     forest,
@@ -140,7 +141,7 @@ def study_summary(
     confirm = current[(current["stage"] == "confirm") & (current["state"] == "COMPLETE")]
     summary = summarize(
         current,
-        config.objective,
+        config.metric,
         facts=facts,
         spread=validation_spread(config, confirm[confirm["model"] == "configured"]),
         min_positives=config.confirm.min_positives,
@@ -228,6 +229,7 @@ def render_html(
         "<h2>Baselines against the best settings</h2>",
         _summary_table(summary),
         _warnings(frame),
+        per_class_html(frame, summary.verdict, [str(n) for n in facts.get("class_names", [])]),
     ]
     for stem, question, caption in _FIGURES:
         if stem in drawn:
@@ -249,10 +251,10 @@ def _verdict(summary: Summary) -> str:
     verdict = summary.verdict
     if verdict.recommended is None:
         return f"<b>Verdict: {verdict.kind}.</b> " + html.escape(summary.text)
-    gamma, alpha = verdict.recommended
+    recommended = ", ".join(p.replace("=", " = ", 1) for p in verdict.recommended.parts())
     return (
-        f"<b>Verdict: {verdict.kind}. Recommended: gamma = {gamma:g}, "
-        f"alpha = {format_alpha(alpha)}.</b> " + html.escape(summary.text)
+        f"<b>Verdict: {verdict.kind}. Recommended: {html.escape(recommended)}.</b> "
+        + html.escape(summary.text)
     )
 
 

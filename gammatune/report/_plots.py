@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from gammatune.record import format_alpha
+from gammatune.record import Setting, format_alpha
 from gammatune.report._summary import Summary, SummaryRow
 from gammatune.report._verdict import Comparison
 
@@ -82,9 +82,9 @@ def forest(summary: Summary) -> Figure | None:
 
 
 def _comparison_label(c: Comparison) -> str:
-    (gamma, alpha), (_, ref_alpha) = c.setting, c.reference
-    reference = "plain CE" if ref_alpha is None else f"CE alpha {ref_alpha:g}"
-    return f"gamma {gamma:g}, alpha {format_alpha(alpha)} vs {reference}"
+    weight = " ".join(c.reference.parts()[1:])
+    reference = "plain CE" if c.reference == Setting(0.0) else f"CE {weight}"
+    return f"{c.setting.name} vs {reference}"
 
 
 def objective_vs_gamma(frame: pd.DataFrame, summary: Summary) -> Figure | None:

@@ -15,7 +15,7 @@ import pandas as pd
 
 from gammatune.bootstrap import PairedMetric, resampled_differences
 from gammatune.config import Config
-from gammatune.record import SampleScores
+from gammatune.record import SampleScores, Setting
 from gammatune.report._verdict import Spread, setting_mask
 from gammatune.storage import load_scores_file
 
@@ -28,9 +28,9 @@ def validation_spread(
     """Return the resampler the verdict calls per comparison, or None where the objective is
     not one the paired bootstrap computes (ROC-AUC, macro F1: the verdict then uses a t
     interval over the paired units)."""
-    if config.objective not in get_args(PairedMetric):
+    if config.metric not in get_args(PairedMetric):
         return None
-    metric: PairedMetric = config.objective  # type: ignore[assignment]
+    metric: PairedMetric = config.metric  # type: ignore[assignment]
     loaded: dict[str, SampleScores | None] = {}
 
     def scores(path: object) -> SampleScores | None:
@@ -40,9 +40,7 @@ def validation_spread(
             loaded[path] = load_scores_file(config, path)
         return loaded[path]
 
-    def spread(
-        setting: tuple[float, float | None], reference: tuple[float, float | None]
-    ) -> np.ndarray | None:
+    def spread(setting: Setting, reference: Setting) -> np.ndarray | None:
         a, b = trials_of(confirm, setting), trials_of(confirm, reference)
         units = a.index.intersection(b.index)
         total, count = None, 0
@@ -69,7 +67,7 @@ def validation_spread(
     return spread
 
 
-def trials_of(confirm: pd.DataFrame, setting: tuple[float, float | None]) -> pd.DataFrame:
+def trials_of(confirm: pd.DataFrame, setting: Setting) -> pd.DataFrame:
     """A setting's confirm trials, indexed by (repeat, fold)."""
     return confirm[setting_mask(confirm, setting)].set_index(_UNIT)
 

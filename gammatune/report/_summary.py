@@ -9,8 +9,8 @@ from typing import Any
 import pandas as pd
 
 from gammatune.bootstrap import PairedDifference
-from gammatune.record import format_alpha
-from gammatune.report._verdict import Spread, Verdict, decide, setting_mask
+from gammatune.record import EXTRA_FIELDS, Setting, format_alpha
+from gammatune.report._verdict import Spread, Verdict, decide, order, row_arms, setting_mask
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,9 +106,10 @@ def summarize(
         done = done[done["warm_start_from"].isna()]  # copies of search trials
     configured = done[done["model"] == "configured"]
     baseline = configured[configured["stage"] == "baseline"]
+    weighted = pd.Series([a.is_weighted for a in row_arms(baseline)], index=baseline.index)
     picks = [
-        ("CE", baseline[baseline["alpha"].isna()]),
-        ("CE+alpha", baseline[baseline["alpha"].notna()]),
+        ("CE", baseline[~weighted]),
+        ("CE+alpha", baseline[weighted]),
         ("logistic", done[done["model"] == "logistic"]),
         ("logistic bal.", done[done["model"] == "logistic_balanced"]),
         ("search best", configured[configured["stage"] == "search"]),
@@ -157,8 +158,8 @@ def _val_positives(done: pd.DataFrame, facts: dict[str, Any] | None) -> int:
 
 def _confirm_table(part: pd.DataFrame, facts: dict[str, Any] | None) -> pd.DataFrame:
     """The columns :func:`decide` reads, with the minority class's predictions counted."""
-    table = part[[c for c in ("gamma", "alpha", "repeat", "fold", "objective", "best_epoch")
-                  if c in part]].copy()  # fmt: skip
+    columns = ("gamma", "alpha", *EXTRA_FIELDS, "repeat", "fold", "objective", "best_epoch")
+    table = part[[c for c in columns if c in part]].copy()
     for column in ("repeat", "fold"):
         table[column] = part.get(column, pd.Series(0, index=part.index)).fillna(0).astype(int)
     confusions = part.get("val_confusion", pd.Series([[]] * len(part), index=part.index))
@@ -172,22 +173,21 @@ def _confirm_table(part: pd.DataFrame, facts: dict[str, Any] | None) -> pd.DataF
     return table.astype({"alpha": float}) if len(table) else table
 
 
-def _settings(confirm: pd.DataFrame) -> list[tuple[float, float | None]]:
-    if not len(confirm):
-        return []
-    pairs = {
-        (float(g), None if pd.isna(a) else float(a))
-        for g, a in zip(confirm["gamma"], confirm["alpha"], strict=True)
-    }
-    return sorted(pairs, key=lambda s: (s[0] > 0, s[0], -1.0 if s[1] is None else s[1]))
+def _settings(confirm: pd.DataFrame) -> list[Setting]:
+    return sorted({a.key(): a for a in row_arms(confirm)}.values(), key=order)
 
 
-def _of(part: pd.DataFrame, setting: tuple[float, float | None]) -> pd.DataFrame:
+def _of(part: pd.DataFrame, setting: Setting) -> pd.DataFrame:
     return part[setting_mask(part, setting)]
 
 
-def _setting_text(setting: tuple[float, float | None]) -> str:
-    return f"g={setting[0]:g} a={format_alpha(setting[1])}"
+def _setting_text(setting: Setting) -> str:
+    """``'g=2 a=0.25'``, with the setting's other fields after."""
+    short = {"gamma": "g", "alpha": "a"}
+    return " ".join(
+        short.get(name, name) + "=" + value
+        for name, value in (p.split("=", 1) for p in setting.parts())
+    )
 
 
 def _summary_row(label: str, part: pd.DataFrame) -> SummaryRow:

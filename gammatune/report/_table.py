@@ -15,11 +15,12 @@ from optuna.trial import TrialState
 from gammatune.config import Config
 from gammatune.errors import StudyError
 from gammatune.metrics import OBJECTIVES, Evaluation
-from gammatune.record import Setting
-from gammatune.storage import STAGES, load_record, load_study, open_storage
+from gammatune.record import EXTRA_FIELDS, Setting
+from gammatune.storage import STAGES, load_record, load_study, open_storage, trial_value
 
 _LEADING = [
-    "stage", "number", "state", "gamma", "alpha", "repeat", "fold", "model", "seed", "objective",
+    "stage", "number", "state", "gamma", "alpha", *EXTRA_FIELDS, "repeat", "fold", "model", "seed",
+    "objective",
 ]  # fmt: skip
 _FACTS = ("class_names", "class_counts", "imbalance_ratio")
 _SPLIT_FIELDS = [
@@ -60,6 +61,7 @@ _TRAILING = [
     "warm_start_from",
     "reused_from",
     "scores_file",
+    "feasible",
 ]
 
 
@@ -88,7 +90,7 @@ def trials_frame(
             "run `gammatune baseline` (or `gammatune run`) with this config first."
         )
     frame = pd.DataFrame(rows)
-    _add_deltas(frame, OBJECTIVES[config.objective])
+    _add_deltas(frame, OBJECTIVES[config.metric])
     ordered = _LEADING + [f"{split}_{f}" for split in ("val", "test") for f in _SPLIT_FIELDS]
     ordered += [f"{split}_{f}" for split in ("val", "test") for f in _PER_CLASS] + _TRAILING
     ordered += _OBJECTS
@@ -150,7 +152,8 @@ def _row(stage: str, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
         return {**row, "objective": math.nan, "fail_reason": "interrupted before it started"}
     setting = record.setting if record else Setting.from_params(trial.params)
     row.update(dataclasses.asdict(setting), plan_key=_plan_key(setting))
-    row["objective"] = trial.value if trial.state == TrialState.COMPLETE else math.nan
+    value = trial_value(trial) if trial.state == TrialState.COMPLETE else None
+    row["objective"] = math.nan if value is None else value
     if record is None:
         if trial.state == TrialState.FAIL:
             row["fail_reason"] = "interrupted (the process ended during the trial)"
@@ -169,7 +172,7 @@ def _row(stage: str, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
 
 _RECORD_FIELDS = (
     "seed", "device", "duration_s", "epochs_run", "best_epoch", "stop_reason", "fail_reason",
-    "warm_start_from", "reused_from", "scores_file",
+    "warm_start_from", "reused_from", "scores_file", "feasible",
 )  # fmt: skip
 
 

@@ -15,26 +15,25 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from gammatune.record import format_alpha
+from gammatune.record import EXTRA_FIELDS, Setting
 
 VerdictKind = Literal["focal", "class-weight", "cross-entropy", "not-measurable"]
 Family = Literal["vs_twin", "vs_plain_ce", "weight_vs_plain_ce"]
-Setting = tuple[float, float | None]
 _Means = dict[Setting, float]
 
 _UNIT = ["repeat", "fold"]  # a pairing unit: the same seed and the same split
 _COLUMNS = ["gamma", "alpha", *_UNIT, "objective", "val_predicted_positive", "best_epoch"]
-_PLAIN_CE: Setting = (0.0, None)
-_TOLERANCE = 1e-9  # two gammas or alphas this close are the same setting
+_PLAIN_CE = Setting(0.0)
 _TIE = 1e-12  # a paired difference this small is a tie
 _THRESHOLD_FREE = ("pr_auc", "roc_auc")
-Spread = Callable[[tuple[float, float | None], tuple[float, float | None]], np.ndarray | None]
+Spread = Callable[[Setting, Setting], np.ndarray | None]
 _NAMES = {"f1": "F1", "pr_auc": "PR-AUC", "roc_auc": "ROC-AUC", "f1_macro": "macro F1"}
 
 
 @dataclass(frozen=True, slots=True)
 class Comparison:
-    """One setting against one reference, paired per (repeat, fold) unit.
+    """One setting against one reference, paired per (repeat, fold) unit; settings are arms
+    (see ``Setting.arm``).
 
     ``level`` is the Bonferroni-corrected level of the interval, ``1 - (1 - level) /
     family_size``; ``differences`` are in (repeat, fold) order.
@@ -65,7 +64,8 @@ class Comparison:
         return not self.degenerate and self.low > 0
 
     def to_json(self) -> dict[str, Any]:
-        """Return a JSON-safe dict: settings as [gamma, alpha], alpha off None, 6-digit floats."""
+        """Return a JSON-safe dict: settings as their parameters (alpha off: none), 6-digit
+        floats."""
         return _json(asdict(self))
 
 
@@ -83,7 +83,8 @@ class Verdict:
     comparisons: tuple[Comparison, ...]
 
     def to_json(self) -> dict[str, Any]:
-        """Return a JSON-safe dict: settings as [gamma, alpha], alpha off None, 6-digit floats."""
+        """Return a JSON-safe dict: settings as their parameters (alpha off: none), 6-digit
+        floats."""
         return _json(asdict(self))
 
 
@@ -108,7 +109,8 @@ def decide(
 
     Args:
         confirm: One row per completed confirm trial, with columns gamma, alpha (NaN for off),
-            repeat, fold, objective (higher is better), val_predicted_positive and best_epoch.
+            repeat, fold, objective (higher is better), val_predicted_positive and best_epoch,
+            and any of the setting's other fields (lr, gamma_rare, ...) the trials vary.
         n_val_positives: Minority samples in each validation split (the smallest over folds).
         objective: The objective's name, used only in the sentence. Default "f1".
         min_positives: Fewest validation positives that make the objective usable. Default 5.
@@ -131,7 +133,7 @@ def decide(
     name = _NAMES.get(objective, objective)
     means = {s: float(_per_unit(confirm, s).mean()) for s in _settings(confirm)}
     comparisons = _comparisons(confirm, list(means), level, spread)
-    best_ce = max((s for s in means if s[0] <= _TOLERANCE), key=means.__getitem__, default=None)
+    best_ce = max((s for s in means if not s.is_focal), key=means.__getitem__, default=None)
     headline = _headline(comparisons, means)
     tail = [] if headline is None else [_headline_words(headline, name, level)]
     reason = _unmeasurable_reason(confirm, n_val_positives, min_positives, objective)
@@ -202,30 +204,41 @@ def _unmeasurable_reason(
 
 
 def _settings(confirm: pd.DataFrame) -> list[Setting]:
-    """The distinct (gamma, alpha) settings, plain cross-entropy first."""
-    if not len(confirm):
-        return []
-    found: dict[tuple[float, float], Setting] = {}
-    for gamma, alpha in confirm[["gamma", "alpha"]].drop_duplicates().itertuples(index=False):
-        setting = (float(gamma), None if pd.isna(alpha) else float(alpha))
-        key = (round(setting[0], 9), -1.0 if setting[1] is None else round(setting[1], 9))
-        found.setdefault(key, setting)  # float noise below the tolerance is the same setting
-    return [found[key] for key in sorted(found)]
+    """The distinct arms, cross-entropy first (plain first), then by gamma and alpha."""
+    found = {arm.key(): arm for arm in row_arms(confirm)}
+    return sorted(found.values(), key=order)
+
+
+def order(setting: Setting) -> tuple[Any, ...]:
+    """How settings are listed: cross-entropy (plain first), then focal, by gamma and alpha."""
+    alpha = -1.0 if setting.alpha is None else setting.alpha
+    return (setting.is_focal, setting.is_weighted, setting.gamma, alpha, repr(setting.key()))
+
+
+def row_arms(trials: pd.DataFrame) -> list[Setting]:
+    """Each row's arm (its setting without seed, split and model), from the setting's columns;
+    a column that is absent or NaN is that field's default."""
+    columns = [c for c in ("gamma", "alpha", *EXTRA_FIELDS) if c in trials]
+    arms = []
+    for values in trials[columns].itertuples(index=False):
+        params = {c: v for c, v in zip(columns, values, strict=True) if not _missing(v)}
+        arms.append(Setting.from_params(params).arm())
+    return arms
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def setting_mask(trials: pd.DataFrame, setting: Setting) -> pd.Series:
-    """Which rows have this (gamma, alpha); alpha off is NaN (or None in an object column)."""
-    gamma, alpha = setting
-    alphas = pd.to_numeric(trials["alpha"], errors="coerce")
-    same_gamma = (pd.to_numeric(trials["gamma"]) - gamma).abs() < _TOLERANCE
-    return same_gamma & (alphas.isna() if alpha is None else (alphas - alpha).abs() < _TOLERANCE)
+    """Which rows have this arm (any seed, split and model), float noise aside."""
+    key = setting.arm().key()
+    return pd.Series([a.key() == key for a in row_arms(trials)], index=trials.index, dtype=bool)
 
 
 def same_setting(a: Setting, b: Setting) -> bool:
-    """Whether two (gamma, alpha) are one setting, float noise below the tolerance aside."""
-    if (a[1] is None) != (b[1] is None):
-        return False
-    return abs(a[0] - b[0]) < _TOLERANCE and abs((a[1] or 0.0) - (b[1] or 0.0)) < _TOLERANCE
+    """Whether two settings are one arm, float noise below 1e-9 aside."""
+    return a.arm().key() == b.arm().key()
 
 
 def _per_unit(confirm: pd.DataFrame, setting: Setting) -> pd.Series:
@@ -236,11 +249,12 @@ def _per_unit(confirm: pd.DataFrame, setting: Setting) -> pd.Series:
 def _comparisons(
     confirm: pd.DataFrame, settings: list[Setting], level: float, spread: Spread | None = None
 ) -> tuple[Comparison, ...]:
-    """Each candidate vs its same-alpha twin and vs plain CE; each weighted CE vs plain CE."""
-    candidates = [s for s in settings if s[0] > _TOLERANCE]
-    weighted = [s for s in settings if s[0] <= _TOLERANCE and s[1] is not None]
+    """Each candidate vs its cross-entropy twin (the same class weight and learning rate) and
+    vs plain CE; each weighted CE vs plain CE."""
+    candidates = [s for s in settings if s.is_focal]
+    weighted = [s for s in settings if not s.is_focal and s.is_weighted]
     plans: list[tuple[Setting, Setting, Family, int]] = [
-        *((c, (0.0, c[1]), "vs_twin", len(candidates)) for c in candidates),
+        *((c, c.twin(), "vs_twin", len(candidates)) for c in candidates),
         *((c, _PLAIN_CE, "vs_plain_ce", len(candidates)) for c in candidates),
         *((w, _PLAIN_CE, "weight_vs_plain_ce", len(weighted)) for w in weighted),
     ]
@@ -297,7 +311,7 @@ def _focal_winner(
 
 
 def _weight_winner(comparisons: _Comparisons, means: _Means) -> Comparison | None:
-    weighted = (s for s in means if s[0] <= _TOLERANCE and s[1] is not None)
+    weighted = (s for s in means if not s.is_focal and s.is_weighted)
     best = max(weighted, key=means.__getitem__, default=None)
     found = [c for c in comparisons if c.family == "weight_vs_plain_ce" and c.setting == best]
     return found[0] if found and found[0].is_above_zero else None
@@ -342,13 +356,15 @@ def _spread(c: Comparison, level: float) -> str:
 
 
 def _reference(c: Comparison) -> str:
+    if c.reference == _PLAIN_CE:
+        return "plain cross-entropy"
     same = "cross-entropy with the same class weight"
-    return "plain cross-entropy" if c.reference[1] is None else same
+    return same + (" and learning rate" if c.reference.lr is not None else "")
 
 
 def _format(setting: Setting) -> str:
-    gamma, alpha = setting
-    return f"gamma {gamma:g}, alpha {format_alpha(alpha)}"
+    """``'gamma 2, alpha 0.25'``, with the setting's other fields likewise."""
+    return ", ".join(part.replace("=", " ", 1) for part in setting.parts())
 
 
 def _safe(setting: Setting | None, means: _Means, name: str) -> str:
@@ -366,6 +382,9 @@ def _plural(n: int, one: str, many: str) -> str:
 
 
 def _json(value: Any) -> Any:
+    if isinstance(value, dict) and "schedule" in value and "repeat" in value:  # a Setting
+        value = Setting(**value).params()
+        return _json({k: v for k, v in value.items() if k not in ("repeat", "fold", "model")})
     if isinstance(value, dict):
         return {key: _json(item) for key, item in value.items()}
     if isinstance(value, tuple | list):

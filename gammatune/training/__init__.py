@@ -10,7 +10,10 @@ from gammatune.training._logistic import fit_logistic, logistic_scores
 from gammatune.training._loop import (
     EpochEvent,
     FitResult,
+    Gamma,
     Keep,
+    Reporter,
+    Weight,
     class_weights,
     fit,
     make_loss,
@@ -22,7 +25,9 @@ from gammatune.training._stacked import Member, choose_parallel, fit_stacked
 __all__ = [
     "EpochEvent",
     "FitResult",
+    "Gamma",
     "Keep",
+    "Reporter",
     "Member",
     "choose_parallel",
     "class_weights",
@@ -35,4 +40,5 @@ __all__ = [
     "scores_from_logits",
     "stackable",
     "vmappable",
+    "Weight",
 ]

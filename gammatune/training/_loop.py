@@ -16,12 +16,18 @@ from torch import Tensor, nn
 
 from gammatune.config import TrainConfig
 from gammatune.loss._kernel import focal_loss
+from gammatune.loss._schedules import GammaSchedule
 from gammatune.metrics import mean_average_precision
 
 logger = logging.getLogger(__name__)
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 Keep = Literal["best", "last"]  # the epoch a training ends with
+# A trial's loss terms: a number, one per class (binary: negatives, positives), or a schedule.
+Gamma = float | tuple[float, ...] | GammaSchedule
+Weight = float | tuple[float, ...] | None
+# Hears (epoch, the validation monitor, higher is better) after each epoch; True stops the model.
+Reporter = Callable[[int, float], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,11 +59,13 @@ class FitResult:
     val_monitor: list[float] = field(default_factory=list)
 
 
-def make_loss(*, gamma: float, alpha: float | None, n_classes: int, minority: int) -> LossFn:
+def make_loss(*, gamma: Gamma, alpha: Weight, n_classes: int, minority: int) -> LossFn:
     """Return the focal loss for a model with 1 output (binary) or ``n_classes`` outputs.
 
-    For multiclass, ``alpha`` weights the ``minority`` class and ``1 - alpha`` every other class,
-    as it weights the positive class against the negative one in the binary case.
+    ``gamma`` and ``alpha`` are as for :func:`gammatune.loss.focal_loss` (a number, per class,
+    or an adaptive schedule), except that in multiclass a number ``alpha`` weights the
+    ``minority`` class and ``1 - alpha`` every other class, as it weights the positive class
+    against the negative one in the binary case.
     """
     if n_classes == 2:
         return lambda logits, targets: focal_loss(
@@ -69,10 +77,13 @@ def make_loss(*, gamma: float, alpha: float | None, n_classes: int, minority: in
     )
 
 
-def class_weights(alpha: float | None, *, n_classes: int, minority: int) -> list[float] | None:
-    """Multiclass alpha: ``alpha`` on the minority class, ``1 - alpha`` on every other one."""
+def class_weights(alpha: Weight, *, n_classes: int, minority: int) -> list[float] | None:
+    """Multiclass alpha: ``alpha`` on the minority class, ``1 - alpha`` on every other one;
+    per-class weights as they are."""
     if alpha is None:
         return None
+    if isinstance(alpha, tuple):
+        return list(alpha)
     weights = [1 - alpha] * n_classes
     weights[minority] = alpha
     return weights
@@ -89,6 +100,7 @@ def fit(
     seed: int = 0,
     on_epoch: Callable[[EpochEvent], None] | None = None,
     keep: Keep = "best",
+    report: Reporter | None = None,
 ) -> FitResult:
     """Train ``model`` in place with AdamW and restore its best epoch (``keep="last"``: train
     every epoch and keep the last, for a refit whose validation rows are training rows).
@@ -103,6 +115,7 @@ def fit(
         autocast: bfloat16/float16 for mixed precision, or None for float32.
         seed: Seeds the batch order.
         on_epoch: Called after every epoch.
+        report: Hears each epoch's monitor (see :meth:`EpochTracker.report`); True prunes.
 
     Returns:
         The curves and why training stopped; ``failure`` is set (and the model left at its best
@@ -125,6 +138,7 @@ def fit(
             val_loss, monitor = _validate(model, x_val, y_val, loss_fn, config.monitor)
             if tracker.record(epoch, train_loss, val_loss, monitor):
                 best_state = copy.deepcopy(model.state_dict())
+            tracker.report(epoch, report)
             if on_epoch is not None:
                 on_epoch(EpochEvent(epoch, config.epochs, train_loss, val_loss, monitor))
         if tracker.stopped:
@@ -180,6 +194,12 @@ class EpochTracker:
         if epoch >= self.config.min_epochs and epoch - self.best_epoch >= self.config.patience:
             self.stop_reason, self.stopped = "early_stopping", True
         return False
+
+    def report(self, epoch: int, reporter: Reporter | None) -> None:
+        """Tell ``reporter`` the epoch's monitor, higher is better (``val_loss`` negated); stop
+        with ``pruned`` when it says so."""
+        if reporter is not None and reporter(epoch, self.sign * self.curves["val_monitor"][-1]):
+            self.stop_reason, self.stopped = "pruned", True
 
     def result(self, duration_s: float) -> FitResult:
         return FitResult(

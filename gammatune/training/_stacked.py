@@ -16,15 +16,18 @@ import torch
 from torch import Tensor, nn
 
 from gammatune.config import TrainConfig
-from gammatune.loss import binary_alpha_weights, focal_loss
+from gammatune.loss import GammaSchedule, binary_alpha_weights, focal_loss
 from gammatune.metrics import mean_average_precision
 from gammatune.training._engines import StackedLoss, StackedMLP, VmappedModels, stackable
 from gammatune.training._loop import (
     EpochEvent,
     EpochTracker,
     FitResult,
+    Gamma,
     Keep,
-    class_weights,
+    Reporter,
+    Weight,
+    make_loss,
     scores_from_logits,
 )
 
@@ -33,12 +36,14 @@ Stack = StackedMLP | VmappedModels
 
 @dataclass(frozen=True, slots=True)
 class Member:
-    """One trial's model (initialized), its loss and its seed."""
+    """One trial's model (initialized), its loss terms (see ``make_loss``), its seed, and who
+    hears its epochs (a pruner: True stops this member alone)."""
 
     model: nn.Module
-    gamma: float
-    alpha: float | None
+    gamma: Gamma
+    alpha: Weight
     seed: int
+    report: Reporter | None = None
 
 
 def choose_parallel(
@@ -150,6 +155,7 @@ def fit_stacked(
                 continue
             if tracker.record(epoch, train_losses[k], val_losses[k], monitors[k]):
                 best[k] = stacked.member_state(k)
+            tracker.report(epoch, members[k].report)
         running = [k for k, t in enumerate(trackers) if not t.stopped]
         if on_epoch is not None and running:
             k = running[0]
@@ -167,36 +173,48 @@ def _stacked_loss(
     members: list[Member], n_classes: int, minority: int, device: torch.device, dtype: torch.dtype
 ) -> StackedLoss:
     """Return the per-member mean focal loss of stacked logits, computed in ``dtype``."""
-    if n_classes > 2:
+    if n_classes > 2 or any(isinstance(m.gamma, GammaSchedule) for m in members):
 
-        def multiclass(logits: Tensor, targets: Tensor) -> Tensor:
+        def one_by_one(logits: Tensor, targets: Tensor) -> Tensor:
             losses = []
             for k, m in enumerate(members):
-                weights = class_weights(m.alpha, n_classes=n_classes, minority=minority)
-                losses.append(
-                    focal_loss(
-                        logits[k], targets[k], gamma=m.gamma, alpha=weights, mode="multiclass"
-                    )
+                loss = make_loss(
+                    gamma=m.gamma, alpha=m.alpha, n_classes=n_classes, minority=minority
                 )
+                losses.append(loss(logits[k], targets[k]))
             return torch.stack(losses)
 
-        return multiclass
-    gamma = torch.tensor([[m.gamma] for m in members], device=device, dtype=dtype)
-    # alpha_t per member: (negatives, positives); alpha off weighs both 1, as the kernel does.
-    pairs = [binary_alpha_weights(m.alpha) for m in members]
-    weight_negative, weight_positive = (
-        torch.tensor([[p[i]] for p in pairs], device=device, dtype=dtype) for i in (0, 1)
-    )
+        return one_by_one
+
+    # Per member, (negatives, positives) pairs of gamma and of alpha_t; alpha off weighs both 1.
+    def pairs(values: list[tuple[float, float]]) -> tuple[Tensor, Tensor]:
+        return tuple(  # type: ignore[return-value]
+            torch.tensor([[p[i]] for p in values], device=device, dtype=dtype) for i in (0, 1)
+        )
+
+    gamma_negative, gamma_positive = pairs([_pair(m.gamma) for m in members])
+    weight_negative, weight_positive = pairs([binary_alpha_weights(m.alpha) for m in members])
+    same_gamma = bool((gamma_negative == gamma_positive).all())
 
     def binary(logits: Tensor, targets: Tensor) -> Tensor:
         positive = targets > 0
         alpha_t = torch.where(positive, weight_positive, weight_negative)
+        gamma = (
+            gamma_positive if same_gamma else torch.where(positive, gamma_positive, gamma_negative)
+        )
         loss = focal_loss(
             logits[..., 0], positive.to(dtype), gamma=gamma, alpha=alpha_t, reduction="none"
         )
         return loss.mean(dim=1)
 
     return binary
+
+
+def _pair(gamma: Gamma) -> tuple[float, float]:
+    """A binary gamma as (gamma of negatives, gamma of positives)."""
+    if isinstance(gamma, tuple):
+        return float(gamma[0]), float(gamma[1])
+    return float(gamma), float(gamma)  # type: ignore[arg-type]
 
 
 def _train_epoch(

@@ -6,6 +6,7 @@ Optuna. Read top to bottom: ``_workflow`` (one call) -> ``_stages`` (what a stag
 from __future__ import annotations
 
 from gammatune.tuning._objective import (
+    loss_terms,
     make_objective,
     new_member,
     parallel_trials,
@@ -19,6 +20,7 @@ from gammatune.tuning._workflow import run_workflow
 __all__ = [
     "StagePlan",
     "TrialEvent",
+    "loss_terms",
     "make_objective",
     "new_member",
     "parallel_trials",

@@ -17,6 +17,8 @@ import torch
 from gammatune.config import Config, ModelConfig, TrainConfig
 from gammatune.data import Splits, refold
 from gammatune.device import device_name, seed_everything
+from gammatune.errors import ConfigError
+from gammatune.loss import GammaSchedule, class_balanced_weights
 from gammatune.metrics import (
     best_f1_threshold,
     confusion_matrix,
@@ -29,8 +31,11 @@ from gammatune.record import SampleScores, Setting, TrialRecord
 from gammatune.training import (
     EpochEvent,
     FitResult,
+    Gamma,
     Keep,
     Member,
+    Reporter,
+    Weight,
     choose_parallel,
     fit,
     fit_logistic,
@@ -81,16 +86,19 @@ def make_objective(
     """
     context = _Context(config, splits, device, autocast, on_epoch)
 
-    def objective(settings: list[Setting]) -> list[Outcome]:
+    def objective(
+        settings: list[Setting], reporters: list[Reporter | None] | None = None
+    ) -> list[Outcome]:
+        hears = reporters or [None] * len(settings)
         outcomes: dict[int, Outcome] = {}
-        groups: dict[tuple[str, int], list[int]] = {}
-        for index, setting in enumerate(settings):
-            groups.setdefault((setting.model, setting.fold), []).append(index)
-        for (role, fold), indices in groups.items():
+        groups: dict[tuple[str, int, float | None], list[int]] = {}
+        for index, setting in enumerate(settings):  # a stack shares its learning rate
+            groups.setdefault((setting.model, setting.fold, setting.lr), []).append(index)
+        for (role, fold, _), indices in groups.items():
             group = [settings[i] for i in indices]
             split = context.split(fold)
             trained = (
-                _train_group(context, group, split)
+                _train_group(context, group, split, [hears[i] for i in indices])
                 if role == "configured"
                 else [_logistic(context, s, split) for s in group]
             )
@@ -120,17 +128,22 @@ def _stacks(model: torch.nn.Module, n_features: int) -> bool:
     return stackable(model) or vmappable(model, n_features)
 
 
-def _train_group(context: _Context, settings: list[Setting], splits: Splits) -> list[Outcome]:
-    members = [_member(context, s, splits) for s in settings]
+def _train_group(
+    context: _Context, settings: list[Setting], splits: Splits, reporters: list[Reporter | None]
+) -> list[Outcome]:
+    members = [
+        replace(_member(context, s, splits), report=r)
+        for s, r in zip(settings, reporters, strict=True)
+    ]
     try:
-        results = _fit_members(context, members, splits)
+        results = _fit_members(context, members, splits, settings[0].lr)
     except torch.cuda.OutOfMemoryError:
         torch.cuda.empty_cache()
         if len(settings) == 1:
             return [(_failed(context, settings[0], "CUDA out of memory"), None)]
         half = len(settings) // 2  # retry the group as two smaller ones
-        return _train_group(context, settings[:half], splits) + _train_group(
-            context, settings[half:], splits
+        return _train_group(context, settings[:half], splits, reporters[:half]) + _train_group(
+            context, settings[half:], splits, reporters[half:]
         )
     return [
         _outcome(context, setting, member, result, splits)
@@ -139,22 +152,67 @@ def _train_group(context: _Context, settings: list[Setting], splits: Splits) -> 
 
 
 def _member(context: _Context, setting: Setting, splits: Splits) -> Member:
+    gamma, alpha = loss_terms(context.config, setting, splits)
     return new_member(
         context.config.model,
         splits,
-        gamma=setting.gamma,
-        alpha=setting.alpha,
+        gamma=gamma,
+        alpha=alpha,
         seed=context.seed(setting),
         labels=splits.y_train,
     )
+
+
+def loss_terms(config: Config, setting: Setting, splits: Splits) -> tuple[Gamma, Weight]:
+    """The focal-loss ``(gamma, alpha)`` of ``setting`` on ``splits`` (see ``make_loss``):
+    per class where the setting has a rare-class gamma or a per-class weight scheme (from the
+    training counts), a schedule where it is adaptive."""
+    counts = torch.bincount(splits.y_train, minlength=splits.n_classes).tolist()
+    gamma: Gamma = setting.gamma
+    if setting.schedule == "flsd53":
+        gamma = GammaSchedule("flsd53")
+    elif setting.schedule == "confidence":
+        gamma = GammaSchedule("confidence", k=setting.k or 1.0, max_gamma=setting.gamma)
+    elif setting.gamma_rare is not None:
+        rare = rare_classes(config, splits)
+        gamma = tuple(
+            setting.gamma_rare if c in rare else setting.gamma for c in range(len(counts))
+        )
+    alpha: Weight = setting.alpha
+    if setting.weights is not None:
+        beta = 0.999 if setting.beta is None else setting.beta
+        alpha = tuple(class_balanced_weights(counts, setting.weights, beta))
+    return gamma, alpha
+
+
+def rare_classes(config: Config, splits: Splits) -> list[int]:
+    """The classes ``gamma_rare`` applies to: binary, the positive class; multiclass,
+    ``search.rare_classes``, else the rarest class in training.
+
+    Raises:
+        ConfigError: A listed class is not a class of the data.
+    """
+    if splits.n_classes == 2:
+        return [1]
+    named = config.search.rare_classes
+    if not named:
+        return [_minority(splits)]
+    names = [str(n) for n in splits.class_names]
+    unknown = [n for n in named if str(n) not in names]
+    if unknown:
+        raise ConfigError(
+            f"search.rare_classes: {unknown[0]!r} is not a class of the data "
+            f"(its classes: {', '.join(names)})."
+        )
+    return [names.index(str(n)) for n in named]
 
 
 def new_member(
     model: ModelConfig,
     splits: Splits,
     *,
-    gamma: float,
-    alpha: float | None,
+    gamma: Gamma,
+    alpha: Weight,
     seed: int,
     labels: torch.Tensor,
 ) -> Member:
@@ -176,14 +234,17 @@ def _minority(splits: Splits) -> int:
     return int(torch.argmin(torch.bincount(splits.y_train, minlength=splits.n_classes)))
 
 
-def _fit_members(context: _Context, members: list[Member], splits: Splits) -> list[FitResult]:
+def _fit_members(
+    context: _Context, members: list[Member], splits: Splits, lr: float | None
+) -> list[FitResult]:
     data = (splits.x_train, splits.y_train, splits.x_val, splits.y_val)
+    train = context.config.train
     return train_members(
         members,
         data,
         n_classes=splits.n_classes,
         minority=_minority(splits),
-        config=context.config.train,
+        config=train if lr is None else train.model_copy(update={"lr": lr}),
         device=context.device,
         autocast=context.autocast,
         on_epoch=context.on_epoch,
@@ -226,6 +287,7 @@ def train_members(
                 seed=m.seed,
                 on_epoch=on_epoch,
                 keep=keep,
+                report=m.report,
             )  # fmt: skip
         )
     return results
@@ -308,9 +370,18 @@ def _evaluated(
         matrix = confusion_matrix(splits.y_test.numpy(), scores.test >= cut, 2)
         f1_at_cut = float(per_class_prf(matrix)[2][1])
         test = replace(test, best_threshold=cut, f1_at_best_threshold=f1_at_cut)
-    value = objective_value(val, config.objective)
-    reason = None if math.isfinite(value) else f"the objective {config.objective} is {value}"
-    return replace(record, val=val, test=test, value=value, fail_reason=reason), scores
+    value = objective_value(val, config.metric)
+    reason = None if math.isfinite(value) else f"the objective {config.metric} is {value}"
+    values = [objective_value(val, o) for o in config.objectives]
+    if reason is None and not all(math.isfinite(v) for v in values):
+        reason = f"an objective is not finite: {values}"
+    feasible = all(objective_value(val, m) >= low for m, low in config.constraints.items())
+    multi = values if len(values) > 1 else None
+    return (
+        replace(record, val=val, test=test, value=value, values=multi, feasible=feasible,
+                fail_reason=reason),
+        scores,
+    )  # fmt: skip
 
 
 def _rounded(values: list[float]) -> list[float | None]:

@@ -189,7 +189,7 @@ def suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
         return trial.suggest_categorical(name, dist.choices)
     if isinstance(dist, FloatDistribution):
         # Round off the step's binary noise (0.8500000000000001).
-        value = trial.suggest_float(name, dist.low, dist.high, step=dist.step)
+        value = trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
         return round(value, 10)
     assert isinstance(dist, IntDistribution)
     return trial.suggest_int(name, dist.low, dist.high)

@@ -18,7 +18,9 @@ from optuna.trial import FrozenTrial, TrialState
 from gammatune.config import Config
 from gammatune.record import SampleScores, Setting, TrialRecord
 from gammatune.storage import (
+    FEASIBLE,
     FINGERPRINT,
+    RANKED_BY,
     RESULT,
     STAGES,
     Stage,
@@ -29,6 +31,7 @@ from gammatune.storage import (
     save_scores,
     study_name,
 )
+from gammatune.training import Reporter
 from gammatune.tuning._optuna import (
     claim_lock,
     fail_dead,
@@ -40,6 +43,7 @@ from gammatune.tuning._optuna import (
     tag,
     waiting_params,
 )
+from gammatune.tuning._samplers import check_directions, pruner, reporter, sampler
 from gammatune.tuning._stages import StagePlan, check_spaces, plan_stage, rounds
 
 logger = logging.getLogger(__name__)
@@ -48,7 +52,8 @@ WARM_START = "warm_start_from"  # the user attribute that marks a warm-start cop
 _ACTIVE = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
 Role = Literal["single", "worker"]
 Outcome = tuple[TrialRecord, SampleScores | None]
-Objective = Callable[[list[Setting]], list[Outcome]]
+# (settings, who hears each one's epochs) -> one outcome per setting, in order.
+Objective = Callable[[list[Setting], list[Reporter | None]], list[Outcome]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,10 +181,12 @@ def _open(
         study = optuna.create_study(
             study_name=name,
             storage=storage,
-            sampler=_sampler(config, plan, worker),
-            direction="maximize",
+            sampler=sampler(config, plan, worker),
+            pruner=pruner(config, plan),
+            directions=["maximize"] * len(config.objectives),
             load_if_exists=True,
         )
+        check_directions(study, config)
         check_spaces(study, plan)
         fingerprint = (study_attrs or {}).get(FINGERPRINT)
         if fingerprint is not None:
@@ -196,14 +203,6 @@ def _open(
     return plan, study
 
 
-def _sampler(config: Config, plan: StagePlan, worker: int) -> optuna.samplers.BaseSampler:
-    if plan.kind == "points":  # every trial is enqueued: the sampler is never asked
-        return optuna.samplers.RandomSampler(seed=config.seed)
-    return optuna.samplers.TPESampler(
-        seed=config.seed + worker, multivariate=True, constant_liar=True, n_startup_trials=5
-    )
-
-
 def _add_warm_start(study: optuna.Study, plan: StagePlan) -> None:
     """Copy the search trials inside the refine window into the refine study, once each."""
     copied = {t.user_attrs.get(WARM_START) for t in study.get_trials(deepcopy=False)}
@@ -216,10 +215,14 @@ def _add_warm_start(study: optuna.Study, plan: StagePlan) -> None:
             optuna.trial.create_trial(
                 params={k: source.params[k] for k in plan.distributions},
                 distributions=plan.distributions,
-                value=source.value,
+                values=source.values,
                 # Also a top-level attribute: budgets count copies without parsing records,
                 # and the dashboard shows which trials are copies.
-                user_attrs={RESULT: copy.to_json(), WARM_START: source.number},
+                user_attrs={
+                    **{k: v for k, v in source.user_attrs.items() if k in (RANKED_BY, FEASIBLE)},
+                    RESULT: copy.to_json(),
+                    WARM_START: source.number,
+                },
             )
         )
 
@@ -248,10 +251,11 @@ def _remaining(study: optuna.Study, plan: StagePlan) -> int:
     waiting = sum(t.state == TrialState.WAITING for t in trials)
     if plan.kind == "points":
         return waiting
-    counted = sum(
-        t.state in (TrialState.COMPLETE, TrialState.RUNNING) and not _is_copy(t) for t in trials
-    )
+    counted = sum(t.state in _SPENT and not _is_copy(t) for t in trials)
     return max(waiting, plan.n_trials - counted)
+
+
+_SPENT = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.PRUNED)  # refine's budget
 
 
 def _is_copy(trial: FrozenTrial) -> bool:
@@ -327,9 +331,12 @@ def _run_slots(
 ) -> list[TrialEvent]:
     try:
         twins = _completed_twins(slots)
+        new = [s for s, twin in zip(slots, twins, strict=True) if not twin]
         with heartbeats(storage, [slot.trial for slot in slots]):
             fresh = iter(
-                objective([s.setting for s, twin in zip(slots, twins, strict=True) if not twin])
+                objective(
+                    [s.setting for s in new], [reporter(config, s.plan, s.trial) for s in new]
+                )
             )
     except BaseException:
         # KeyboardInterrupt, SIGTERM or a bug: these points are retried on the next run.
@@ -354,8 +361,11 @@ def _finish(config: Config, slot: _Slot, outcome: Outcome) -> TrialEvent:
         if record.failed or record.value is None:
             slot.study.tell(trial, state=TrialState.FAIL)
             state = "FAIL"
+        elif record.stop_reason == "pruned":
+            slot.study.tell(trial, state=TrialState.PRUNED)
+            state = "PRUNED"
         else:
-            slot.study.tell(trial, record.value)
+            slot.study.tell(trial, record.values or record.value)
             state = "COMPLETE"
     except optuna.exceptions.UpdateFinishedTrialError:
         # Its heartbeat looked stale (this process paused past the grace period) and another
@@ -369,7 +379,7 @@ def _finish(config: Config, slot: _Slot, outcome: Outcome) -> TrialEvent:
 
 def _reused(twin: FrozenTrial) -> Outcome:
     record = load_record(twin)
-    assert record is not None and twin.value is not None
+    assert record is not None and twin.values is not None
     # A new trial of the refine budget even when its twin is a warm-start copy of a search trial.
     return replace(record, warm_start_from=None, reused_from=twin.number), None
 

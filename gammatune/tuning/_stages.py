@@ -29,8 +29,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from gammatune.config import Config
 from gammatune.errors import StudyError
-from gammatune.record import ROLES, Setting
-from gammatune.storage import Stage, load_study, study_name
+from gammatune.record import ROLES, SCHEDULES, WEIGHTS, Setting
+from gammatune.storage import Stage, load_study, rank, study_name
 from gammatune.tuning._optuna import contains
 
 Kind = Literal["points", "tpe"]
@@ -51,7 +51,16 @@ POINT_SPACE: dict[str, BaseDistribution] = {
     "repeat": IntDistribution(0, 2**31 - 1),
     "fold": IntDistribution(0, 2**31 - 1),
     "model": CategoricalDistribution(list(ROLES)),
+    "lr": FloatDistribution(1e-8, 10.0, log=True),
+    "gamma_rare": FloatDistribution(0.0, 20.0),
+    "schedule": CategoricalDistribution(list(SCHEDULES)),
+    "k": FloatDistribution(0.0, 100.0),
+    "weights": CategoricalDistribution(list(WEIGHTS)),
+    "beta": FloatDistribution(0.0, 1.0),
 }
+
+
+_PAIRING = ("repeat", "fold", "model")  # what a point has besides its loss and lr
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +87,7 @@ def plan_stage(config: Config, stage: Stage, storage: optuna.storages.BaseStorag
         case "baseline":
             return _fixed(stage, _baseline_points(config))
         case "search":
-            gammas, alphas = _grid(config)
-            points = [Setting(g, a) for g in gammas for a in alphas]
-            return _fixed(stage, points)
+            return _fixed(stage, grid_points(config))
         case "refine":
             return _refine_plan(config, storage)
         case "confirm":
@@ -94,17 +101,52 @@ def rounds(stages: Sequence[Stage]) -> list[list[Stage]]:
     return [[s for s in group if s in stages] for group in ROUNDS if set(group) & set(stages)]
 
 
-def _grid(config: Config) -> tuple[list[float], list[float | None]]:
-    gammas = [float(g) for g in config.search.gamma]  # YAML's 1 and 1.0 must be one value
-    alphas = [None if a is None else float(a) for a in config.search.alpha]
-    return list(dict.fromkeys(gammas)), list(dict.fromkeys(alphas))
+def _weights(config: Config) -> list[Setting]:
+    """Cross-entropy at each class weight of the grid (alpha off first): ``alpha`` or
+    ``weights`` set, everything else at its default."""
+    found: dict[tuple[object, ...], Setting] = {}
+    for alpha in config.search.alpha:
+        if alpha in ("inverse", "effective"):
+            beta = config.search.beta if alpha == "effective" else None
+            setting = Setting(0.0, weights=alpha, beta=beta)
+        else:
+            setting = Setting(0.0, None if alpha is None else float(alpha))  # YAML's 1 and 1.0
+        found.setdefault(setting.key(), setting)
+    return list(found.values())
+
+
+def grid_points(config: Config) -> list[Setting]:
+    """Search's points: every focus (gamma, with each rare-class gamma; each adaptive
+    schedule) with every class weight and learning rate."""
+    search = config.search
+    rares: list[float | None] = [None] if search.gamma_rare is None else [*search.gamma_rare]
+    focus: list[dict[str, object]] = [
+        {"gamma": float(g), "gamma_rare": None if rare is None or rare == g else float(rare)}
+        for g in search.gamma
+        for rare in rares
+    ]
+    for schedule in search.gamma_schedule:
+        if schedule.kind == "flsd53":
+            focus.append({"gamma": 5.0, "schedule": "flsd53"})
+        else:
+            focus += [
+                {"gamma": schedule.max_gamma, "schedule": "confidence", "k": float(k)}
+                for k in schedule.k
+            ]
+    lrs: list[float | None] = [float(lr) for lr in search.lr or []] or [None]
+    points = [
+        replace(weight, lr=lr, **f)  # type: ignore[arg-type]
+        for f in focus
+        for weight in _weights(config)
+        for lr in lrs
+    ]
+    return list({p.key(): p for p in points}.values())
 
 
 def _baseline_points(config: Config) -> list[Setting]:
-    _, alphas = _grid(config)
     points = [Setting(0.0, None, repeat=r) for r in range(config.baseline.repeats)]
     if config.baseline.balanced:
-        points += [Setting(0.0, a) for a in alphas if a is not None]
+        points += [w for w in _weights(config) if w.is_weighted]
     if config.baseline.linear:
         points += [Setting(0.0, None, model=role) for role in ROLES[1:]]
     return points
@@ -130,25 +172,51 @@ def _refine_plan(config: Config, storage: optuna.storages.BaseStorage) -> StageP
             f"refine: no completed search trial in study {study_name(config, 'search')!r}; "
             "run `gammatune search` with this config first."
         )
-    best = max(done, key=_value)
-    refine = config.refine
-    # An unweighted best (alpha off) is refined around 0.5, which weighs classes equally.
-    alpha_center = 0.5 if best.params.get("alpha") is None else best.params["alpha"]
-    dists: dict[str, BaseDistribution] = {
-        "gamma": _window(best.params["gamma"], refine.gamma_window, refine.gamma_step, 0.0, 20.0),
-        "alpha": _window(alpha_center, refine.alpha_window, refine.alpha_step, 0.0, 1.0),
-    }
+    best = Setting.from_params(max(done, key=_value).params)
+    dists = _refine_space(config, best)
     inside = [
         t
         for t in done
-        if t.params.get("alpha") is not None
-        and all(contains(dists[k], t.params[k]) for k in dists)
+        if all(k in t.params and contains(d, t.params[k]) for k, d in dists.items())
+        and all(k in dists for k in t.params if k not in _PAIRING)
     ]
-    return StagePlan("refine", "tpe", dists, [], refine.n_trials, inside)
+    return StagePlan("refine", "tpe", dists, [], config.refine.n_trials, inside)
 
 
-def _value(trial: FrozenTrial) -> float:
-    return trial.value if trial.value is not None else float("-inf")
+def _refine_space(config: Config, best: Setting) -> dict[str, BaseDistribution]:
+    """TPE's space around the best search point: stepped windows over gamma (or the
+    schedule's k), the rare-class gamma and alpha (unless ``refine.alpha: fixed``), a log range
+    over lr; what the point has but refine does not vary is a single value."""
+    refine = config.refine
+    gammas = (refine.gamma_window, refine.gamma_step, 0.0, 20.0)
+    dists: dict[str, BaseDistribution] = {}
+    if best.schedule == "fixed":
+        dists["gamma"] = _window(best.gamma, *gammas)
+    else:
+        dists["gamma"] = FloatDistribution(best.gamma, best.gamma)
+        dists["schedule"] = CategoricalDistribution([best.schedule])
+    if best.k is not None:
+        dists["k"] = FloatDistribution(best.k / 2, best.k * 2, log=True)
+    if best.gamma_rare is not None:
+        dists["gamma_rare"] = _window(best.gamma_rare, *gammas)
+    if best.weights is not None:
+        dists["weights"] = CategoricalDistribution([best.weights])
+        if best.beta is not None:
+            dists["beta"] = FloatDistribution(best.beta, best.beta)
+    elif refine.alpha == "fixed" and best.alpha is not None:
+        dists["alpha"] = FloatDistribution(best.alpha, best.alpha)
+    elif refine.alpha == "tune":
+        # An unweighted best (alpha off) is refined around 0.5, which weighs classes equally.
+        center = 0.5 if best.alpha is None else best.alpha
+        dists["alpha"] = _window(center, refine.alpha_window, refine.alpha_step, 0.0, 1.0)
+    if best.lr is not None:
+        factor = refine.lr_factor
+        dists["lr"] = FloatDistribution(best.lr / factor, best.lr * factor, log=True)
+    return dists
+
+
+def _value(trial: FrozenTrial) -> tuple[bool, float]:
+    return rank(trial)
 
 
 def _window(center: float, half: float, step: float, low: float, high: float) -> FloatDistribution:
@@ -181,7 +249,7 @@ def confirm_points(config: Config, storage: optuna.storages.BaseStorage) -> list
     finalists: dict[tuple[object, ...], Setting] = {}
     for trial in sorted(tuned, key=_value, reverse=True):
         setting = Setting.from_params(trial.params)
-        if setting.gamma > 0 and len(finalists) < config.confirm.top_k:
+        if setting.is_focal and len(finalists) < config.confirm.top_k:
             finalists.setdefault(setting.key(), setting)
     baseline = _completed(config, "baseline", storage)
     if config.baseline.balanced and not baseline:
@@ -194,7 +262,7 @@ def confirm_points(config: Config, storage: optuna.storages.BaseStorage) -> list
         t
         for t in baseline
         if t.params.get("model", "configured") == "configured"
-        and t.params.get("alpha") is not None
+        and Setting.from_params(t.params).is_weighted
     ]
     references = [Setting(0.0, None), *(s.twin() for s in finalists.values())]
     if weighted:

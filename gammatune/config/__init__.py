@@ -1,0 +1,50 @@
+"""The experiment file: a pydantic schema, and ``load_config()``, the only way in from YAML."""
+
+from __future__ import annotations
+
+from gammatune.config._experiment import Config, load_config
+from gammatune.config._sections import (
+    BaselineConfig,
+    ConfidenceSchedule,
+    ConfirmConfig,
+    ModelConfig,
+    RefineConfig,
+    SearchConfig,
+    SplitConfig,
+    TrainConfig,
+)
+from gammatune.config._sources import (
+    BUILTIN_MODELS,
+    DataConfig,
+    NpzData,
+    Objective,
+    Precision,
+    PythonData,
+    SklearnData,
+    SyntheticData,
+    TableData,
+    Task,
+)
+
+__all__ = [
+    "BUILTIN_MODELS",
+    "BaselineConfig",
+    "ConfidenceSchedule",
+    "Config",
+    "ConfirmConfig",
+    "DataConfig",
+    "ModelConfig",
+    "NpzData",
+    "Objective",
+    "Precision",
+    "PythonData",
+    "RefineConfig",
+    "SearchConfig",
+    "SklearnData",
+    "SplitConfig",
+    "SyntheticData",
+    "TableData",
+    "Task",
+    "TrainConfig",
+    "load_config",
+]

@@ -1,0 +1,159 @@
+"""The experiment: the whole file's schema, and ``load_config()``, the only way in from YAML."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    Field,
+    PlainValidator,
+    ValidationError,
+    field_validator,
+)
+
+from gammatune.config._sections import (
+    SCHEDULE_KINDS,
+    BaselineConfig,
+    ConfirmConfig,
+    ModelConfig,
+    RefineConfig,
+    SearchConfig,
+    SplitConfig,
+    TrainConfig,
+)
+from gammatune.config._sources import (
+    DataConfig,
+    Objective,
+    Task,
+    _objectives,
+    _resolve_path,
+    _Strict,
+)
+from gammatune.errors import ConfigError
+
+
+class Config(_Strict):
+    """One experiment: data, model, training, the stages, and where the study lives."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
+    seed: int = Field(0, ge=0, lt=2**32, description="Seed of training (and of the split).")
+    data: DataConfig
+    split: SplitConfig = SplitConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    task: Task | None = Field(
+        None, description="The domain, a hint for `gammatune suggest`'s starting ranges."
+    )
+    objective: Annotated[Objective | list[Objective], PlainValidator(_objectives)] = Field(
+        "f1", description="Validation metric to maximize; a list: a multi-objective study."
+    )
+    constraints: dict[Objective, Annotated[float, Field(ge=0, le=1)]] = Field(
+        {}, description="Validation minimums, e.g. {recall: 0.8}: the verdict's operating point."
+    )
+    threshold: float | Literal["tuned"] = Field(
+        0.5, description="Decision threshold for binary metrics, or 'tuned' on validation."
+    )
+    baseline: BaselineConfig = BaselineConfig()
+    search: SearchConfig = SearchConfig()
+    refine: RefineConfig = RefineConfig()
+    confirm: ConfirmConfig = ConfirmConfig()
+    storage: str | None = Field(None, description="Optuna storage URL; default SQLite in runs/.")
+    output_dir: Path = Field(
+        Path("runs"), description="Where run folders go; relative to the experiment file."
+    )
+
+    _resolve = field_validator("output_dir")(_resolve_path)
+
+    @field_validator("threshold")
+    @classmethod
+    def _threshold_in_unit_interval(cls, value: float | str) -> float | str:
+        if isinstance(value, float) and not 0 < value < 1:
+            raise ValueError("must be in (0, 1) or 'tuned'")
+        return value
+
+    @property
+    def objectives(self) -> list[str]:
+        """The metrics the studies maximize: Optuna's values, one per objective."""
+        return list(self.objective) if isinstance(self.objective, list) else [self.objective]
+
+    @property
+    def metric(self) -> str:
+        """The one metric that ranks trials and that the verdict decides on: the objective; of
+        a list, the first where ``constraints`` set the operating point, else ``f1`` (the
+        balance of precision and recall)."""
+        if isinstance(self.objective, str):
+            return self.objective
+        return self.objective[0] if self.constraints else "f1"
+
+    @property
+    def run_dir(self) -> Path:
+        """The folder of this experiment's files: ``output_dir/name``."""
+        return self.output_dir / self.name
+
+    @property
+    def split_seed(self) -> int:
+        """The seed of the split (and of subsampling): ``split.seed``, else ``seed``."""
+        return self.seed if self.split.seed is None else self.split.seed
+
+    @property
+    def storage_url(self) -> str:
+        """The Optuna storage: the configured URL, else SQLite in the run folder."""
+        return self.storage or f"sqlite:///{(self.run_dir / 'study.db').as_posix()}"
+
+
+def load_config(path: str | Path, **overrides: Any) -> Config:
+    """Read and validate an experiment file.
+
+    Args:
+        path: The YAML file.
+        **overrides: Top-level keys to replace (e.g. ``storage`` from the command line);
+            validated like the file's own.
+
+    Returns:
+        The validated, frozen ``Config``.
+
+    Raises:
+        ConfigError: The file is missing, not YAML, not a mapping, or invalid; the message has
+            one line per problem, naming the field and the value received.
+    """
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}.") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}".rstrip(".") + ".") from None
+    if not isinstance(raw, dict):
+        kind = "empty" if raw is None else f"a {type(raw).__name__}, not a mapping of keys"
+        raise ConfigError(f"{path}: the experiment file is {kind}; see configs/demo.yaml.")
+    raw.update({key: value for key, value in overrides.items() if value is not None})
+    try:
+        return Config.model_validate(raw, context={"base_dir": path.parent})
+    except ValidationError as exc:
+        raise ConfigError(_describe(path, exc)) from None
+
+
+def _describe(path: Path, exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        # Drop the discriminator's tag ('data.synthetic.n_samples' -> 'data.n_samples').
+        where = ""
+        for index, part in enumerate(error["loc"]):
+            if isinstance(part, int):
+                where += f"[{part}]"
+            elif index == 1 and error["loc"][0] == "data":  # the union's tag
+                continue
+            elif not (isinstance(error["loc"][index - 1], int) and part in SCHEDULE_KINDS):
+                where += f".{part}" if where else str(part)
+        where = where or "(top level)"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key (check its spelling and level)"
+        whole = error["type"] == "missing" or isinstance(error["input"], dict)  # a section's rule
+        got = "" if whole else f" (got {error['input']!r})"
+        lines.append(f"{path}: {where}: {message}{got}")
+    return "\n".join(lines)

@@ -1,0 +1,177 @@
+"""The sections of the experiment file: split, model, training and the stages."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    Field,
+    PlainValidator,
+    field_validator,
+    model_validator,
+)
+
+from gammatune.config._sources import _PLUGIN_REF, BUILTIN_MODELS, Precision, _Strict
+
+
+class SplitConfig(_Strict):
+    """How the data is split into train, validation and test."""
+
+    val: float = Field(0.2, gt=0, lt=1, description="Share of the data for validation.")
+    test: float = Field(0.2, gt=0, lt=1, description="Share of the data for the test split.")
+    stratify: bool = Field(True, description="Keep each class's share in every split.")
+    seed: int | None = Field(
+        None, ge=0, lt=2**32, description="Seed of the split and subsampling; default `seed`."
+    )
+
+    @model_validator(mode="after")
+    def _leaves_training_data(self) -> SplitConfig:
+        if self.val + self.test >= 0.9:
+            raise ValueError(f"val + test must be < 0.9; got {self.val + self.test:g}")
+        return self
+
+
+class ModelConfig(_Strict):
+    """The network every trial trains."""
+
+    kind: str = Field("mlp", description="linear | mlp | cnn | 'package.module:function'")
+    hidden: list[Annotated[int, Field(gt=0)]] = [128, 128]
+    dropout: float = Field(0.1, ge=0, lt=1)
+    channels: list[Annotated[int, Field(gt=0)]] = [16, 32]
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        if kind not in BUILTIN_MODELS and not _PLUGIN_REF.match(kind):
+            raise ValueError(f"must be one of {', '.join(BUILTIN_MODELS)} or 'module:function'")
+        return kind
+
+
+class TrainConfig(_Strict):
+    """How each trial trains: AdamW, early stopping on a smooth signal, device, precision."""
+
+    epochs: int = Field(30, gt=0)
+    batch_size: int = Field(512, gt=0)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    patience: int = Field(5, gt=0, description="Epochs without improvement before stopping.")
+    min_epochs: int = Field(5, ge=0, description="Epochs always trained before stopping.")
+    monitor: Literal["pr_auc", "val_loss"] = Field(
+        "pr_auc", description="Smooth, threshold-free signal for early stopping."
+    )
+    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
+    precision: Precision = "auto"
+    tensorboard: bool = Field(False, description="Write curves to runs/<name>/tensorboard.")
+    parallel: Annotated[int, Field(gt=0)] | Literal["auto"] = Field(
+        "auto", description="Trials trained at once as one stacked model (linear, mlp)."
+    )
+
+
+class BaselineConfig(_Strict):
+    """The references: cross-entropy, alpha-weighted cross-entropy, logistic regression."""
+
+    repeats: int = Field(1, gt=0, description="Seeds of plain cross-entropy, to show noise.")
+    balanced: bool = Field(True, description="Also train CE at each alpha of the search grid.")
+    linear: bool = Field(
+        True, description="Also fit scikit-learn's logistic regression, plain and balanced."
+    )
+
+
+WeightScheme = Literal["inverse", "effective"]
+_Gamma = Annotated[float, Field(ge=0, le=20)]
+
+
+def _alpha_item(value: Any) -> float | str | None:
+    """An alpha of the grid: a number in [0, 1], null (off), or a per-class scheme."""
+    if value is None or value in ("inverse", "effective"):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1:
+        return float(value)
+    raise ValueError("must be a number in [0, 1], null (off), 'inverse' or 'effective'")
+
+
+class ConfidenceSchedule(_Strict):
+    """Adaptive gamma ``k * logit(p_t)``, clamped to [0, max_gamma]: one candidate per ``k``."""
+
+    kind: Literal["confidence"]
+    k: list[Annotated[float, Field(gt=0, le=100)]] = Field([0.5, 1.0, 2.0], min_length=1)
+    max_gamma: _Gamma = Field(5.0, gt=0, description="The schedule's upper clamp.")
+
+
+class Flsd53Schedule(_Strict):
+    """FLSD-53 (Mukhoti et al. 2020): gamma 5 where p_t < 0.2, else 3."""
+
+    kind: Literal["flsd53"]
+
+
+Schedule = Annotated[Flsd53Schedule | ConfidenceSchedule, Field(discriminator="kind")]
+SCHEDULE_KINDS = ("flsd53", "confidence")  # the tags, dropped from error locations
+
+
+class SearchConfig(_Strict):
+    """The coarse grid: every gamma with every alpha (and every declared extra dimension)."""
+
+    gamma: list[_Gamma] = Field([0.5, 1.0, 1.5, 2.0], min_length=1)
+    alpha: list[Annotated[float | WeightScheme | None, PlainValidator(_alpha_item)]] = Field(
+        [0.25, 0.5, 0.75],
+        min_length=1,
+        description="Minority-class weights, null (off), or per-class schemes: inverse "
+        "(frequency), effective (number of samples, with beta).",
+    )
+    beta: float = Field(0.999, ge=0, lt=1, description="The effective-number scheme's beta.")
+    lr: list[Annotated[float, Field(gt=0, le=10)]] | None = Field(
+        None, min_length=1, description="Learning rates to cross with the grid; default train.lr."
+    )
+    gamma_rare: list[_Gamma] | None = Field(
+        None,
+        min_length=1,
+        description="Gamma of the rare classes (binary: the positive one); gamma for the rest.",
+    )
+    rare_classes: list[str | int] | None = Field(
+        None, min_length=1, description="Multiclass: the rare classes; default the rarest one."
+    )
+    gamma_schedule: list[Schedule] = Field(
+        [], description="Adaptive-gamma candidates, each with every alpha and lr."
+    )
+
+    @field_validator("gamma_schedule", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        """One candidate or a list; ``flsd53`` is short for ``{kind: flsd53}``."""
+        items = value if isinstance(value, list) else [value]
+        return [{"kind": item} if isinstance(item, str) else item for item in items]
+
+
+class RefineConfig(_Strict):
+    """TPE in a stepped window around the best grid point."""
+
+    n_trials: int = Field(30, gt=0)
+    alpha: Literal["tune", "fixed"] = Field(
+        "tune", description="fixed: keep the best grid point's alpha, tune gamma alone."
+    )
+    gamma_window: float = Field(0.5, gt=0)
+    gamma_step: float = Field(0.1, gt=0)
+    alpha_window: float = Field(0.2, gt=0)
+    alpha_step: float = Field(0.05, gt=0)
+    lr_factor: float = Field(
+        3.0, gt=1, description="With search.lr: refine lr within best / f .. best * f (log)."
+    )
+    pruner: Literal["none", "median", "wilcoxon"] = Field(
+        "none", description="Stop hopeless refine trials early, each member of a stack alone."
+    )
+    batch: int | None = Field(
+        None, gt=0, description="Trials asked of TPE per round; default train.parallel."
+    )
+
+
+class ConfirmConfig(_Strict):
+    """The decision: finalists and cross-entropy references retrained over fresh seeds."""
+
+    top_k: int = Field(3, gt=0, description="Distinct focal settings retrained as finalists.")
+    repeats: int = Field(5, ge=2, description="Fresh training seeds per setting (paired).")
+    folds: int = Field(
+        1, gt=0, description="Stratified re-splits of train+val, each a fresh validation set."
+    )
+    min_positives: int = Field(
+        5, gt=0, description="Fewer validation positives than this: not measurable."
+    )

@@ -1,0 +1,152 @@
+"""The schema's foundations: strict sections, relative paths, and the data sources."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+Objective = Literal["f1", "recall", "precision", "pr_auc", "roc_auc", "f1_macro"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+Task = Literal["detection", "medical", "text"]
+BUILTIN_MODELS = ("linear", "mlp", "cnn")
+_PLUGIN_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+def _objectives(value: Any) -> str | list[str]:
+    """One metric, or a list of 2 or more distinct ones (a multi-objective study)."""
+    names = get_args(Objective)
+    items = value if isinstance(value, list) else [value]
+    if not all(isinstance(v, str) and v in names for v in items):
+        raise ValueError(f"must be one of {', '.join(names)}, or a list of them")
+    if isinstance(value, list) and (len(value) < 2 or len(set(value)) < len(value)):
+        raise ValueError("a list of objectives needs 2 or more distinct metrics")
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, data: Any) -> Any:
+        """YAML reads yes/no/on/off as booleans, which pydantic would take as 1 and 0."""
+        if not isinstance(data, dict):
+            return data
+        for name, value in data.items():
+            field = cls.model_fields.get(name)
+            items = value if isinstance(value, (list, tuple)) else [value]
+            if field is None or "bool" in str(field.annotation):
+                continue
+            if any(isinstance(item, bool) for item in items):
+                raise ValueError(
+                    f"{name} must not be a boolean; got {value!r} (YAML reads yes/no/on/off/"
+                    "true/false as booleans; write null for off)"
+                )
+        return data
+
+
+class _Source(_Strict):
+    """Options every data source shares."""
+
+    positive_label: str | int | None = Field(
+        None, description="Make the task one-vs-rest binary: this label is the positive class."
+    )
+    minority_fraction: float | None = Field(
+        None, gt=0, lt=0.5, description="Subsample the minority class to this share of the data."
+    )
+    image_shape: tuple[int, int, int] | None = Field(
+        None, description="Reshape flat features to (channels, height, width) for the cnn model."
+    )
+
+
+def _resolve_path(value: Path, info: ValidationInfo) -> Path:
+    """Relative paths in a config file are relative to that file's folder."""
+    base = (info.context or {}).get("base_dir")
+    return value if value.is_absolute() or base is None else Path(base) / value
+
+
+class SyntheticData(_Strict):
+    """scikit-learn's ``make_classification``: a generated imbalanced table."""
+
+    source: Literal["synthetic"]
+    n_samples: int = Field(20000, ge=100)
+    n_features: int = Field(20, ge=2)
+    n_informative: int | None = Field(None, ge=1)
+    n_classes: int = Field(2, ge=2)
+    minority_fraction: float = Field(0.03, gt=0, lt=0.5)
+    flip_y: float = Field(0.01, ge=0, lt=0.5)
+    positive_label: None = None
+    image_shape: None = None
+
+    @model_validator(mode="after")
+    def _informative_fits(self) -> SyntheticData:
+        if self.n_informative is not None and self.n_informative > self.n_features:
+            raise ValueError(
+                f"n_informative ({self.n_informative}) must be <= n_features ({self.n_features})"
+            )
+        return self
+
+
+class TableData(_Source):
+    """A CSV or Parquet file: a label column and feature columns."""
+
+    source: Literal["csv", "parquet"]
+    path: Path
+    target: str = Field(min_length=1)
+    features: list[str] | None = None
+    text: str | None = Field(
+        None, min_length=1, description="A text column, turned into TF-IDF features."
+    )
+    text_max_features: int = Field(
+        2000, gt=0, description="Vocabulary size of the text column's TF-IDF (fitted on train)."
+    )
+
+    _resolve = field_validator("path")(_resolve_path)
+
+    @model_validator(mode="after")
+    def _text_is_not_a_feature(self) -> TableData:
+        if self.text is not None and self.text == self.target:
+            raise ValueError(f"text ({self.text!r}) must not be the target column")
+        if self.text is not None and self.text in (self.features or []):
+            raise ValueError(f"text ({self.text!r}) must not also be listed in features")
+        return self
+
+
+class NpzData(_Source):
+    """A NumPy ``.npz`` with features ``(N, F)`` or images ``(N, C, H, W)`` and labels."""
+
+    source: Literal["npz"]
+    path: Path
+    x_key: str = "X"
+    y_key: str = "y"
+
+    _resolve = field_validator("path")(_resolve_path)
+
+
+class SklearnData(_Source):
+    """A dataset bundled with scikit-learn (no download)."""
+
+    source: Literal["sklearn"]
+    name: Literal["breast_cancer", "digits", "wine", "iris"]
+
+
+class PythonData(_Source):
+    """Your own loader: ``'package.module:function'`` returning ``(features, labels)``."""
+
+    source: Literal["python"]
+    ref: str = Field(pattern=_PLUGIN_REF.pattern, description="'package.module:function'")
+
+
+DataConfig = Annotated[
+    SyntheticData | TableData | NpzData | SklearnData | PythonData, Field(discriminator="source")
+]

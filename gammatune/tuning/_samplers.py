@@ -1,0 +1,64 @@
+"""How a study samples (TPE, with ``constraints``), prunes (refine's ``refine.pruner``) and
+hears each trial's epochs."""
+
+from __future__ import annotations
+
+import optuna
+from optuna.trial import FrozenTrial
+
+from gammatune.config import Config
+from gammatune.errors import StudyError
+from gammatune.storage import load_record
+from gammatune.training import Reporter
+from gammatune.tuning._stages import StagePlan
+
+
+def sampler(config: Config, plan: StagePlan, worker: int) -> optuna.samplers.BaseSampler:
+    if plan.kind == "points":  # every trial is enqueued: the sampler is never asked
+        return optuna.samplers.RandomSampler(seed=config.seed)
+    minimums = config.constraints
+
+    def shortfalls(trial: FrozenTrial) -> list[float]:  # Optuna's convention: <= 0 is met
+        record = load_record(trial)
+        if record is None or record.val is None:
+            return [1.0] * len(minimums)
+        return [low - float(getattr(record.val, m)) for m, low in minimums.items()]
+
+    return optuna.samplers.TPESampler(
+        seed=config.seed + worker, multivariate=True, constant_liar=True, n_startup_trials=5,
+        constraints_func=shortfalls if minimums else None,
+    )  # fmt: skip
+
+
+def pruner(config: Config, plan: StagePlan) -> optuna.pruners.BasePruner:
+    """Refine's ``refine.pruner``, from the epochs after ``train.min_epochs``; none elsewhere."""
+    warmup = config.train.min_epochs
+    match config.refine.pruner if plan.kind == "tpe" else "none":
+        case "median":
+            return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=warmup)
+        case "wilcoxon":
+            return optuna.pruners.WilcoxonPruner(p_threshold=0.1, n_startup_steps=warmup)
+    return optuna.pruners.NopPruner()
+
+
+def check_directions(study: optuna.Study, config: Config) -> None:
+    if len(study.directions) != len(config.objectives):
+        raise StudyError(
+            f"study {study.study_name!r} has {len(study.directions)} objective(s); the "
+            f"experiment has {len(config.objectives)} ({', '.join(config.objectives)}): "
+            "set a new `name` to start a new study."
+        )
+
+
+def reporter(config: Config, plan: StagePlan, trial: optuna.Trial) -> Reporter | None:
+    """Each epoch's monitor to Optuna (the dashboard's learning curves), and refine's pruner's
+    answer; None for a multi-objective study, where Optuna takes no intermediate values."""
+    if len(config.objectives) > 1:
+        return None
+    prunes = plan.kind == "tpe" and config.refine.pruner != "none"
+
+    def report(epoch: int, value: float) -> bool:
+        trial.report(value, epoch)
+        return prunes and trial.should_prune()
+
+    return report
