@@ -5,11 +5,11 @@ Reads only the study storage; never imports torch.
 
 from __future__ import annotations
 
+from gammatune.report._arms import setting_mask
 from gammatune.report._page import Written, study_summary, write_report
 from gammatune.report._perclass import ClassChange, ClassFigures, class_changes, compare_classes
 from gammatune.report._summary import Summary, SummaryRow, TestCheck, render_summary, summarize
 from gammatune.report._table import curve_flags, experiment_facts, trials_frame, write_csv
-from gammatune.report._verdict import setting_mask
 
 __all__ = [
     "ClassChange",

@@ -15,9 +15,9 @@ import pandas as pd
 from gammatune.bootstrap import PairedMetric, paired_bootstrap
 from gammatune.config import Config
 from gammatune.record import SampleScores, Setting
+from gammatune.report._arms import row_arms, same_setting
 from gammatune.report._resample import trials_of
 from gammatune.report._summary import Summary, TestCheck
-from gammatune.report._verdict import row_arms, same_setting
 from gammatune.storage import load_scores_file
 
 _PAIRED_METRICS = ("f1", "precision", "recall", "pr_auc")

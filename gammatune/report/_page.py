@@ -17,7 +17,9 @@ import pandas as pd
 from gammatune.config import Config
 from gammatune.errors import GammatuneError
 from gammatune.record import format_alpha
+from gammatune.report._arms import setting_mask
 from gammatune.report._holdout import check_on_test
+from gammatune.report._pareto import pareto_figure, pareto_text
 from gammatune.report._perclass import per_class_html
 from gammatune.report._plots import (
     confusion_matrices,
@@ -32,7 +34,6 @@ from gammatune.report._plots import (
 from gammatune.report._resample import validation_spread
 from gammatune.report._summary import CAPTION, Summary, SummaryRow, interval_text, summarize
 from gammatune.report._table import confirm_plan, experiment_facts, trials_frame, write_csv
-from gammatune.report._verdict import setting_mask
 from gammatune.storage import open_storage
 
 # (file stem, the question it answers, caption)
@@ -70,6 +71,12 @@ _FIGURES = [
     ),
     ("training", "Did training behave?", "Per-epoch curves of the baseline and the best trials."),
     ("per_class", "Did the rare classes gain?", "Test recall and F1 per class."),
+    (
+        "pareto",
+        "Which trade-off between precision and recall?",
+        "Validation precision against recall of every tuned trial; red: the Pareto front; "
+        "dashed: the constraints.",
+    ),
 ]
 
 _STYLE = """
@@ -146,6 +153,8 @@ def study_summary(
         spread=validation_spread(config, confirm[confirm["model"] == "configured"]),
         min_positives=config.confirm.min_positives,
         planned_units=config.confirm.repeats * config.confirm.folds,
+        constraints={str(k): v for k, v in config.constraints.items()},
+        pareto=len(config.objectives) > 1,
     )
     return current, check_on_test(config, current, summary), facts
 
@@ -192,6 +201,7 @@ def figures(frame: pd.DataFrame, summary: Summary, class_names: list[str]) -> di
         "confusion": confusion_matrices(frame, summary, class_names),
         "training": training_curves(frame, summary),
         "per_class": per_class(frame, summary, class_names),
+        "pareto": pareto_figure(frame, summary.constraints) if summary.pareto else None,
     }
     return {name: figure for name, figure in drawn.items() if figure is not None}
 
@@ -222,6 +232,7 @@ def render_html(
         f'<p class="sub">validation objective: {html.escape(summary.objective)}; '
         "every figure is drawn from the study storage.</p>",
         f'<p class="verdict">{_verdict(summary)}</p>',
+        f"<p>{html.escape(pareto_text(frame, summary.constraints))}</p>" if summary.pareto else "",
         '<div class="facts">',
         _data_table(facts),
         _budget_table(frame),

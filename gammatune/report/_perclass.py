@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from gammatune.record import Setting
-from gammatune.report._verdict import Verdict, row_arms, setting_mask
+from gammatune.report._arms import row_arms, setting_mask
+from gammatune.report._verdict import Verdict
 
 Split = Literal["val", "test"]
 MIN_CHANGE = 0.01  # the mean F1 change, either way, that names a class helped or hurt

@@ -16,7 +16,8 @@ import pandas as pd
 from gammatune.bootstrap import PairedMetric, resampled_differences
 from gammatune.config import Config
 from gammatune.record import SampleScores, Setting
-from gammatune.report._verdict import Spread, setting_mask
+from gammatune.report._arms import setting_mask
+from gammatune.report._verdict import Spread
 from gammatune.storage import load_scores_file
 
 _UNIT = ["repeat", "fold"]

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
 from gammatune.bootstrap import PairedDifference
 from gammatune.record import EXTRA_FIELDS, Setting, format_alpha
-from gammatune.report._verdict import Spread, Verdict, decide, order, row_arms, setting_mask
+from gammatune.report._arms import order, row_arms, setting_mask
+from gammatune.report._verdict import Spread, Verdict, decide
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,8 @@ class Summary:
     n_val_positives: int | None = None
     true_positives_found: tuple[int, int] | None = None  # fewest and most, over trials
     test_checks: tuple[TestCheck, ...] = ()
+    constraints: dict[str, float] = field(default_factory=dict)
+    pareto: bool = False  # a multi-objective study, or constraints: draw the front
 
     @property
     def text(self) -> str:
@@ -92,6 +95,8 @@ def summarize(
     spread: Spread | None = None,
     min_positives: int = 5,
     planned_units: int | None = None,
+    constraints: dict[str, float] | None = None,
+    pareto: bool = False,
 ) -> Summary:
     """Pick the rows people compare, and decide the verdict from the confirm stage alone.
 
@@ -126,6 +131,7 @@ def summarize(
         min_positives=min_positives,
         spread=spread,
         planned_units=planned_units,
+        constraints=constraints,
     )
     rows += [
         _mean_row(f"confirm {_setting_text(s)}", _of(confirm_rows, s)) for s in _settings(confirm)
@@ -137,7 +143,10 @@ def summarize(
     )
     found = (confirm if len(confirm) else _confirm_table(configured, facts))["val_true_positive"]
     tps = (int(found.min()), int(found.max())) if len(found) else None
-    return Summary(objective, rows, recommended, verdict, positives, tps)
+    return Summary(
+        objective, rows, recommended, verdict, positives, tps,
+        constraints=dict(constraints or {}), pareto=pareto or bool(constraints),
+    )  # fmt: skip
 
 
 def _minority(facts: dict[str, Any] | None, n_classes: int) -> int:
@@ -159,7 +168,7 @@ def _val_positives(done: pd.DataFrame, facts: dict[str, Any] | None) -> int:
 def _confirm_table(part: pd.DataFrame, facts: dict[str, Any] | None) -> pd.DataFrame:
     """The columns :func:`decide` reads, with the minority class's predictions counted."""
     columns = ("gamma", "alpha", *EXTRA_FIELDS, "repeat", "fold", "objective", "best_epoch")
-    table = part[[c for c in columns if c in part]].copy()
+    table = part[[c for c in (*columns, *_VAL_METRICS) if c in part]].copy()
     for column in ("repeat", "fold"):
         table[column] = part.get(column, pd.Series(0, index=part.index)).fillna(0).astype(int)
     confusions = part.get("val_confusion", pd.Series([[]] * len(part), index=part.index))
@@ -171,6 +180,9 @@ def _confirm_table(part: pd.DataFrame, facts: dict[str, Any] | None) -> pd.DataF
         m[k][k] if m else 0 for m, k in zip(confusions, minority, strict=True)
     ]
     return table.astype({"alpha": float}) if len(table) else table
+
+
+_VAL_METRICS = [f"val_{m}" for m in ("f1", "recall", "precision", "pr_auc", "roc_auc", "f1_macro")]
 
 
 def _settings(confirm: pd.DataFrame) -> list[Setting]:

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from gammatune.record import EXTRA_FIELDS, Setting
+from gammatune.record import Setting
+from gammatune.report._arms import order, row_arms, setting_mask
 
 VerdictKind = Literal["focal", "class-weight", "cross-entropy", "not-measurable"]
 Family = Literal["vs_twin", "vs_plain_ce", "weight_vs_plain_ce"]
@@ -97,6 +98,7 @@ def decide(
     level: float = 0.95,
     spread: Spread | None = None,
     planned_units: int | None = None,
+    constraints: dict[str, float] | None = None,
 ) -> Verdict:
     """Turn the completed confirm trials into one verdict.
 
@@ -122,6 +124,8 @@ def decide(
             not only the seeds'; without it, a t interval over the paired units.
         planned_units: The (repeat, fold) units each setting was planned for; a setting that
             completed fewer than half of them makes the verdict not-measurable.
+        constraints: Validation minimums (``{"recall": 0.8}``, read from ``val_<metric>``
+            columns): only a setting whose mean meets them all is recommended.
 
     Returns:
         The verdict, with every comparison that has at least one paired unit.
@@ -133,16 +137,25 @@ def decide(
     name = _NAMES.get(objective, objective)
     means = {s: float(_per_unit(confirm, s).mean()) for s in _settings(confirm)}
     comparisons = _comparisons(confirm, list(means), level, spread)
-    best_ce = max((s for s in means if not s.is_focal), key=means.__getitem__, default=None)
+    meets = _meets(confirm, list(means), constraints or {})
+    means = {s: m if meets[s] else -math.inf for s, m in means.items()}  # never recommended
+    eligible_ce = [s for s in means if not s.is_focal and meets[s]]
+    best_ce = max(eligible_ce, key=means.__getitem__, default=None)
     headline = _headline(comparisons, means)
     tail = [] if headline is None else [_headline_words(headline, name, level)]
     reason = _unmeasurable_reason(confirm, n_val_positives, min_positives, objective)
     reason = reason or _incomplete(confirm, list(means), planned_units)
-    if reason is not None or best_ce is None:
+    if reason is None and means and not any(meets.values()):
+        wanted = " and ".join(f"{m} >= {low:g}" for m, low in (constraints or {}).items())
+        reason = f"no confirmed setting meets {wanted} on validation (mean over its repeats)"
+    focal = None
+    if reason is None:
+        best_ce_mean = -math.inf if best_ce is None else means[best_ce]
+        focal = _focal_winner(comparisons, means, best_ce_mean=best_ce_mean)
+    if reason is not None or (best_ce is None and focal is None):
         reason = reason or "no plain cross-entropy reference"
         parts = [f"not-measurable: {reason}", _safe(best_ce, means, name), *tail]
         return Verdict("not-measurable", best_ce, _join(parts), reason, comparisons)
-    focal = _focal_winner(comparisons, means, best_ce_mean=means[best_ce])
     if focal is not None:
         parts = [f"focal: {_claim(focal, name, level)}"]
         return Verdict("focal", focal.setting, _join(parts), None, comparisons)
@@ -177,6 +190,17 @@ def _incomplete(confirm: pd.DataFrame, settings: list[Setting], planned: int | N
     )
 
 
+def _meets(
+    confirm: pd.DataFrame, settings: list[Setting], constraints: dict[str, float]
+) -> dict[Setting, bool]:
+    """Whether each setting's mean validation figures meet every minimum."""
+    found = {}
+    for s in settings:
+        rows = confirm[setting_mask(confirm, s)]
+        found[s] = all(float(rows[f"val_{m}"].mean()) >= low for m, low in constraints.items())
+    return found
+
+
 def _unmeasurable_reason(
     confirm: pd.DataFrame, n_val_positives: int, minimum: int, objective: str = "f1"
 ) -> str | None:
@@ -207,38 +231,6 @@ def _settings(confirm: pd.DataFrame) -> list[Setting]:
     """The distinct arms, cross-entropy first (plain first), then by gamma and alpha."""
     found = {arm.key(): arm for arm in row_arms(confirm)}
     return sorted(found.values(), key=order)
-
-
-def order(setting: Setting) -> tuple[Any, ...]:
-    """How settings are listed: cross-entropy (plain first), then focal, by gamma and alpha."""
-    alpha = -1.0 if setting.alpha is None else setting.alpha
-    return (setting.is_focal, setting.is_weighted, setting.gamma, alpha, repr(setting.key()))
-
-
-def row_arms(trials: pd.DataFrame) -> list[Setting]:
-    """Each row's arm (its setting without seed, split and model), from the setting's columns;
-    a column that is absent or NaN is that field's default."""
-    columns = [c for c in ("gamma", "alpha", *EXTRA_FIELDS) if c in trials]
-    arms = []
-    for values in trials[columns].itertuples(index=False):
-        params = {c: v for c, v in zip(columns, values, strict=True) if not _missing(v)}
-        arms.append(Setting.from_params(params).arm())
-    return arms
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def setting_mask(trials: pd.DataFrame, setting: Setting) -> pd.Series:
-    """Which rows have this arm (any seed, split and model), float noise aside."""
-    key = setting.arm().key()
-    return pd.Series([a.key() == key for a in row_arms(trials)], index=trials.index, dtype=bool)
-
-
-def same_setting(a: Setting, b: Setting) -> bool:
-    """Whether two settings are one arm, float noise below 1e-9 aside."""
-    return a.arm().key() == b.arm().key()
 
 
 def _per_unit(confirm: pd.DataFrame, setting: Setting) -> pd.Series:
@@ -303,7 +295,11 @@ def _interval(d: np.ndarray, level: float) -> tuple[float, float, float, bool]:
 def _focal_winner(
     comparisons: _Comparisons, means: _Means, *, best_ce_mean: float
 ) -> Comparison | None:
-    winners = [c for c in comparisons if c.family == "vs_twin" and c.is_above_zero]
+    winners = [
+        c
+        for c in comparisons
+        if c.family == "vs_twin" and c.is_above_zero and means[c.setting] > -math.inf
+    ]
     if not winners:
         return None
     best = max(winners, key=lambda c: means[c.setting])
@@ -311,7 +307,7 @@ def _focal_winner(
 
 
 def _weight_winner(comparisons: _Comparisons, means: _Means) -> Comparison | None:
-    weighted = (s for s in means if not s.is_focal and s.is_weighted)
+    weighted = (s for s in means if not s.is_focal and s.is_weighted and means[s] > -math.inf)
     best = max(weighted, key=means.__getitem__, default=None)
     found = [c for c in comparisons if c.family == "weight_vs_plain_ce" and c.setting == best]
     return found[0] if found and found[0].is_above_zero else None
