@@ -60,7 +60,8 @@ def pareto_text(frame: pd.DataFrame, constraints: dict[str, float]) -> str:
     if chosen is None:
         return f"{text}; none meets {wanted}."
     figures = f"precision {chosen['val_precision']:.3f}, recall {chosen['val_recall']:.3f}"
-    return f"{text}; at {wanted} the front's best is {chosen['name']} ({figures}, {chosen['stage']} #{chosen['number']})."
+    where = f"{chosen['stage']} #{chosen['number']}"
+    return f"{text}; at {wanted} the front's best is {chosen['name']} ({figures}, {where})."
 
 
 def pareto_figure(frame: pd.DataFrame, constraints: dict[str, float]) -> Figure | None:
