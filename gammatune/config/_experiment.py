@@ -145,7 +145,7 @@ def _describe(path: Path, exc: ValidationError) -> str:
         for index, part in enumerate(error["loc"]):
             if isinstance(part, int):
                 where += f"[{part}]"
-            elif index == 1 and error["loc"][0] == "data":  # the union's tag
+            elif (index == 1 and error["loc"][0] == "data") or part == "[key]":  # tags
                 continue
             elif not (isinstance(error["loc"][index - 1], int) and part in SCHEDULE_KINDS):
                 where += f".{part}" if where else str(part)
