@@ -277,3 +277,25 @@ def test_auto_parallel_counts_activations_on_cuda(monkeypatch: pytest.MonkeyPatc
     assert choose_parallel(3, model=cnn, n_features=64, batch_size=256, device=cuda) == 3
     cpu = torch.device("cpu")
     assert choose_parallel("auto", model=cnn, n_features=64, batch_size=256, device=cpu) == 16
+
+
+@pytest.mark.parametrize("neighbour", ["flsd53", "per_class"], ids=["schedule", "per-class-gamma"])
+def test_a_member_trains_the_same_beside_an_adaptive_or_per_class_member(neighbour: str) -> None:
+    """float32, where a vectorized and a one-by-one loss round differently: a fixed-gamma
+    member's path must not depend on the loss of the member beside it."""
+    from dataclasses import replace
+
+    from gammatune.loss import GammaSchedule
+
+    data = tuple(t.float() if t.is_floating_point() else t for t in _data(2))
+    config = TrainConfig(epochs=6, batch_size=32, lr=0.01, patience=20, min_epochs=1)
+    alone = _members(1, [(2.0, 0.25, 1)])
+    pair = _members(1, [(2.0, 0.25, 1), (0.0, None, 3)])
+    other = GammaSchedule("flsd53") if neighbour == "flsd53" else (1.0, 2.5)
+    pair[1] = replace(pair[1], gamma=other)
+    for m in alone + pair:
+        m.model.float()
+    (expected,) = fit_stacked(alone, data, n_classes=2, minority=1, config=config, device=CPU)
+    found = fit_stacked(pair, data, n_classes=2, minority=1, config=config, device=CPU)
+    assert found[0].train_loss == expected.train_loss
+    assert found[0].val_monitor == expected.val_monitor

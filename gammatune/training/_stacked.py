@@ -172,20 +172,47 @@ def fit_stacked(
 def _stacked_loss(
     members: list[Member], n_classes: int, minority: int, device: torch.device, dtype: torch.dtype
 ) -> StackedLoss:
-    """Return the per-member mean focal loss of stacked logits, computed in ``dtype``."""
-    if n_classes > 2 or any(isinstance(m.gamma, GammaSchedule) for m in members):
+    """Return the per-member mean focal loss of stacked logits, computed in ``dtype``.
 
-        def one_by_one(logits: Tensor, targets: Tensor) -> Tensor:
-            losses = []
-            for k, m in enumerate(members):
-                loss = make_loss(
-                    gamma=m.gamma, alpha=m.alpha, n_classes=n_classes, minority=minority
-                )
-                losses.append(loss(logits[k], targets[k]))
-            return torch.stack(losses)
+    Binary members with a fixed gamma share one vectorized pass; the others (multiclass, an
+    adaptive schedule) run one by one. Which path a member takes depends on its own loss alone,
+    so its result never depends on the members beside it (float32 rounds the two differently).
+    """
+    alone = [
+        k for k, m in enumerate(members) if n_classes > 2 or isinstance(m.gamma, GammaSchedule)
+    ]
+    together = [k for k in range(len(members)) if k not in alone]
+    if not together:
+        return _one_by_one(members, n_classes, minority)
+    if not alone:
+        return _vectorized_binary(members, device, dtype)
+    first = _vectorized_binary([members[k] for k in together], device, dtype)
+    second = _one_by_one([members[k] for k in alone], n_classes, minority)
+    rows = [torch.tensor(ks, device=device) for ks in (together, alone)]
+    back = torch.argsort(torch.cat(rows))  # each member's loss back at its own index
 
-        return one_by_one
+    def mixed(logits: Tensor, targets: Tensor) -> Tensor:
+        parts = [f(logits[r], targets[r]) for f, r in zip((first, second), rows, strict=True)]
+        return torch.cat(parts)[back]
 
+    return mixed
+
+
+def _one_by_one(members: list[Member], n_classes: int, minority: int) -> StackedLoss:
+    losses = [
+        make_loss(gamma=m.gamma, alpha=m.alpha, n_classes=n_classes, minority=minority)
+        for m in members
+    ]
+
+    def one_by_one(logits: Tensor, targets: Tensor) -> Tensor:
+        return torch.stack([loss(logits[k], targets[k]) for k, loss in enumerate(losses)])
+
+    return one_by_one
+
+
+def _vectorized_binary(
+    members: list[Member], device: torch.device, dtype: torch.dtype
+) -> StackedLoss:
     # Per member, (negatives, positives) pairs of gamma and of alpha_t; alpha off weighs both 1.
     def pairs(values: list[tuple[float, float]]) -> tuple[Tensor, Tensor]:
         return tuple(  # type: ignore[return-value]
