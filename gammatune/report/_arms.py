@@ -10,6 +10,8 @@ import pandas as pd
 
 from gammatune.record import EXTRA_FIELDS, Setting
 
+ARM = "arm"
+
 
 def order(setting: Setting) -> tuple[Any, ...]:
     """How settings are listed: cross-entropy (plain first), then focal, by gamma and alpha."""
@@ -32,8 +34,16 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+def arm_key(setting: Setting) -> str:
+    """The arm's identity as text: ``trials_frame``'s ``arm`` column holds it per row."""
+    return repr(setting.arm().key())
+
+
 def setting_mask(trials: pd.DataFrame, setting: Setting) -> pd.Series:
-    """Which rows have this arm (any seed, split and model), float noise aside."""
+    """Which rows have this arm (any seed, split and model), float noise aside: from the
+    ``arm`` column where the table has one (read once), else from the setting's columns."""
+    if ARM in trials:
+        return trials[ARM] == arm_key(setting)
     key = setting.arm().key()
     return pd.Series([a.key() == key for a in row_arms(trials)], index=trials.index, dtype=bool)
 

@@ -16,6 +16,7 @@ from gammatune.config import Config
 from gammatune.errors import StudyError
 from gammatune.metrics import OBJECTIVES, Evaluation
 from gammatune.record import EXTRA_FIELDS, Setting
+from gammatune.report._arms import arm_key
 from gammatune.storage import STAGES, load_record, load_study, open_storage, trial_value
 
 _LEADING = [
@@ -45,7 +46,7 @@ _SPLIT_FIELDS = [
 ]
 _PER_CLASS = ["precision_per_class", "recall_per_class", "f1_per_class", "confusion"]
 # For the plots and the verdict; not in the CSV.
-_OBJECTS = ["val_pr_curve", "test_pr_curve", "curves", "plan_key"]
+_OBJECTS = ["val_pr_curve", "test_pr_curve", "curves", "plan_key", "arm"]
 _TRAILING = [
     "curve_flags",
     "delta_vs_ce",
@@ -151,7 +152,7 @@ def _row(stage: str, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     if record is None and "gamma" not in trial.params:  # died before its first suggestion
         return {**row, "objective": math.nan, "fail_reason": "interrupted before it started"}
     setting = record.setting if record else Setting.from_params(trial.params)
-    row.update(dataclasses.asdict(setting), plan_key=_plan_key(setting))
+    row.update(dataclasses.asdict(setting), plan_key=_plan_key(setting), arm=arm_key(setting))
     value = trial_value(trial) if trial.state == TrialState.COMPLETE else None
     row["objective"] = math.nan if value is None else value
     if record is None:
