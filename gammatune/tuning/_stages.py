@@ -172,7 +172,7 @@ def _refine_plan(config: Config, storage: optuna.storages.BaseStorage) -> StageP
             f"refine: no completed search trial in study {study_name(config, 'search')!r}; "
             "run `gammatune search` with this config first."
         )
-    best = Setting.from_params(max(done, key=_value).params)
+    best = Setting.from_params(max(done, key=rank).params)
     dists = _refine_space(config, best)
     inside = [
         t
@@ -215,10 +215,6 @@ def _refine_space(config: Config, best: Setting) -> dict[str, BaseDistribution]:
     return dists
 
 
-def _value(trial: FrozenTrial) -> tuple[bool, float]:
-    return rank(trial)
-
-
 def _window(center: float, half: float, step: float, low: float, high: float) -> FloatDistribution:
     """A stepped range of about ``center +- half``, aligned to multiples of ``step``."""
     lo = max(low, round(round((center - half) / step) * step, 10))
@@ -247,7 +243,7 @@ def confirm_points(config: Config, storage: optuna.storages.BaseStorage) -> list
             "run `gammatune search` (and `refine`) with this config first."
         )
     finalists: dict[tuple[object, ...], Setting] = {}
-    for trial in sorted(tuned, key=_value, reverse=True):
+    for trial in sorted(tuned, key=rank, reverse=True):
         setting = Setting.from_params(trial.params)
         if setting.is_focal and len(finalists) < config.confirm.top_k:
             finalists.setdefault(setting.key(), setting)
@@ -266,7 +262,7 @@ def confirm_points(config: Config, storage: optuna.storages.BaseStorage) -> list
     ]
     references = [Setting(0.0, None), *(s.twin() for s in finalists.values())]
     if weighted:
-        references.append(Setting.from_params(max(weighted, key=_value).params))
+        references.append(Setting.from_params(max(weighted, key=rank).params))
     settings = {s.key(): s for s in [*finalists.values(), *references]}.values()
     first = config.baseline.repeats
     return [
