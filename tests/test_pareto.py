@@ -21,6 +21,7 @@ from gammatune.report import study_summary
 from gammatune.report._pareto import at_operating_point, pareto_front
 from gammatune.report._verdict import decide
 from gammatune.storage import load_study, open_storage
+from gammatune.training import EpochEvent
 from gammatune.training._stacked import fit_stacked
 from gammatune.tuning import run_stages
 from tests.conftest import TINY, write_config
@@ -110,7 +111,7 @@ def _reporting(settings: list[Setting], reporters) -> list[tuple[TrialRecord, No
     for setting, report in zip(settings, reporters or [None] * len(settings), strict=True):
         value, stop = 1.0 - abs(setting.gamma - 1.0), "max_epochs"
         for epoch in range(1, 9):
-            if report is not None and report(epoch, value):
+            if report is not None and report(EpochEvent(epoch, 8, 0.5, 0.5, value, value)):
                 stop = "pruned"
                 break
         record = TrialRecord(setting, seed=0, value=value, epochs_run=epoch, stop_reason=stop)
@@ -139,7 +140,7 @@ def test_a_pruned_stack_member_stops_alone_and_the_others_train_as_before() -> N
     members = _members(1, [(0.0, None, 0), (2.0, 0.25, 1), (1.0, 0.5, 2)])
     free = [replace(m, model=copy.deepcopy(m.model)) for m in members]
     pruned = [
-        m if k != 1 else replace(m, report=lambda e, _v: e >= 3) for k, m in enumerate(members)
+        m if k != 1 else replace(m, report=lambda e: e.epoch >= 3) for k, m in enumerate(members)
     ]
     cpu = torch.device("cpu")
     expected = fit_stacked(free, data, n_classes=2, minority=1, config=config, device=cpu)

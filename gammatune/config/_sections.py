@@ -62,6 +62,12 @@ class TrainConfig(_Strict):
     device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
     precision: Precision = "auto"
     tensorboard: bool = Field(False, description="Write curves to runs/<name>/tensorboard.")
+    mlflow: bool | str = Field(
+        False, description="Log trials to MLflow: true (runs/<name>/mlruns) or a tracking URI."
+    )
+    wandb: bool | str = Field(
+        False, description="Log trials to Weights & Biases: true (project <name>) or a project."
+    )
     parallel: Annotated[int, Field(gt=0)] | Literal["auto"] = Field(
         "auto", description="Trials trained at once as one stacked model (linear, mlp)."
     )

@@ -26,19 +26,21 @@ Keep = Literal["best", "last"]  # the epoch a training ends with
 # A trial's loss terms: a number, one per class (binary: negatives, positives), or a schedule.
 Gamma = float | tuple[float, ...] | GammaSchedule
 Weight = float | tuple[float, ...] | None
-# Hears (epoch, the validation monitor, higher is better) after each epoch; True stops the model.
-Reporter = Callable[[int, float], bool]
+# Hears one model's epochs, each as it ends (pruning, live tracking); True stops that model.
+Reporter = Callable[["EpochEvent"], bool]
 
 
 @dataclass(frozen=True, slots=True)
 class EpochEvent:
-    """What the progress callback hears after each epoch."""
+    """What the progress callback and a :data:`Reporter` hear after each epoch; ``score`` is
+    the validation monitor as higher-is-better (``val_loss`` negated)."""
 
     epoch: int
     epochs: int
     train_loss: float
     val_loss: float
     val_monitor: float
+    score: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,9 +140,9 @@ def fit(
             val_loss, monitor = _validate(model, x_val, y_val, loss_fn, config.monitor)
             if tracker.record(epoch, train_loss, val_loss, monitor):
                 best_state = copy.deepcopy(model.state_dict())
-            tracker.report(epoch, report)
+            tracker.report(report)
             if on_epoch is not None:
-                on_epoch(EpochEvent(epoch, config.epochs, train_loss, val_loss, monitor))
+                on_epoch(tracker.event())
         if tracker.stopped:
             break
     model.load_state_dict(best_state)
@@ -195,10 +197,17 @@ class EpochTracker:
             self.stop_reason, self.stopped = "early_stopping", True
         return False
 
-    def report(self, epoch: int, reporter: Reporter | None) -> None:
-        """Tell ``reporter`` the epoch's monitor, higher is better (``val_loss`` negated); stop
-        with ``pruned`` when it says so."""
-        if reporter is not None and reporter(epoch, self.sign * self.curves["val_monitor"][-1]):
+    def event(self) -> EpochEvent:
+        """The last recorded epoch."""
+        train_loss, val_loss, monitor = (self.curves[k][-1] for k in self.curves)
+        epoch = len(self.curves["train_loss"])
+        return EpochEvent(
+            epoch, self.config.epochs, train_loss, val_loss, monitor, self.sign * monitor
+        )
+
+    def report(self, reporter: Reporter | None) -> None:
+        """Tell ``reporter`` the last epoch; stop with ``pruned`` when it says so."""
+        if reporter is not None and reporter(self.event()):
             self.stop_reason, self.stopped = "pruned", True
 
     def result(self, duration_s: float) -> FitResult:

@@ -155,11 +155,10 @@ def fit_stacked(
                 continue
             if tracker.record(epoch, train_losses[k], val_losses[k], monitors[k]):
                 best[k] = stacked.member_state(k)
-            tracker.report(epoch, members[k].report)
+            tracker.report(members[k].report)
         running = [k for k, t in enumerate(trackers) if not t.stopped]
         if on_epoch is not None and running:
-            k = running[0]
-            on_epoch(EpochEvent(epoch, config.epochs, train_losses[k], val_losses[k], monitors[k]))
+            on_epoch(trackers[running[0]].event())
         if not running:
             break
     for k, member in enumerate(members):

@@ -9,7 +9,7 @@ from optuna.trial import FrozenTrial
 from gammatune.config import Config
 from gammatune.errors import StudyError
 from gammatune.storage import load_record
-from gammatune.training import Reporter
+from gammatune.training import EpochEvent, Reporter
 from gammatune.tuning._stages import StagePlan
 
 
@@ -50,19 +50,24 @@ def check_directions(study: optuna.Study, config: Config) -> None:
         )
 
 
-def reporter(config: Config, plan: StagePlan, trial: optuna.Trial) -> Reporter | None:
-    """Refine's epochs to Optuna (the dashboard's learning curves) and its pruner's answer.
+def reporter(
+    config: Config, plan: StagePlan, trial: optuna.Trial, live: Reporter | None = None
+) -> Reporter | None:
+    """Refine's epochs to Optuna (the dashboard's learning curves) and its pruner's answer,
+    after ``live`` (live tracking, any stage) hears them.
 
-    None for the fixed points (baseline, search, confirm: their curves are in the record, the
-    report and TensorBoard; a storage write per epoch, ~0.9 ms on SQLite, cost the demo's
-    `run` 16%) and for a multi-objective study, where Optuna takes no intermediate values.
+    Optuna hears nothing for the fixed points (baseline, search, confirm: their curves are in
+    the record, the report and the trackers; a storage write per epoch, ~0.9 ms on SQLite, cost
+    the demo's `run` 16%) and for a multi-objective study, which takes no intermediate values.
     """
     if len(config.objectives) > 1 or plan.kind != "tpe":
-        return None
+        return live
     prunes = config.refine.pruner != "none"
 
-    def report(epoch: int, value: float) -> bool:
-        trial.report(value, epoch)
+    def report(event: EpochEvent) -> bool:
+        if live is not None:
+            live(event)
+        trial.report(event.score, event.epoch)
         return prunes and trial.should_prune()
 
     return report

@@ -30,7 +30,15 @@ from optuna.trial import FrozenTrial, TrialState
 from gammatune.config import Config
 from gammatune.errors import StudyError
 from gammatune.record import ROLES, SCHEDULES, WEIGHTS, Setting
-from gammatune.storage import Stage, load_study, rank, study_name
+from gammatune.storage import (
+    RESULT,
+    Stage,
+    key_figures,
+    load_record,
+    load_study,
+    rank,
+    study_name,
+)
 from gammatune.tuning._optuna import contains
 
 Kind = Literal["points", "tpe"]
@@ -295,3 +303,30 @@ def check_spaces(study: optuna.Study, plan: StagePlan) -> None:
                     f"gammatune cannot extend (it uses {new!r}): the study was made by an "
                     "earlier version; set a new `name` to start a new study."
                 ) from None
+
+
+WARM_START = "warm_start_from"  # the user attribute that marks a warm-start copy
+
+
+def add_warm_start(study: optuna.Study, plan: StagePlan) -> None:
+    """Copy the search trials inside the refine window into the refine study, once each."""
+    copied = {t.user_attrs.get(WARM_START) for t in study.get_trials(deepcopy=False)}
+    for source in plan.warm_start:
+        record = load_record(source)
+        if source.number in copied or record is None:
+            continue
+        copy = replace(record, warm_start_from=source.number)
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={k: source.params[k] for k in plan.distributions},
+                distributions=plan.distributions,
+                values=source.values,
+                # Also a top-level attribute: budgets count copies without parsing records,
+                # and the dashboard shows which trials are copies.
+                user_attrs={
+                    **key_figures(record),
+                    RESULT: copy.to_json(),
+                    WARM_START: source.number,
+                },
+            )
+        )
