@@ -1,0 +1,203 @@
+"""Trials on a Ray cluster: each stacked group of trials is one Ray task.
+
+Only the training crosses to the cluster. This process keeps the study: the runner claims the
+trials, keeps their heartbeats and stores their records in the Optuna storage, as it does for
+local training. The experiment and its data splits are put into Ray's object store once; each
+Ray worker process builds the local objective from them once and reuses it for every group it
+is sent. A group trains on one GPU (``num_gpus=1``) where the cluster has GPUs, else on one
+CPU, and the runner hands over as many groups at once as the cluster has such slots. A task
+whose node or worker died is run again elsewhere (``RETRIES``); its trials keep their seeds,
+so their results are the ones local training gives.
+
+Per-epoch reports (Optuna's pruning, the epoch progress bar) cannot cross from the cluster:
+trials sent to Ray are never pruned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from typing import TYPE_CHECKING, Any, Literal
+
+from gammatune.config import Config
+from gammatune.data import Splits
+from gammatune.device import autocast_dtype, resolve_device
+from gammatune.errors import ConfigError, GammatuneError, StudyError
+from gammatune.record import Setting
+from gammatune.training import Reporter
+from gammatune.tuning._objective import make_objective, parallel_trials
+from gammatune.tuning._runner import Objective, Outcome
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+Executor = Literal["local", "ray"]
+RETRIES = 3  # how often a group whose node or worker died is run again on another node
+PROBE_TIMEOUT_S = 5.0  # Ray itself waits minutes for an address where nothing listens
+_INSTALL = "pip install 'gammatune[ray]'"
+
+
+def ray_objective(
+    config: Config, splits: Splits, *, address: str | None = None
+) -> tuple[Objective, int]:
+    """Connect to the Ray cluster at ``address`` and return an objective that trains there,
+    with how many trials to hand it at once.
+
+    Args:
+        config: The experiment.
+        splits: Its data, shipped to the cluster once.
+        address: ``host:port`` of the cluster's head (or a ``ray://`` client address);
+            default: the ``RAY_ADDRESS`` environment variable, else ``auto`` (the cluster that
+            ``ray start`` last started on this machine).
+
+    Returns:
+        The objective (``[setting, ...] -> [outcome, ...]``; per-epoch reporters are not
+        called) and ``parallel x slots``: the trials of one stack times the groups the cluster
+        trains at once (its GPUs, else its CPUs).
+
+    Raises:
+        ConfigError: Ray is not installed, or ``train.device`` asks for CUDA on a cluster
+            without GPUs.
+        StudyError: No cluster answers at ``address``.
+    """
+    ray = _import_ray()
+    _connect(ray, address or os.environ.get("RAY_ADDRESS") or "auto")
+    resources, slots = _task_resources(ray, config)
+    key = uuid.uuid4().hex  # this run's objective in each worker's cache
+    # The storage URL (its password) stays here: the cluster only trains. In a list, so that
+    # Ray passes the object on as a reference, fetched once per worker.
+    shipped = [ray.put((config.model_copy(update={"storage": None}), splits))]
+    remote = ray.remote(_train_group).options(
+        max_retries=RETRIES, retry_exceptions=False, **resources
+    )
+    parallel = _gather(
+        ray, [ray.remote(_parallel).options(max_retries=RETRIES, **resources).remote(key, shipped)]
+    )[0]
+
+    def objective(
+        settings: list[Setting], reporters: list[Reporter | None] | None = None
+    ) -> list[Outcome]:
+        del reporters  # an Optuna trial lives in this process: no pruning on the cluster
+        groups = [settings[i : i + parallel] for i in range(0, len(settings), parallel)]
+        done = _gather(ray, [remote.remote(key, shipped, group) for group in groups])
+        return [outcome for outcomes in done for outcome in outcomes]
+
+    return objective, parallel * slots
+
+
+def _import_ray() -> ModuleType:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError(f"--executor ray: Ray is not installed; {_INSTALL}.") from None
+    return ray
+
+
+def _connect(ray: ModuleType, address: str) -> None:
+    """Join the cluster as a driver (never start one), or fail in seconds with one line. A
+    process already connected (its own ``ray.init``) keeps its connection. The workers' logs
+    stay on the cluster, so that they do not run through the progress bars."""
+    if ray.is_initialized():
+        return
+    where = _bootstrap_address(address)
+    host, _, port = where.removeprefix("ray://").rpartition(":")
+    try:
+        if where != "auto":  # else this Ray resolves it only inside ray.init
+            socket.create_connection((host.strip("[]"), int(port)), PROBE_TIMEOUT_S).close()
+    except (OSError, ValueError) as exc:
+        raise StudyError(
+            f"ray: no cluster answers at {where} ({exc}); start one (`ray start --head`) or "
+            "give its head's address with --address or RAY_ADDRESS."
+        ) from None
+    ray.init(address=where, logging_level=logging.WARNING, log_to_driver=False)
+
+
+def _bootstrap_address(address: str) -> str:
+    """``host:port`` of ``address``; ``auto`` is resolved the way ``ray.init`` does."""
+    if address != "auto":
+        return address
+    try:  # private, but the very lookup ray.init makes for "auto"
+        from ray._private.services import canonicalize_bootstrap_address_or_die
+    except ImportError:  # a Ray that moved it: let ray.init resolve "auto" itself
+        return address
+    try:
+        return str(canonicalize_bootstrap_address_or_die("auto"))
+    except ConnectionError:
+        raise StudyError(
+            "ray: no running cluster found (--address auto); start one (`ray start --head`) "
+            "or give its head's address with --address or RAY_ADDRESS."
+        ) from None
+
+
+def _task_resources(ray: ModuleType, config: Config) -> tuple[dict[str, float], int]:
+    """What one group asks of the cluster (a GPU, else a CPU), and how many fit at once."""
+    available = ray.cluster_resources()
+    n_gpus, n_cpus = int(available.get("GPU", 0)), int(available.get("CPU", 0))
+    if config.train.device.startswith("cuda") and n_gpus == 0:
+        raise ConfigError(
+            f"train.device: {config.train.device!r} but the Ray cluster has no GPUs; "
+            "use 'auto' or 'cpu'."
+        )
+    if n_gpus > 0 and (config.train.device == "auto" or config.train.device.startswith("cuda")):
+        return {"num_gpus": 1, "num_cpus": 1}, n_gpus
+    return {"num_cpus": 1}, max(1, n_cpus)
+
+
+def _gather(ray: ModuleType, refs: list[Any]) -> list[Any]:
+    """The tasks' results, in order; a user's error raised on the cluster as itself."""
+    try:
+        return list(ray.get(refs))
+    except ray.exceptions.RayTaskError as exc:  # raised by gammatune's code in the task
+        _cancel(ray, refs)
+        if isinstance(exc.cause, GammatuneError):
+            raise exc.cause from None
+        raise
+    except ray.exceptions.RayError as exc:  # lost more often than RETRIES, or the cluster
+        _cancel(ray, refs)
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StudyError(
+            f"ray: a group of trials was lost ({type(exc).__name__}: {reason}); its trials "
+            "are failed: run the same command again to retry them."
+        ) from None
+    except BaseException:  # Ctrl-C or SIGTERM: stop what is still training
+        _cancel(ray, refs)
+        raise
+
+
+def _cancel(ray: ModuleType, refs: list[Any]) -> None:
+    for ref in refs:
+        with contextlib.suppress(Exception):  # finished, or its node is gone: nothing to stop
+            ray.cancel(ref, force=True)
+
+
+# What runs in a Ray worker process: the objective of the current run, built once per process.
+_BUILT: dict[str, tuple[Objective, int]] = {}
+
+
+def _local(key: str, shipped: list[Any]) -> tuple[Objective, int]:
+    if key not in _BUILT:
+        import ray
+
+        config, splits = ray.get(shipped[0])
+        # Ray shows a task only the GPU it was given, as cuda:0.
+        name = "cuda" if config.train.device.startswith("cuda") else config.train.device
+        device = resolve_device(name)
+        objective = make_objective(
+            config, splits, device=device, autocast=autocast_dtype(device, config.train.precision)
+        )
+        _BUILT.clear()  # one run at a time per worker: drop an earlier run's data
+        _BUILT[key] = objective, parallel_trials(config, splits, device)
+    return _BUILT[key]
+
+
+def _parallel(key: str, shipped: list[Any]) -> int:
+    """How many trials one group stacks, as sized on a worker's own device."""
+    return _local(key, shipped)[1]
+
+
+def _train_group(key: str, shipped: list[Any], settings: list[Setting]) -> list[Outcome]:
+    """Train ``settings`` as one stack on this worker; the records go back to the driver."""
+    return _local(key, shipped)[0](settings, [None] * len(settings))
