@@ -4,12 +4,16 @@ and passwords that must not leak. ``tests/test_postgres.py`` runs the same on a 
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -179,8 +183,8 @@ def test_an_edited_experiment_is_refused_and_an_unchanged_one_resumes(tmp_path: 
         assert result.exit_code == 4, result.output
         assert result.stderr.splitlines()[-1] == (
             "gammatune: error: study 'tiny.search' was run on a different experiment: "
-            "train.lr was 0.01, now 0.02; set a new `name` to start a new study, or undo the "
-            "change to continue this one."
+            "train.lr was 0.01, now 0.02; set a new `name` to start a new study, undo the "
+            "change to continue this one, or pass --force-new to set it aside and start afresh."
         )
         assert result.stderr.count("gammatune: error") == 1 and "Traceback" not in result.output
     write_config(tmp_path, data={**TINY["data"], "n_samples": 1300})
@@ -271,3 +275,166 @@ def test_the_resolved_config_never_holds_the_password(tmp_path: Path) -> None:
     _write_resolved(config)
     text = (config.run_dir / "config.resolved.yaml").read_text(encoding="utf-8")
     assert "s3cret" not in text and "storage: postgresql://me:***@db/x" in text
+
+
+def test_force_new_sets_the_changed_studies_aside_and_starts_afresh(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    for stage in ("baseline", "search"):
+        assert runner.invoke(app, [stage, "-c", str(config)]).exit_code == 0
+    before = {stage: trials(config, stage) for stage in ("baseline", "search")}
+    write_config(tmp_path, train={**TINY["train"], "lr": 0.02})
+    result = runner.invoke(app, ["search", "-c", str(config), "--force-new"])
+    assert result.exit_code == 0, result.output
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("--force-new")]
+    found = re.fullmatch(
+        r"--force-new: kept 'tiny\.baseline' as '(tiny\.baseline\.replaced-\d{8}T\d{6}Z)', "
+        r"'tiny\.search' as '(tiny\.search\.replaced-\d{8}T\d{6}Z)' in sqlite:///\S+/study\.db; "
+        r"starting afresh\.",
+        line,
+    )
+    assert found, line
+    storage = open_storage(load_config(config))
+    for stage, kept in zip(("baseline", "search"), found.groups(), strict=True):
+        backup = optuna.load_study(study_name=kept, storage=storage)
+        assert backup.user_attrs["fingerprint"]["train.lr"] == 0.01
+        copied = backup.get_trials()
+        assert [(t.state, t.params, t.values) for t in copied] == [
+            (t.state, t.params, t.values) for t in before[stage]
+        ]
+        for trial in copied:  # the score files moved with their records
+            scores_file = trial.user_attrs["result"]["scores_file"]
+            assert scores_file.startswith(f"scores/{kept}-")
+            assert (tmp_path / "runs" / "tiny" / scores_file).is_file()
+    assert_each_point_once(config, 2)  # the new search, on the new experiment
+    assert (
+        optuna.load_study(study_name="tiny.search", storage=storage).user_attrs["fingerprint"][
+            "train.lr"
+        ]
+        == 0.02
+    )
+    assert "tiny.baseline" not in optuna.get_all_study_names(storage)  # it starts afresh too
+    result = runner.invoke(app, ["search", "-c", str(config)])  # an unchanged rerun resumes
+    assert result.exit_code == 0 and "search #" not in result.output
+    assert "--force-new" not in result.stderr
+    write_config(tmp_path)  # back to lr 0.01, at once: a second copy, perhaps in the same second
+    result = runner.invoke(app, ["search", "-c", str(config), "--force-new"])
+    assert result.exit_code == 0, result.output
+    kept = [n for n in optuna.get_all_study_names(storage) if n.startswith("tiny.search.")]
+    assert len(kept) == 2 and found.group(2) in kept, kept
+
+
+LOCKER = """
+import sqlite3, sys, time
+connection = sqlite3.connect(sys.argv[1], isolation_level=None)
+if sys.argv[2] == "everything":  # a backup tool's way: no other connection may even read
+    connection.execute("PRAGMA locking_mode=EXCLUSIVE")
+connection.execute("BEGIN EXCLUSIVE")
+connection.execute("SELECT count(*) FROM studies").fetchall()
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize(("command", "held"), [("search", "writes"), ("report", "everything")])
+def test_a_locked_study_file_is_one_line_within_the_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str, held: str
+) -> None:
+    config = write_config(tmp_path)
+    assert runner.invoke(app, ["search", "-c", str(config)]).exit_code == 0
+    database = tmp_path / "runs" / "tiny" / "study.db"
+    monkeypatch.setattr(gammatune.storage, "SQLITE_TIMEOUT_S", 2)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCKER, str(database), held], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        started = time.monotonic()
+        result = runner.invoke(app, [command, "-c", str(config)])
+        elapsed = time.monotonic() - started
+    finally:
+        holder.kill()
+        holder.communicate()
+    assert result.exit_code == 4, result.output
+    assert error_lines(result.stderr) == [
+        f"gammatune: error: storage: sqlite:///{database} is locked by another process (waited "
+        "2 s); the completed trials are kept: close that process (a sqlite3 shell, a backup) "
+        "and run the same command again."
+    ]
+    assert elapsed < 30
+    result = runner.invoke(app, [command, "-c", str(config)])
+    assert result.exit_code == 0, result.output
+    assert_each_point_once(config, 2)
+
+
+def test_report_on_a_study_damaged_after_it_opened_is_one_line(tmp_path: Path) -> None:
+    """The schema reads (the storage opens), a table of trial attributes does not."""
+    config = write_config(tmp_path)
+    assert runner.invoke(app, ["search", "-c", str(config)]).exit_code == 0
+    database = tmp_path / "runs" / "tiny" / "study.db"
+    with sqlite3.connect(database) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+        (root,) = connection.execute(
+            "SELECT rootpage FROM sqlite_master WHERE name = 'trial_user_attributes'"
+        ).fetchone()
+    with database.open("r+b") as handle:
+        handle.seek((root - 1) * page_size)
+        handle.write(b"\xff" * page_size)
+    result = runner.invoke(app, ["report", "-c", str(config)])
+    assert result.exit_code == 4, result.output
+    assert error_lines(result.stderr) == [
+        f"gammatune: error: storage: sqlite:///{database} is damaged: database disk image is "
+        "malformed; restore it from a backup."
+    ]
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB tmpfs: a run folder that fills up."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(folder)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs (needs root): {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def _fill(folder: Path) -> Path:
+    filler = folder / "filler"
+    with filler.open("wb") as handle:
+        try:
+            while True:
+                handle.write(b"\0" * 65536)
+                handle.flush()
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+    return filler
+
+
+def test_a_full_run_folder_is_one_line_and_a_rerun_completes(
+    tmp_path: Path, small_disk: Path
+) -> None:
+    runs = {"output_dir": str(small_disk / "runs")}
+    config = write_config(tmp_path, **runs)
+    assert runner.invoke(app, ["search", "-c", str(config)]).exit_code == 0
+    write_config(tmp_path, search={"gamma": [0.5, 2.0, 3.0], "alpha": [0.75]}, **runs)
+    filler = _fill(small_disk)
+    result = runner.invoke(app, ["search", "-c", str(config)])
+    assert result.exit_code == 4, result.output
+    (line,) = error_lines(result.stderr)
+    assert line.startswith(("gammatune: error: storage: cannot write ",
+                            "gammatune: error: output_dir: cannot write ")), line  # fmt: skip
+    assert line.endswith(
+        "the completed trials are kept: free the disk and run the same command again."
+    ), line
+    filler.unlink()
+    assert Counter(t.state for t in trials(config))[TrialState.COMPLETE] == 2
+    result = runner.invoke(app, ["search", "-c", str(config)])
+    assert result.exit_code == 0, result.output
+    assert_each_point_once(config, 3)

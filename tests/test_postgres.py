@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from gammatune.cli import app
 from gammatune.config import load_config
-from gammatune.storage import load_record
+from gammatune.storage import load_record, open_storage
 from tests.conftest import TINY, write_config
 from tests.test_faults import (
     SLOW_TRAIN,
@@ -175,3 +175,23 @@ def _safe_trials(config: Path) -> list[optuna.trial.FrozenTrial]:
         return _trials(config, "search")
     except KeyError:
         return []
+
+
+def test_force_new_sets_a_changed_study_aside_on_the_server(tmp_path: Path) -> None:
+    name = _name()
+    config = _config(tmp_path, name)
+    assert runner.invoke(app, ["search", "-c", str(config)]).exit_code == 0
+    _config(tmp_path, name, train={**TINY["train"], "lr": 0.02})
+    result = runner.invoke(app, ["search", "-c", str(config), "--workers", "2"])
+    assert result.exit_code == 4 and "--force-new" in result.stderr
+    assert len(_trials(config)) == 2  # the coordinator refused before it enqueued anything
+    result = runner.invoke(app, ["search", "-c", str(config), "--force-new"])
+    assert result.exit_code == 0, result.output
+    assert PASSWORD not in result.output
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("--force-new")]
+    kept = line.split(" as '")[1].split("'")[0]
+    assert kept.startswith(f"{name}.search.replaced-") and ":***@127.0.0.1" in line
+    storage = open_storage(load_config(config))
+    backup = optuna.load_study(study_name=kept, storage=storage)
+    assert [t.state for t in backup.get_trials()] == [TrialState.COMPLETE] * 2
+    assert_each_point_once(config, 2, "search")

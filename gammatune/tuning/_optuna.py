@@ -37,7 +37,7 @@ from optuna.distributions import (
 from optuna.trial import FrozenTrial, TrialState
 
 from gammatune.errors import StudyError
-from gammatune.storage import GRACE_PERIOD_S
+from gammatune.storage import GRACE_PERIOD_S, lock_file
 
 logger = logging.getLogger(__name__)
 
@@ -140,13 +140,14 @@ def claim_lock(storage: optuna.storages.BaseStorage, key: str) -> Iterator[None]
 
     Two processes that open one stage at the same moment would otherwise both see a point
     missing and both enqueue it (so it trains twice), or both count refine's budget as open.
-    On SQLite, which ignores ``SELECT ... FOR UPDATE``, a file lock beside the database; on
-    PostgreSQL, a session advisory lock named after ``key`` (the study), held on a connection
-    of its own and released by the server if this process dies. Other storages get no lock.
+    On SQLite, which ignores ``SELECT ... FOR UPDATE``, and on a journal file, a file lock
+    beside it (released by the kernel if this process dies); on PostgreSQL, a session advisory
+    lock named after ``key`` (the study), held on a connection of its own and released by the
+    server if this process dies. Other storages get no lock.
     """
     url = str(getattr(storage, "url", ""))
-    if url.startswith("sqlite:///") and fcntl is not None:
-        with open(f"{url.removeprefix('sqlite:///')}.lock", "a+b") as handle:
+    if (path := lock_file(storage)) is not None and fcntl is not None:
+        with open(path, "a+b") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
@@ -166,10 +167,18 @@ def claim_lock(storage: optuna.storages.BaseStorage, key: str) -> Iterator[None]
         yield
 
 
+COORDINATOR = "GAMMATUNE_COORDINATOR"  # a worker's environment: its coordinator's pid
+
+
 @contextmanager
 def sigterm_interrupts() -> Iterator[None]:
     """SIGTERM (a scheduler, ``kill``) stops like Ctrl-C: the trials in flight are failed, to
-    be retried, instead of left RUNNING."""
+    be retried, instead of left RUNNING.
+
+    A worker (``COORDINATOR`` in its environment) also stops so once its coordinator is gone:
+    on Linux the kernel sends it SIGTERM then (``PR_SET_PDEATHSIG``, set by ``workers``);
+    elsewhere, and as a fallback, a thread sees it re-parented within a second.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -178,10 +187,25 @@ def sigterm_interrupts() -> Iterator[None]:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, interrupt)
+    stop = threading.Event()
+    if COORDINATOR in os.environ:
+        coordinator = int(os.environ[COORDINATOR])
+        threading.Thread(
+            target=_watch_parent, args=(coordinator, stop), name="gammatune-watch", daemon=True
+        ).start()
     try:
         yield
     finally:
+        stop.set()
         signal.signal(signal.SIGTERM, previous)
+
+
+def _watch_parent(coordinator: int, stop: threading.Event) -> None:
+    while not stop.wait(1.0):
+        if os.getppid() != coordinator:
+            logger.warning("the coordinating process %d is gone; stopping", coordinator)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
 
 
 def suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
