@@ -19,13 +19,14 @@ import typer
 from rich.console import Console
 
 from gammatune import __version__
-from gammatune.errors import GammatuneError, redact
+from gammatune.errors import ConfigError, GammatuneError, redact
 from gammatune.progress import Progress, trial_line
 
 if TYPE_CHECKING:
     from gammatune.config import Config
     from gammatune.data import Splits
     from gammatune.storage import Stage
+    from gammatune.tuning._workflow import IfChanged
 
 app = typer.Typer(
     name="gammatune",
@@ -52,6 +53,15 @@ Workers = Annotated[
         min=1,
         help="Processes sharing the study (one per GPU when there are several).",
     ),
+]
+
+Executor = Annotated[str, typer.Option("--executor", help="local, or ray: on a Ray cluster.")]
+RayAddress = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option("--address", help="The Ray head, host:port [default: RAY_ADDRESS, else auto]."),
+]
+ForceNew = Annotated[
+    bool, typer.Option("--force-new", help="Keep a changed study as <study>.replaced-<UTC time>.")
 ]
 TensorBoardDir = Annotated[
     Optional[Path],  # noqa: UP045
@@ -128,7 +138,7 @@ def _user_errors(ctx: typer.Context) -> Iterator[None]:
 
 def _say(text: str) -> None:
     """A note for the person at the terminal, on stderr (the results stay on stdout)."""
-    err.print(text, markup=False, highlight=False)
+    err.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 def _load(config_path: Path, storage: str | None = None) -> Config:
@@ -160,8 +170,13 @@ def _stage_command(stages: list[Stage], summary: str) -> Callable[..., None]:
         storage: Storage = None,
         workers: Workers = 1,
         tensorboard: TensorBoardDir = None,
+        executor: Executor = "local",
+        address: RayAddress = None,
+        force_new: ForceNew = False,
     ) -> None:
-        _run_stages(ctx, config, storage, stages, workers, tensorboard)
+        _run_stages(
+            ctx, config, storage, stages, workers, tensorboard, executor, address, force_new
+        )
 
     command.__doc__ = summary
     return command
@@ -216,10 +231,13 @@ def run(
     out_csv: OutCsv = None,
     workers: Workers = 1,
     tensorboard: TensorBoardDir = None,
+    executor: Executor = "local",
+    address: RayAddress = None,
+    force_new: ForceNew = False,
 ) -> None:
     """Run baseline, search, refine and confirm, then report and export the model."""
     stages: list[Stage] = ["baseline", "search", "refine", "confirm"]
-    _run_stages(ctx, config, storage, stages, workers, tensorboard)
+    _run_stages(ctx, config, storage, stages, workers, tensorboard, executor, address, force_new)
     report(ctx, config, storage, out_csv, html=None, plots=None)
     export(ctx, config, storage, refit=False)
 
@@ -273,11 +291,12 @@ def report(
     """Export every trial to CSV, draw the report page, and compare the best with the baselines."""
     with _user_errors(ctx):
         from gammatune.report import render_summary, write_report
+        from gammatune.storage import storage_errors
 
         _freeze_imports()
-        written = write_report(
-            _load(config, storage), csv_path=out_csv, html_path=html, plots_dir=plots
-        )
+        resolved = _load(config, storage)
+        with storage_errors(resolved.storage_url):
+            written = write_report(resolved, csv_path=out_csv, html_path=html, plots_dir=plots)
         render_summary(out, written.summary)
         _say(
             f"wrote {written.n_trials} trials to {written.csv}, the report to {written.html}"
@@ -292,18 +311,26 @@ def _run_stages(
     stages: Sequence[Stage],
     workers: int = 1,
     tensorboard: Path | None = None,
+    executor: str = "local",
+    address: str | None = None,
+    force_new: bool = False,
 ) -> None:
+    if_changed: IfChanged = "replace" if force_new else "refuse"
     with _user_errors(ctx):
+        if executor not in ("local", "ray") or executor == "ray" and workers > 1:
+            raise ConfigError(f"--executor {executor}: must be local, or ray with --workers 1.")
         resolved = _load(config_path, storage)
         from gammatune.report import render_summary, study_summary
+        from gammatune.storage import storage_errors
 
         _quiet_optuna()
         if workers > 1:
             from gammatune.tuning import run_with_workers
 
             run_with_workers(
-                resolved, config_path, stages, n_workers=workers, tensorboard=tensorboard
-            )
+                resolved, config_path, stages, n_workers=workers, tensorboard=tensorboard,
+                if_changed=if_changed, on_set_aside=_say,
+            )  # fmt: skip
         else:
             from gammatune.tuning import run_workflow
 
@@ -322,9 +349,14 @@ def _run_stages(
                     on_trial=progress.trial_done,
                     on_epoch=progress.epoch_done,
                     tensorboard=tensorboard,
+                    executor="ray" if executor == "ray" else "local",
+                    address=address,
+                    if_changed=if_changed,
+                    on_set_aside=_say,
                 )
         if len(stages) == 1:
-            render_summary(out, study_summary(resolved)[1])
+            with storage_errors(resolved.storage_url):
+                render_summary(out, study_summary(resolved)[1])
 
 
 @app.command(hidden=True)

@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import threading
 import warnings
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from shutil import disk_usage
+from typing import IO, Any, Literal
+
+try:
+    import fcntl
+except ImportError:  # Windows: Optuna's own journal lock there
+    fcntl = None  # type: ignore[assignment]
 
 import numpy as np
 import optuna
@@ -44,6 +51,8 @@ def study_name(config: Config, stage: Stage) -> str:
 HEARTBEAT_INTERVAL_S = 10
 GRACE_PERIOD_S = 90
 CONNECT_TIMEOUT_S = 10  # a server that accepts and never answers fails instead of hanging
+SQLITE_TIMEOUT_S = 60  # how long a write waits for another process's lock on a SQLite file
+JOURNAL = "journal://"  # an Optuna JournalStorage file: journal:///abs/path, or journal://rel
 
 # The driver module SQLAlchemy names in an ImportError -> the pip package that provides it.
 _DRIVERS = {
@@ -54,11 +63,11 @@ _DRIVERS = {
 }
 
 
-def open_storage(config: Config) -> optuna.storages.RDBStorage:
-    """Open (and create) the experiment's Optuna storage, with heartbeats.
+def open_storage(config: Config) -> optuna.storages.BaseStorage:
+    """Open (and create) the experiment's Optuna storage, with heartbeats where it has them.
 
     A plain ``postgresql://`` URL uses whichever PostgreSQL driver is installed (psycopg 3,
-    else psycopg2).
+    else psycopg2); ``journal://`` is a JournalStorage file (:func:`open_journal`).
 
     Raises:
         StudyError: The storage URL is malformed, its driver is missing, or it cannot be
@@ -67,10 +76,12 @@ def open_storage(config: Config) -> optuna.storages.RDBStorage:
     import sqlalchemy.exc
 
     url = config.storage_url
+    if url.startswith(JOURNAL):
+        return open_journal(config)
     if url.startswith("sqlite:///"):
         if config.storage is None:
             make_run_dir(config)
-        engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}}
+        engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
     else:
         url = _with_driver(url)
         engine_kwargs = {"pool_pre_ping": True}
@@ -93,13 +104,75 @@ def open_storage(config: Config) -> optuna.storages.RDBStorage:
                 f"storage: cannot open {redact(url)}: its driver is not installed "
                 f"(no module {missing.name!r}); pip install {package!r}."
             ) from None
-        raise StudyError(f"storage: cannot open {redact(url)}: {_reason(exc, url)}") from None
+        raise StudyError(_failed("cannot open", exc, url)) from None
     if url.startswith("sqlite:///"):
         _tune_sqlite(storage)
     # Close the pooled connections when the storage goes, or at exit: SQLite then folds its
     # write-ahead log into the .db file, so that the file alone holds the whole study.
     weakref.finalize(storage, storage.engine.dispose)
     return storage
+
+
+def open_journal(config: Config) -> optuna.storages.JournalStorage:
+    """Open (and create) a JournalStorage file: many processes on one host, no server.
+
+    ``journal:///abs/path/study.log``, or ``journal://study.log`` in the run folder. Writes
+    take an ``fcntl`` lock, which the kernel lets go when its process dies (Optuna's default, a
+    symlink for NFS, stays after a kill -9 and holds the others for 30 s). JournalStorage has
+    no heartbeats: a dead process's trials are found by its pid (this host: a journal's only).
+
+    Raises:
+        StudyError: The file cannot be created or read.
+    """
+    url = config.storage_url
+    path = Path(url.removeprefix(JOURNAL))
+    if not path.is_absolute():
+        make_run_dir(config)
+        path = config.run_dir / path
+    from optuna.storages.journal import JournalFileBackend
+
+    try:
+        lock = None if fcntl is None else _FileLock(f"{path}.write.lock")
+        storage = optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
+    except OSError as exc:
+        raise StudyError(f"storage: cannot open {url}: {exc.strerror}.") from None
+    _LOCK_FILES[storage] = f"{path}.claim.lock"
+    return storage
+
+
+# File-backed storages -> the file that serializes claiming trials (see tuning's claim_lock).
+_LOCK_FILES = weakref.WeakKeyDictionary[optuna.storages.BaseStorage, str]()
+
+
+def lock_file(storage: optuna.storages.BaseStorage) -> str | None:
+    """The lock file beside a SQLite or journal file (``study.db.lock``), else None."""
+    url = str(getattr(storage, "url", ""))
+    if url.startswith("sqlite:///"):
+        return f"{url.removeprefix('sqlite:///')}.lock"
+    return _LOCK_FILES.get(storage)
+
+
+class _FileLock(optuna.storages.journal.JournalFileOpenLock):
+    """An exclusive ``fcntl`` lock on a file (Optuna's public lock class, methods replaced)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self._path = path
+        self._handle: IO[bytes] | None = None
+        self._thread = threading.Lock()  # flock does not exclude the threads of one process
+
+    def acquire(self) -> bool:
+        self._thread.acquire()
+        self._handle = open(self._path, "a+b")  # noqa: SIM115 - held until release()
+        fcntl.flock(self._handle, fcntl.LOCK_EX)
+        return True
+
+    def release(self) -> None:
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
+        self._thread.release()
 
 
 def _with_driver(url: str) -> str:
@@ -130,10 +203,37 @@ def storage_errors(url: str) -> Iterator[None]:
     try:
         yield
     except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
-        raise StudyError(
-            f"storage: lost {redact(url)}: {_reason(exc, url).rstrip('.')}; the completed trials "
-            "are kept: run the same command again once it is back."
-        ) from None
+        raise StudyError(_failed("lost", exc, url)) from None
+    except OSError as exc:  # a full or read-only run folder, a journal file gone
+        line = f"storage: cannot write {exc.filename or redact(url)}: {exc.strerror}; {_KEPT}"
+        raise StudyError(f"{line}: {_FREE}") from None
+
+
+_KEPT, _FREE = "the completed trials are kept", "free the disk and run the same command again."
+_BACK = "run the same command again once it is back."
+
+
+def _failed(what: str, exc: BaseException, url: str) -> str:
+    """One line for a storage that failed: locked, full, or lost (``what``: how it failed)."""
+    reason, shown = _reason(exc, url), redact(url)
+    if reason.startswith("database is locked"):  # another process holds SQLite's write lock
+        return (f"storage: {shown} is locked by another process (waited {SQLITE_TIMEOUT_S} s); "
+                f"{_KEPT}: close that process (a sqlite3 shell, a backup) and run the same "
+                "command again.")  # fmt: skip
+    if reason.startswith("database or disk is full") or (
+        reason.startswith("disk I/O error") and _disk_full(url)  # SQLite's WAL index, at open
+    ):
+        return f"storage: cannot write {shown}: the disk is full; {_KEPT}: {_FREE}"
+    if what == "cannot open":
+        return f"storage: cannot open {shown}: {reason}"
+    if reason.startswith("database disk image is malformed"):
+        return f"storage: {shown} is damaged: {reason.rstrip('.')}; restore it from a backup."
+    return f"storage: lost {shown}: {reason.rstrip('.')}; {_KEPT}: {_BACK}"
+
+
+def _disk_full(url: str) -> bool:  # less than 1 MiB free beside a SQLite file
+    folder = Path(url.removeprefix("sqlite:///")).parent
+    return url.startswith("sqlite:///") and folder.is_dir() and disk_usage(folder).free < 1 << 20
 
 
 def _reason(exc: BaseException, url: str) -> str:
@@ -149,9 +249,6 @@ def _reason(exc: BaseException, url: str) -> str:
     if secret:
         reason = reason.replace(secret, "***")
     return reason.split(" (Background on this error")[0].rstrip(".") + "."
-
-
-_redact = redact  # the older private name
 
 
 def make_run_dir(config: Config) -> None:
@@ -181,13 +278,33 @@ def _tune_sqlite(storage: optuna.storages.RDBStorage) -> None:
 
 
 def save_record(trial: optuna.Trial, record: TrialRecord) -> None:
-    """Store a finished trial's record as one user attribute (one write: on SQLite each
-    attribute is a transaction of about 1 ms). :func:`load_record` reads it back."""
+    """Store a finished trial's record as one user attribute, and its :func:`key_figures` as
+    their own (on SQLite each attribute is a transaction of about 1 ms). :func:`load_record`
+    reads the record back."""
     trial.set_user_attr(RESULT, record.to_json())
+    for key, value in key_figures(record).items():
+        trial.set_user_attr(key, value)
+
+
+# The validation figures stored as top-level attributes, so that optuna-dashboard can sort and
+# filter trials by them. Test figures stay inside the record: choosing by test is the pitfall.
+KEY_FIGURES = ("f1", "precision", "recall", "f1_macro", "pr_auc")
+
+
+def key_figures(record: TrialRecord) -> dict[str, Any]:
+    """The top-level attributes of a finished trial: ``val_<figure>`` for :data:`KEY_FIGURES`
+    (finite ones), ``ranked_by`` for a multi-objective study, ``feasible`` when it is False."""
+    figures: dict[str, Any] = {}
+    if record.val is not None:
+        for name in KEY_FIGURES:
+            value = getattr(record.val, name)
+            if value is not None and math.isfinite(value):
+                figures[f"val_{name}"] = round(float(value), 6)
     if record.values is not None:
-        trial.set_user_attr(RANKED_BY, record.value)
+        figures[RANKED_BY] = record.value
     if not record.feasible:
-        trial.set_user_attr(FEASIBLE, False)
+        figures[FEASIBLE] = False
+    return figures
 
 
 def trial_value(trial: optuna.trial.FrozenTrial) -> float | None:
@@ -223,14 +340,19 @@ def save_scores(config: Config, name: str, scores: SampleScores) -> str:
     to the run folder (stored in the record)."""
     relative = Path("scores") / f"{name}.npz"
     path = config.run_dir / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(
-        path,
-        val=scores.val.astype(np.float32),
-        test=scores.test.astype(np.float32),
-        val_labels=scores.val_labels.astype(np.int32),
-        test_labels=scores.test_labels.astype(np.int32),
-    )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(
+            path,
+            val=scores.val.astype(np.float32),
+            test=scores.test.astype(np.float32),
+            val_labels=scores.val_labels.astype(np.int32),
+            test_labels=scores.test_labels.astype(np.int32),
+        )
+    except OSError as exc:  # a full disk: the write fails without naming the file
+        raise StudyError(
+            f"output_dir: cannot write {path}: {exc.strerror}; {_KEPT}: {_FREE}"
+        ) from None
     return relative.as_posix()
 
 
@@ -262,7 +384,8 @@ def check_fingerprint(study: optuna.Study, fingerprint: dict[str, Any]) -> None:
     raise StudyError(
         f"study {study.study_name!r} was run on a different experiment: "
         f"{'; '.join(changed[:3])}{more}; set a new `name` to start a new study, "
-        "or undo the change to continue this one."
+        "undo the change to continue this one, or pass --force-new to set it aside and start "
+        "afresh."
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import optuna
@@ -18,13 +18,11 @@ from optuna.trial import FrozenTrial, TrialState
 from gammatune.config import Config
 from gammatune.record import SampleScores, Setting, TrialRecord
 from gammatune.storage import (
-    FEASIBLE,
     FINGERPRINT,
-    RANKED_BY,
-    RESULT,
     STAGES,
     Stage,
     check_fingerprint,
+    key_figures,
     load_record,
     load_study,
     save_record,
@@ -44,16 +42,24 @@ from gammatune.tuning._optuna import (
     waiting_params,
 )
 from gammatune.tuning._samplers import check_directions, pruner, reporter, sampler
-from gammatune.tuning._stages import StagePlan, check_spaces, plan_stage, rounds
+from gammatune.tuning._stages import (
+    WARM_START,
+    StagePlan,
+    add_warm_start,
+    check_spaces,
+    plan_stage,
+    rounds,
+)
 
 logger = logging.getLogger(__name__)
 
-WARM_START = "warm_start_from"  # the user attribute that marks a warm-start copy
 _ACTIVE = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
 Role = Literal["single", "worker"]
 Outcome = tuple[TrialRecord, SampleScores | None]
 # (settings, who hears each one's epochs) -> one outcome per setting, in order.
 Objective = Callable[[list[Setting], list[Reporter | None]], list[Outcome]]
+# (stage, trial number) -> who else hears that trial's epochs (live tracking), or None.
+Live = Callable[[Stage, int], Reporter | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +73,7 @@ class TrialEvent:
     setting: Setting
     reason: str | None = None
     curves: dict[str, list[float | None]] | None = None
+    figures: dict[str, Any] = field(default_factory=dict)  # storage.key_figures
 
 
 def run_stages(
@@ -78,6 +85,7 @@ def run_stages(
     parallel: int = 1,
     on_stage: Callable[[str, int], None] | None = None,
     on_trial: Callable[[TrialEvent], None] | None = None,
+    live: Live | None = None,
     study_attrs: dict[str, Any] | None = None,
     fingerprint: dict[str, Any] | None = None,
     role: Role = "single",
@@ -98,6 +106,8 @@ def run_stages(
         parallel: How many trials to hand the objective at once.
         on_stage: Hears each round's name and how many trials it will run.
         on_trial: Called when each trial ends.
+        live: ``(stage, trial number) ->`` who hears that trial's epochs as they end
+            (live tracking), or None.
         study_attrs: JSON-safe facts about the data, stored on each study for the report.
         fingerprint: Everything that changes a trial's result (flat, JSON-safe), stored on each
             study when it is created; a study that holds a different one is not continued.
@@ -123,7 +133,7 @@ def run_stages(
     with sigterm_interrupts():
         for group in rounds(stages):
             _run_round(config, group, objective, storage=storage, parallel=parallel,
-                       on_stage=on_stage, on_trial=on_trial, studies=studies,
+                       on_stage=on_stage, on_trial=on_trial, live=live, studies=studies,
                        attrs={**(study_attrs or {}), FINGERPRINT: fingerprint}, role=role,
                        worker=worker)  # fmt: skip
     return studies
@@ -138,6 +148,7 @@ def _run_round(
     parallel: int,
     on_stage: Callable[[str, int], None] | None,
     on_trial: Callable[[TrialEvent], None] | None,
+    live: Live | None,
     studies: dict[Stage, optuna.Study],
     attrs: dict[str, Any],
     role: Role,
@@ -152,7 +163,7 @@ def _run_round(
         on_stage("+".join(group), sum(_remaining(study, plan) for plan, study in opened))
     batch = min(parallel, config.refine.batch or parallel) if group == ["refine"] else parallel
     while slots := _next_slots(storage, opened, batch):
-        for event in _run_slots(config, storage, slots, objective):
+        for event in _run_slots(config, storage, slots, objective, live):
             if on_trial is not None:
                 on_trial(event)
 
@@ -196,35 +207,11 @@ def _open(
                 study.set_user_attr(key, value)
         if prepare:
             fail_dead(study, plan.distributions)
-            _add_warm_start(study, plan)
+            add_warm_start(study, plan)
             _enqueue_missing(study, plan)
             if plan.kind == "points":  # what the report judges: the current plan's points
                 study.set_user_attr("plan", [p.params() for p in plan.points])
     return plan, study
-
-
-def _add_warm_start(study: optuna.Study, plan: StagePlan) -> None:
-    """Copy the search trials inside the refine window into the refine study, once each."""
-    copied = {t.user_attrs.get(WARM_START) for t in study.get_trials(deepcopy=False)}
-    for source in plan.warm_start:
-        record = load_record(source)
-        if source.number in copied or record is None:
-            continue
-        copy = replace(record, warm_start_from=source.number)
-        study.add_trial(
-            optuna.trial.create_trial(
-                params={k: source.params[k] for k in plan.distributions},
-                distributions=plan.distributions,
-                values=source.values,
-                # Also a top-level attribute: budgets count copies without parsing records,
-                # and the dashboard shows which trials are copies.
-                user_attrs={
-                    **{k: v for k, v in source.user_attrs.items() if k in (RANKED_BY, FEASIBLE)},
-                    RESULT: copy.to_json(),
-                    WARM_START: source.number,
-                },
-            )
-        )
 
 
 def _enqueue_missing(study: optuna.Study, plan: StagePlan) -> None:
@@ -327,17 +314,21 @@ def _start(
 
 
 def _run_slots(
-    config: Config, storage: optuna.storages.BaseStorage, slots: list[_Slot], objective: Objective
+    config: Config,
+    storage: optuna.storages.BaseStorage,
+    slots: list[_Slot],
+    objective: Objective,
+    live: Live | None,
 ) -> list[TrialEvent]:
     try:
         twins = _completed_twins(slots)
         new = [s for s, twin in zip(slots, twins, strict=True) if not twin]
         with heartbeats(storage, [slot.trial for slot in slots]):
-            fresh = iter(
-                objective(
-                    [s.setting for s in new], [reporter(config, s.plan, s.trial) for s in new]
-                )
-            )
+            hears = [
+                reporter(config, s.plan, s.trial, live and live(s.plan.stage, s.trial.number))
+                for s in new
+            ]
+            fresh = iter(objective([s.setting for s in new], hears))
     except BaseException:
         # KeyboardInterrupt, SIGTERM or a bug: these points are retried on the next run.
         fail_trials([(slot.study, slot.trial) for slot in slots])
@@ -373,8 +364,9 @@ def _finish(config: Config, slot: _Slot, outcome: Outcome) -> TrialEvent:
         logger.warning("trial %d of %s was failed by another process", trial.number, stage)
         state, record = "FAIL", replace(record, fail_reason="failed by another process")
     return TrialEvent(
-        stage, trial.number, state, record.value, slot.setting, record.fail_reason, record.curves
-    )
+        stage, trial.number, state, record.value, slot.setting, record.fail_reason, record.curves,
+        key_figures(record),
+    )  # fmt: skip
 
 
 def _reused(twin: FrozenTrial) -> Outcome:
