@@ -5,7 +5,7 @@ Knows nothing of Optuna or files: it takes models, data and settings, and return
 
 from __future__ import annotations
 
-from gammatune.training._engines import stackable, vmappable
+from gammatune.training._engines import dropout_masks, dropout_streams, stackable, vmappable
 from gammatune.training._logistic import fit_logistic, logistic_scores
 from gammatune.training._loop import (
     EpochEvent,
@@ -31,6 +31,8 @@ __all__ = [
     "Member",
     "choose_parallel",
     "class_weights",
+    "dropout_masks",
+    "dropout_streams",
     "fit",
     "fit_logistic",
     "fit_stacked",
