@@ -25,8 +25,8 @@ from gammatune.progress import Progress, trial_line
 if TYPE_CHECKING:
     from gammatune.config import Config
     from gammatune.data import Splits
+    from gammatune.fingerprint import IfChanged
     from gammatune.storage import Stage
-    from gammatune.tuning._workflow import IfChanged
 
 app = typer.Typer(
     name="gammatune",

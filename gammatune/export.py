@@ -24,11 +24,13 @@ from gammatune.device import autocast_dtype, resolve_device
 from gammatune.errors import DataError, StudyError
 from gammatune.estimator import FocalClassifier, fitted_classifier
 from gammatune.features import Preprocessing, frame_features
+from gammatune.fingerprint import check_studies, fingerprint
 from gammatune.loss import GammaSchedule
 from gammatune.metrics import best_f1_threshold
 from gammatune.models import build_model
 from gammatune.record import Setting
 from gammatune.report import setting_mask, study_summary
+from gammatune.storage import open_storage, storage_errors
 from gammatune.training import (
     FitResult,
     Keep,
@@ -85,7 +87,8 @@ def export_model(config: Config, *, fit_on: FitOn = "train") -> Exported:
         StudyError: No setting is recommended (confirm has not run), or its training failed.
         DataError: The data cannot be loaded.
     """
-    frame, summary, _ = study_summary(config)
+    with storage_errors(config.storage_url):  # an unreachable or damaged study: one line
+        frame, summary, _ = study_summary(config)
     verdict = summary.verdict
     if verdict.recommended is None:
         raise StudyError(
@@ -98,7 +101,10 @@ def export_model(config: Config, *, fit_on: FitOn = "train") -> Exported:
     first = trials.sort_values(["fold", "repeat"])
     seed = int(first["seed"].iloc[0]) if len(first) else config.seed
     fold = int(first["fold"].iloc[0]) if len(first) and fit_on == "train" else 0
-    splits = refold(load_data(config), fold, seed=config.split_seed)
+    loaded = load_data(config)
+    with storage_errors(config.storage_url):  # the data itself changed since the study ran?
+        check_studies(config, open_storage(config), fingerprint(config, loaded))
+    splits = refold(loaded, fold, seed=config.split_seed)
     model, result = train_setting(config, splits, setting, seed=seed, epochs=epochs)
     threshold = _threshold(config, model, splits, trials, fit_on)
     preprocessing = splits.preprocessing

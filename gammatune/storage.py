@@ -366,29 +366,6 @@ def load_scores_file(config: Config, scores_file: str) -> SampleScores | None:
         return SampleScores(**{k: data[k] for k in ("val", "test", "val_labels", "test_labels")})
 
 
-def check_fingerprint(study: optuna.Study, fingerprint: dict[str, Any]) -> None:
-    """Refuse to continue a study whose trials were trained on a different experiment.
-
-    Raises:
-        StudyError: Naming the first differences (field, stored value, new value).
-    """
-    stored = study.user_attrs.get(FINGERPRINT)
-    if stored is None or stored == fingerprint:
-        return  # a new study, or one from before fingerprints: it takes this one
-    changed = [
-        f"{key} was {stored.get(key)!r}, now {fingerprint.get(key)!r}"
-        for key in sorted(set(stored) | set(fingerprint))
-        if stored.get(key) != fingerprint.get(key)
-    ]
-    more = f" (and {len(changed) - 3} more)" if len(changed) > 3 else ""
-    raise StudyError(
-        f"study {study.study_name!r} was run on a different experiment: "
-        f"{'; '.join(changed[:3])}{more}; set a new `name` to start a new study, "
-        "undo the change to continue this one, or pass --force-new to set it aside and start "
-        "afresh."
-    )
-
-
 def load_study(
     config: Config, stage: Stage, storage: optuna.storages.BaseStorage
 ) -> optuna.Study | None:

@@ -16,6 +16,7 @@ import pandas as pd
 
 from gammatune.config import Config
 from gammatune.errors import GammatuneError
+from gammatune.fingerprint import CONTENT, check_studies, config_facts
 from gammatune.record import format_alpha
 from gammatune.report._arms import setting_mask
 from gammatune.report._holdout import check_on_test
@@ -33,7 +34,13 @@ from gammatune.report._plots import (
 )
 from gammatune.report._resample import validation_spread
 from gammatune.report._summary import CAPTION, Summary, SummaryRow, interval_text, summarize
-from gammatune.report._table import confirm_plan, experiment_facts, trials_frame, write_csv
+from gammatune.report._table import (
+    confirm_plan,
+    experiment_facts,
+    trials_frame,
+    write_csv,
+    write_whole,
+)
 from gammatune.storage import open_storage
 
 # (file stem, the question it answers, caption)
@@ -127,9 +134,12 @@ def write_report(
         plots = write_plots(plots_dir, drawn) if plots_dir is not None else []
         page = Path(html_path or config.run_dir / "report.html")
         page.parent.mkdir(parents=True, exist_ok=True)
-        page.write_text(render_html(frame, summary, facts, drawn, name=config.name), "utf-8")
+        write_whole(page, render_html(frame, summary, facts, drawn, name=config.name))
     except OSError as exc:  # a folder where a file should go, no permission, disk full
-        raise GammatuneError(f"report: cannot write {exc.filename}: {exc.strerror}.") from None
+        raise GammatuneError(
+            f"report: cannot write {exc.filename}: {exc.strerror}; the study is untouched, and "
+            "an earlier report stays as it was."
+        ) from None
     return Written(summary, len(frame), csv, page, plots)
 
 
@@ -137,8 +147,14 @@ def study_summary(
     config: Config, storage: optuna.storages.BaseStorage | None = None
 ) -> tuple[pd.DataFrame, Summary, dict[str, Any]]:
     """Read every trial, decide the verdict from the confirm stage's current plan, and report
-    it once on the test split. Returns the trials, the summary and the data facts."""
+    it once on the test split. Returns the trials, the summary and the data facts.
+
+    Raises:
+        StudyError: A study was run on a different experiment file (its data is not loaded
+            here, so only the file's facts are compared).
+    """
     storage = storage or open_storage(config)
+    check_studies(config, storage, config_facts(config), ignore=frozenset({CONTENT}))
     frame = trials_frame(config, storage)
     facts = experiment_facts(config, storage)
     planned = confirm_plan(config, storage)
@@ -184,7 +200,7 @@ def _write_json(path: Path, summary: Summary) -> None:
         "rows": [dataclasses.asdict(r) for r in summary.rows],
     }  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, default=_finite) + "\n", encoding="utf-8")
+    write_whole(path, json.dumps(data, indent=2, default=_finite) + "\n")
 
 
 def _finite(value: Any) -> Any:
@@ -213,7 +229,7 @@ def write_plots(folder: str | Path, drawn: dict[str, Any]) -> list[Path]:
     paths = []
     for name, figure in drawn.items():
         path = folder / f"{name}.png"
-        path.write_bytes(to_png(figure))
+        write_whole(path, to_png(figure))
         paths.append(path)
     return paths
 

@@ -16,12 +16,12 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from gammatune.config import Config
+from gammatune.fingerprint import check_fingerprint
 from gammatune.record import SampleScores, Setting, TrialRecord
 from gammatune.storage import (
     FINGERPRINT,
     STAGES,
     Stage,
-    check_fingerprint,
     key_figures,
     load_record,
     load_study,

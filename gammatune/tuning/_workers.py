@@ -20,11 +20,12 @@ from gammatune.config import Config
 from gammatune.data import load_data
 from gammatune.device import visible_gpus
 from gammatune.errors import StudyError
+from gammatune.fingerprint import IfChanged, check_studies, fingerprint
 from gammatune.storage import Stage, open_storage, storage_errors
 from gammatune.tuning._optuna import COORDINATOR, sigterm_interrupts
 from gammatune.tuning._runner import prepare_stages
 from gammatune.tuning._stages import rounds
-from gammatune.tuning._workflow import WORKER_STORAGE, IfChanged, check_studies, fingerprint
+from gammatune.tuning._workflow import WORKER_STORAGE
 
 
 def run_with_workers(
