@@ -190,10 +190,21 @@ def test_an_edited_experiment_is_refused_and_an_unchanged_one_resumes(tmp_path: 
     write_config(tmp_path, data={**TINY["data"], "n_samples": 1300})
     result = runner.invoke(app, ["search", "-c", str(config)])
     assert result.exit_code == 4
-    assert "data.content was" in result.stderr and "data.n_samples was 1200, now 1300" in (
-        result.stderr
-    )
+    assert "data.n_samples was 1200, now 1300; data.content was" in result.stderr  # cause first
     assert len(trials(config)) == 2  # nothing was added to the old study
+
+
+def test_report_and_export_refuse_an_edited_experiment(tmp_path: Path) -> None:
+    config = write_config(tmp_path, confirm={"repeats": 2})
+    assert runner.invoke(app, ["run", "-c", str(config)]).exit_code == 0
+    model = (tmp_path / "runs" / "tiny" / "model" / "model.json").read_bytes()
+    write_config(tmp_path, confirm={"repeats": 2}, data={**TINY["data"], "n_samples": 1300})
+    for command in ("report", "export"):  # export would retrain on the new data, old verdict
+        result = runner.invoke(app, [command, "-c", str(config)])
+        assert result.exit_code == 4, result.output
+        (line,) = error_lines(result.stderr)
+        assert "was run on a different experiment: data.n_samples was 1200, now 1300" in line
+    assert (tmp_path / "runs" / "tiny" / "model" / "model.json").read_bytes() == model
 
 
 def test_a_changed_data_file_is_refused(tmp_path: Path) -> None:
@@ -438,3 +449,24 @@ def test_a_full_run_folder_is_one_line_and_a_rerun_completes(
     result = runner.invoke(app, ["search", "-c", str(config)])
     assert result.exit_code == 0, result.output
     assert_each_point_once(config, 3)
+
+
+def test_report_on_a_full_run_folder_is_one_line_and_keeps_the_earlier_report(
+    tmp_path: Path, small_disk: Path
+) -> None:
+    config = write_config(tmp_path, output_dir=str(small_disk / "runs"),
+                          storage=f"sqlite:///{tmp_path / 'study.db'}")  # fmt: skip
+    assert runner.invoke(app, ["search", "-c", str(config)]).exit_code == 0
+    assert runner.invoke(app, ["report", "-c", str(config)]).exit_code == 0
+    written = {p.name: p.read_bytes() for p in (small_disk / "runs" / "tiny").glob("*.*")}
+    assert {"trials.csv", "report.html", "summary.json"} <= set(written)
+    filler = _fill(small_disk)
+    result = runner.invoke(app, ["report", "-c", str(config)])
+    assert result.exit_code != 0, result.output
+    (line,) = error_lines(result.stderr)
+    assert line.startswith("gammatune: error: report: cannot write "), line
+    assert "None" not in line and "No space left on device" in line, line
+    filler.unlink()
+    for name in ("trials.csv", "report.html", "summary.json"):  # whole, as they were
+        assert (small_disk / "runs" / "tiny" / name).read_bytes() == written[name]
+    assert not list((small_disk / "runs" / "tiny").glob(".*.partial"))

@@ -72,6 +72,13 @@ class TrainConfig(_Strict):
         "auto", description="Trials trained at once as one stacked model (linear, mlp)."
     )
 
+    @field_validator("mlflow", "wandb", mode="before")
+    @classmethod
+    def _switch_or_name(cls, value: object) -> object:
+        if not isinstance(value, bool | str) or value == "":
+            raise ValueError("must be true, false, or a name (mlflow: a tracking URI)")
+        return value
+
 
 class BaselineConfig(_Strict):
     """The references: cross-entropy, alpha-weighted cross-entropy, logistic regression."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -214,5 +215,24 @@ def write_csv(frame: pd.DataFrame, path: str | Path) -> Path:
             table[column] = table[column].map(
                 lambda v: json.dumps(v) if isinstance(v, list) else v
             )
-    table.to_csv(path, index=False)
+    write_whole(path, table.to_csv(index=False))
     return path
+
+
+def write_whole(path: Path, content: str | bytes) -> None:
+    """Write ``path`` whole or not at all: into a temporary file beside it, then renamed, so a
+    full disk leaves the previous file as it was, never a truncated one.
+
+    Raises:
+        OSError: With ``filename`` set to ``path``.
+    """
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        if isinstance(content, bytes):
+            partial.write_bytes(content)
+        else:
+            partial.write_text(content, encoding="utf-8")
+        os.replace(partial, path)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
