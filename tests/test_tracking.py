@@ -195,3 +195,18 @@ def _wandb_records(path: Path) -> list[bytes]:
             records.append(pending)
             pending = b""
     return records
+
+
+def test_report_epochs_all_fills_the_fixed_points_learning_curves(tmp_path: Path) -> None:
+    def search(name: str, **train: Any) -> list[optuna.trial.FrozenTrial]:
+        config = write_config(tmp_path, name=name, train={**_train(), **train})
+        result = CliRunner().invoke(app, ["search", "-c", str(config)])
+        assert result.exit_code == 0, result.output
+        storage = f"sqlite:///{tmp_path / 'runs' / name / 'study.db'}"
+        return optuna.load_study(study_name=f"{name}.search", storage=storage).trials
+
+    assert [t.intermediate_values for t in search("quiet")] == [{}, {}]  # only refine reports
+    for trial in search("loud", report_epochs="all"):
+        record = load_record(trial)
+        assert record is not None and record.epochs_run >= 2
+        assert sorted(trial.intermediate_values) == list(range(1, record.epochs_run + 1))

@@ -62,6 +62,9 @@ class TrainConfig(_Strict):
     device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
     precision: Precision = "auto"
     tensorboard: bool = Field(False, description="Write curves to runs/<name>/tensorboard.")
+    report_epochs: Literal["refine", "all"] = Field(
+        "refine", description="Stages whose epochs go to Optuna (the dashboard's curves)."
+    )
     mlflow: bool | str = Field(
         False, description="Log trials to MLflow: true (runs/<name>/mlruns) or a tracking URI."
     )

@@ -56,13 +56,15 @@ def reporter(
     """Refine's epochs to Optuna (the dashboard's learning curves) and its pruner's answer,
     after ``live`` (live tracking, any stage) hears them.
 
-    Optuna hears nothing for the fixed points (baseline, search, confirm: their curves are in
-    the record, the report and the trackers; a storage write per epoch, ~0.9 ms on SQLite, cost
-    the demo's `run` 16%) and for a multi-objective study, which takes no intermediate values.
+    Optuna hears the fixed points (baseline, search, confirm) only with
+    ``train.report_epochs: all``: their curves are in the record, the report and the trackers,
+    and a storage write per epoch, ~0.9 ms on SQLite, cost the demo's `run` 16%. A
+    multi-objective study takes no intermediate values. Only refine prunes.
     """
-    if len(config.objectives) > 1 or plan.kind != "tpe":
+    tpe = plan.kind == "tpe"
+    if len(config.objectives) > 1 or not (tpe or config.train.report_epochs == "all"):
         return live
-    prunes = config.refine.pruner != "none"
+    prunes = tpe and config.refine.pruner != "none"
 
     def report(event: EpochEvent) -> bool:
         if live is not None:
