@@ -88,7 +88,8 @@ def export_model(config: Config, *, fit_on: FitOn = "train") -> Exported:
         DataError: The data cannot be loaded.
     """
     with storage_errors(config.storage_url):  # an unreachable or damaged study: one line
-        frame, summary, _ = study_summary(config)
+        storage = open_storage(config)
+        frame, summary, _ = study_summary(config, storage)
     verdict = summary.verdict
     if verdict.recommended is None:
         raise StudyError(
@@ -103,7 +104,7 @@ def export_model(config: Config, *, fit_on: FitOn = "train") -> Exported:
     fold = int(first["fold"].iloc[0]) if len(first) and fit_on == "train" else 0
     loaded = load_data(config)
     with storage_errors(config.storage_url):  # the data itself changed since the study ran?
-        check_studies(config, open_storage(config), fingerprint(config, loaded))
+        check_studies(config, storage, fingerprint(config, loaded))
     splits = refold(loaded, fold, seed=config.split_seed)
     model, result = train_setting(config, splits, setting, seed=seed, epochs=epochs)
     threshold = _threshold(config, model, splits, trials, fit_on)

@@ -16,15 +16,13 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from gammatune.config import Config
-from gammatune.fingerprint import check_fingerprint
+from gammatune.fingerprint import check_fingerprint, check_studies
 from gammatune.record import SampleScores, Setting, TrialRecord
 from gammatune.storage import (
     FINGERPRINT,
-    STAGES,
     Stage,
     key_figures,
     load_record,
-    load_study,
     save_record,
     save_scores,
     study_name,
@@ -125,10 +123,8 @@ def run_stages(
         StudyError: A stored study was run on a different experiment (``fingerprint``).
         KeyboardInterrupt: Ctrl-C or SIGTERM; the trials in flight are marked failed.
     """
-    if fingerprint is not None:
-        for stage in STAGES:  # also those run before: refine builds on search's trials
-            if (study := load_study(config, stage, storage)) is not None:
-                check_fingerprint(study, fingerprint)
+    if fingerprint is not None:  # every stage: refine builds on search's trials
+        check_studies(config, storage, fingerprint)
     studies: dict[Stage, optuna.Study] = {}
     with sigterm_interrupts():
         for group in rounds(stages):

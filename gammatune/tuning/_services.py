@@ -160,9 +160,11 @@ class WandbTracker:
                     settings=self._wandb.Settings(silent=True, console="off"),
                 )
             except Exception as exc:  # noqa: BLE001 - no login, no network, ...
-                raise StudyError(
-                    f"train.wandb: cannot start a run: {str(exc).splitlines()[0]} (run `wandb "
-                    "login`, or set WANDB_MODE=offline)."
+                # Heard at a trial's first epoch: Tracking drops this tracker with one
+                # warning, "train.wandb: stopped logging: ...".
+                raise RuntimeError(
+                    f"cannot start a run: {str(exc).splitlines()[0]} (run `wandb login`, or "
+                    "set WANDB_MODE=offline)"
                 ) from None
         return self._runs[stage, number]
 
