@@ -113,6 +113,26 @@ def test_kill_9_mid_trial_resumes_without_duplicates(tmp_path: Path) -> None:
     kill_mid_trial_then_resume(_slow_config(tmp_path))
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_a_killed_process_not_yet_reaped_is_dead(tmp_path: Path) -> None:
+    """A zombie (killed, and not reaped yet: a container's init may reap late) holds no trial:
+    the rerun fails its trial at once, instead of leaving it RUNNING and its point untrained."""
+    config = _slow_config(tmp_path)
+    process = start_search(config)
+    wait_for_running(config, process)
+    os.killpg(process.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{process.pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    try:
+        result = runner.invoke(app, ["search", "-c", str(config)])
+        assert result.exit_code == 0, result.output
+        assert_each_point_once(config, 2)
+    finally:
+        process.wait(timeout=30)
+
+
 def test_a_lost_machine_is_failed_by_its_heartbeat(tmp_path: Path, monkeypatch) -> None:
     """A trial of another host (no pid to check here) is failed once its heartbeat is stale."""
     config = _slow_config(tmp_path)

@@ -20,6 +20,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 try:
@@ -251,15 +252,27 @@ def fail_dead(study: optuna.Study, distributions: dict[str, BaseDistribution]) -
 
 
 def alive(pid: int) -> bool:
-    if pid <= 0:
+    """Whether process ``pid`` of this host still runs. A zombie (it ended, and nothing has
+    reaped it yet: a killed coordinator's workers in a container whose init reaps late) does
+    not: ``kill(pid, 0)`` alone would call it alive and leave its trial RUNNING."""
+    if pid <= 0 or pid == os.getpid():  # a trial of this very process cannot be running yet
         return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return pid != os.getpid()  # a trial of this very process cannot be running yet
+        pass
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """Linux's ``/proc/<pid>/stat`` state Z (zombie) or X (dead); False where there is none."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] in (["Z"], ["X"])
 
 
 def tag(storage: optuna.storages.BaseStorage, trial: optuna.Trial) -> None:
