@@ -22,9 +22,13 @@ from tests.test_faults import SLOW_TRAIN, assert_each_point_once, error_lines, t
 
 runner = CliRunner()
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
-# Slow enough to be caught mid-trial; a confirm stage of 2 repeats of 1 finalist, so that the
-# rerun of `run` stays short.
-SLOW = {"train": SLOW_TRAIN, "confirm": {"top_k": 1, "repeats": 2}}
+# Slow enough to be caught mid-trial, and for the stage not to end between the moment a worker
+# is seen training and the signal (20 epochs did, 1 run in 5 here); a confirm stage of 2 repeats
+# of 1 finalist, so that the rerun of `run` stays short.
+SLOW = {
+    "train": {**SLOW_TRAIN, "epochs": 80, "min_epochs": 80, "patience": 80},
+    "confirm": {"top_k": 1, "repeats": 2},
+}
 
 
 def _start(config: Path, *args: str) -> subprocess.Popen[str]:
