@@ -328,3 +328,22 @@ def test_paired_bootstrap_rejects_bad_input(
 ) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         paired_bootstrap(targets, scores_a, scores_b, **kwargs)
+
+
+def test_kept_resamples_give_what_a_fresh_draw_gives() -> None:
+    """The verdict's comparisons share one sample and seed: the resamples kept from the first
+    must be exactly those a fresh draw makes (same intervals, same decisions)."""
+    import gammatune.bootstrap as bootstrap
+
+    rng = np.random.default_rng(3)
+    y = (rng.random(600) < 0.1).astype(int)
+    a, b, c = (rng.random((2, 600)) for _ in range(3))
+    bootstrap._KEPT.clear()
+    first = bootstrap.resampled_differences(y, a, b, n_resamples=300, seed=[0, 1])[2]
+    kept = bootstrap.resampled_differences(y, a, c, n_resamples=300, seed=[0, 1])[2]
+    assert len(bootstrap._KEPT) == 1
+    bootstrap._KEPT.clear()
+    fresh = bootstrap.resampled_differences(y, a, c, n_resamples=300, seed=[0, 1])[2]
+    assert np.array_equal(kept, fresh) and not np.array_equal(first, fresh)
+    other_seed = bootstrap.resampled_differences(y, a, c, n_resamples=300, seed=[0, 2])[2]
+    assert not np.array_equal(other_seed, fresh)
