@@ -10,7 +10,7 @@ in bfloat16 and float32, the median time of:
 - 15-bit masks (the previous gammatune): per-member random 64-bit words cut into four 15-bit
   numbers, compared, converted and scaled (four passes);
 - gammatune now (`dropout_masks`): per-member words seen as four 16-bit numbers (every bit
-  random), compared with one threshold, converted and scaled (three passes);
+  random), compared with one threshold straight into the dtype, then scaled (two passes);
 - the stacked step's matmul of the same shape (one `bmm`, K x 256 x 128 @ K x 128 x 128), for scale.
 Ratios are reference / gammatune (> 1: gammatune faster). Never asserts.
 """
