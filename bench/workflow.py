@@ -127,6 +127,29 @@ def reference_workflow(data) -> list[dict]:
     return records
 
 
+def reference_confirm(data, records: list[dict], top_k: int = 3, repeats: int = 5) -> dict:
+    """What `gammatune confirm` does, by hand: the ``top_k`` best focal settings, their
+    cross-entropy twins at the same alpha and plain cross-entropy, each retrained over
+    ``repeats`` fresh seeds; the mean paired F1 difference of each finalist to its twin."""
+    focal = sorted(
+        (r for r in records if r["gamma"] > 0 and np.isfinite(r["f1"])), key=lambda r: -r["f1"]
+    )
+    finalists: list[tuple[float, float | None]] = []
+    for r in focal:
+        if (r["gamma"], r["alpha"]) not in finalists and len(finalists) < top_k:
+            finalists.append((r["gamma"], r["alpha"]))
+    twins = list(dict.fromkeys([(0.0, None)] + [(0.0, alpha) for _, alpha in finalists]))
+    f1 = {
+        setting: [
+            reference_trial(data, *setting, SEED + repeat) for repeat in range(1, repeats + 1)
+        ]
+        for setting in finalists + twins
+    }
+    return {
+        f"{g:g}/{a}": float(np.mean(np.subtract(f1[(g, a)], f1[(0.0, a)]))) for g, a in finalists
+    }
+
+
 def _record(records: list[dict], data, gamma: float, alpha: float | None) -> float:
     f1 = reference_trial(data, gamma, alpha, SEED)
     records.append({"gamma": gamma, "alpha": alpha, "f1": f1})
@@ -206,7 +229,9 @@ def training_flops(n_train: int, n_trials: int) -> float:
     return per_sample * n_train * EPOCHS * n_trials
 
 
-def whole_process(threads: int, folder: Path, repeats: int) -> dict[str, float]:
+def whole_process(
+    threads: int, folder: Path, repeats: int, *, same_work: bool, sources: list[str]
+) -> dict[str, float]:
     """Median wall seconds of whole processes: the reference script and `gammatune run`.
 
     Both read the workload from one .npz file, as users bring their data; `gammatune run` is
@@ -221,7 +246,11 @@ def whole_process(threads: int, folder: Path, repeats: int) -> dict[str, float]:
         "reference": [sys.executable, __file__, "--only-reference", "--threads", str(threads),
                       "--data", str(data)],
     }  # fmt: skip
+    if same_work:
+        commands["reference_confirm"] = [*commands["reference"], "--confirm"]
     for name, source in (("npz", {"source": "npz", "path": str(data)}), ("synthetic", None)):
+        if name not in sources:
+            continue
         config = bench_config(folder / name).model_dump(mode="json")
         config["split"] = {"val": 0.2, "test": 0.01}
         config["data"] = source or config["data"]
@@ -239,6 +268,12 @@ def whole_process(threads: int, folder: Path, repeats: int) -> dict[str, float]:
     return {name: statistics.median(times) for name, times in walls.items()}
 
 
+def _ratio(process: dict[str, float] | None, reference: str, ours: str) -> float | None:
+    if not process or reference not in process or ours not in process:
+        return None
+    return process[reference] / process[ours]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -246,6 +281,19 @@ def main() -> None:
     parser.add_argument("--skip-process", action="store_true", help="skip the whole-process runs")
     parser.add_argument("--only-reference", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--confirm", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--same-work",
+        action="store_true",
+        help="also time the reference script doing confirm's work (finalists, twins, 5 seeds each)",
+    )
+    parser.add_argument(
+        "--sources",
+        nargs="+",
+        default=["npz", "synthetic"],
+        choices=["npz", "synthetic"],
+        help="the data sources `gammatune run` is timed on",
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
         "--dropout",
@@ -264,7 +312,9 @@ def main() -> None:
     data = workload(args.data)
     if args.only_reference:  # the reference as a script of its own, for the whole-process figure
         torch.set_num_threads(args.threads[0])
-        reference_workflow(data)
+        records = reference_workflow(data)
+        if args.confirm:
+            reference_confirm(data, records)
         return
     n_trials = 1 + len(GAMMAS) + N_TPE
     rows = []
@@ -283,7 +333,15 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             alone = alone_f1(data, Path(folder), ours_records)
             process = (
-                None if args.skip_process else whole_process(threads, Path(folder), args.repeats)
+                None
+                if args.skip_process
+                else whole_process(
+                    threads,
+                    Path(folder),
+                    args.repeats,
+                    same_work=args.same_work,
+                    sources=args.sources,
+                )  # fmt: skip
             )
         stacked_gap = max(abs(a - r["f1"]) for a, r in zip(alone, ours_records, strict=True))
         common = [
@@ -307,10 +365,9 @@ def main() -> None:
             "mean_f1_gap_vs_reference": float(np.mean([abs(a - b) for a, b in common])) if common else None,
             "reference_nan_trials": sum(not np.isfinite(r["f1"]) for r in ref_records),
             "process_s": process,
-            "process_ratio": process["reference"] / process["gammatune_npz"] if process else None,
-            "process_ratio_synthetic": (
-                process["reference"] / process["gammatune_synthetic"] if process else None
-            ),
+            "process_ratio": _ratio(process, "reference", "gammatune_npz"),
+            "process_ratio_synthetic": _ratio(process, "reference", "gammatune_synthetic"),
+            "process_ratio_same_work": _ratio(process, "reference_confirm", "gammatune_npz"),
         })  # fmt: skip
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -326,10 +383,20 @@ def main() -> None:
         print(f"  ratio (in process)   {r['ratio']:.2f}x")
         if r["process_s"]:
             p = r["process_s"]
-            print(f"  whole processes, data from one .npz: reference script {p['reference']:.1f} s, "
-                  f"gammatune run {p['gammatune_npz']:.1f} s, ratio {r['process_ratio']:.2f}x; "
-                  f"gammatune run on its synthetic source {p['gammatune_synthetic']:.1f} s, "
-                  f"{r['process_ratio_synthetic']:.2f}x")  # fmt: skip
+            print(
+                f"  whole processes (gammatune run: 4 stages + report + export): reference script {p['reference']:.1f} s"
+            )
+            if "gammatune_npz" in p:
+                print(
+                    f"    gammatune run, data from the same .npz: {p['gammatune_npz']:.1f} s, ratio {r['process_ratio']:.2f}x"
+                )
+            if "gammatune_synthetic" in p:
+                print(
+                    f"    gammatune run on its synthetic source: {p['gammatune_synthetic']:.1f} s, ratio {r['process_ratio_synthetic']:.2f}x"
+                )
+            if "reference_confirm" in p and r["process_ratio_same_work"]:
+                print(f"    the reference script doing confirm's work too (finalists, twins, 5 seeds): {p['reference_confirm']:.1f} s, "
+                      f"ratio to gammatune run {r['process_ratio_same_work']:.2f}x")  # fmt: skip
         print(f"  max |F1 stacked - alone| {r['max_f1_gap_stacked_vs_alone']:.4f}; "
               f"mean |F1 gammatune - reference| on common points {r['mean_f1_gap_vs_reference']:.4f}")  # fmt: skip
 
