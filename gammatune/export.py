@@ -30,14 +30,10 @@ from gammatune.metrics import best_f1_threshold
 from gammatune.models import build_model
 from gammatune.record import Setting
 from gammatune.report import setting_mask, study_summary
-from gammatune.storage import open_storage, storage_errors
-from gammatune.training import (
-    FitResult,
-    Keep,
-    predict_logits,
-    scores_from_logits,
-)
+from gammatune.storage import load_scores_file, open_storage, storage_errors
+from gammatune.training import FitResult, Keep, predict_logits, scores_from_logits
 from gammatune.tuning import loss_terms, new_member, train_members
+from gammatune.weights import kept_weights
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -69,16 +65,15 @@ class Exported:
 
 
 def export_model(config: Config, *, fit_on: FitOn = "train") -> Exported:
-    """Retrain the verdict's recommended setting once and save it to ``runs/<name>/model/``.
+    """Save the verdict's recommended setting, trained, to ``runs/<name>/model/``.
 
     Args:
         config: The experiment, whose confirm stage has run.
-        fit_on: ``train``: the model is the recommended setting's first confirm trial (its
-            seed and its re-split of train+val, early-stopped on that fold's validation rows)
-            trained again, so it scores the test split as the study stored. ``train+val``: the
-            configured split's train and validation rows, with that seed,
-            for the median of the recommended confirm trials' kept epochs (training then keeps
-            the epoch of the best monitor on train+val among those). Default "train".
+        fit_on: ``train``: the model of the recommended setting's first confirm trial (its
+            seed and re-split of train+val, early-stopped on that fold's validation rows): the
+            weights it kept, else trained again; either way it scores the test split as the
+            study stored. ``train+val``: the configured split's train and validation rows, that
+            seed, for the median of the setting's confirm trials' kept epochs. Default "train".
 
     Returns:
         Where it went, and what was trained.
@@ -106,7 +101,11 @@ def export_model(config: Config, *, fit_on: FitOn = "train") -> Exported:
     with storage_errors(config.storage_url):  # the data itself changed since the study ran?
         check_studies(config, storage, fingerprint(config, loaded))
     splits = refold(loaded, fold, seed=config.split_seed)
-    model, result = train_setting(config, splits, setting, seed=seed, epochs=epochs)
+    kept = _kept_model(config, splits, setting, first) if fit_on == "train" else None
+    if kept is None:
+        model, result = train_setting(config, splits, setting, seed=seed, epochs=epochs)
+        kept = model, result.best_epoch
+    model, best_epoch = kept
     threshold = _threshold(config, model, splits, trials, fit_on)
     preprocessing = splits.preprocessing
     assert preprocessing is not None  # load_data always sets it
@@ -121,7 +120,7 @@ def export_model(config: Config, *, fit_on: FitOn = "train") -> Exported:
     extra = {
         "experiment": config.name,
         "trained_on": fit_on,
-        "epochs": result.best_epoch,
+        "epochs": best_epoch,
         "seed": seed,
         "fold": fold,  # 0: the configured split; f > 0: the confirm re-split it was trained on
         "verdict": verdict.to_json(),
@@ -136,16 +135,39 @@ def export_model(config: Config, *, fit_on: FitOn = "train") -> Exported:
         image_shape=splits.image_shape,
         extra=extra,
     )
-    return Exported(path, setting, verdict.kind, fit_on, result.best_epoch, threshold)
+    return Exported(path, setting, verdict.kind, fit_on, best_epoch, threshold)
+
+
+def _kept_model(
+    config: Config, splits: Splits, setting: Setting, first: pd.DataFrame
+) -> tuple[torch.nn.Module, int] | None:
+    """The model the setting's first confirm trial kept (see :mod:`gammatune.weights`), with
+    its kept epoch, where it scores the test split as the study stored; else None."""
+    if not len(first) or not isinstance(first["scores_file"].iloc[0], str):
+        return None
+    row = first.iloc[0]
+    trial = dataclasses.replace(setting, repeat=int(row["repeat"]), fold=int(row["fold"]))
+    state, stored = kept_weights(config, trial), load_scores_file(config, row["scores_file"])
+    if state is None or stored is None:
+        return None
+    gamma, alpha = loss_terms(config, setting, splits)
+    model = new_member(
+        config.model, splits, gamma=gamma, alpha=alpha, seed=int(row["seed"]),
+        labels=splits.y_train,
+    ).model  # fmt: skip
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, KeyError):  # another architecture: train again
+        return None
+    model = model.to(resolve_device(config.train.device))
+    test = scores_from_logits(predict_logits(model, splits.x_test.to(_device_of(model))))
+    if test.shape != stored.test.shape or not np.allclose(test, stored.test, rtol=0, atol=1e-5):
+        return None
+    return model, int(row["best_epoch"])
 
 
 def train_setting(
-    config: Config,
-    splits: Splits,
-    setting: Setting,
-    *,
-    seed: int,
-    epochs: int | None,
+    config: Config, splits: Splits, setting: Setting, *, seed: int, epochs: int | None
 ) -> tuple[torch.nn.Module, FitResult]:
     """Train the configured model once, as the trial with this setting and seed trained.
 

@@ -137,6 +137,52 @@ def test_refit_trains_on_train_and_val_for_the_kept_epochs(exported: Path) -> No
     runner.invoke(app, ["export", "-c", str(exported)])  # leave the fixture's model as it was
 
 
+def test_export_saves_the_kept_confirm_model_and_trains_again_where_it_cannot(
+    exported: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`run` keeps the first confirm repeat's weights; `export` saves those (no training).
+    Weights that do not score the test split as the study stored (another study's, a damaged
+    file) are not used: the setting is trained again, to the same model."""
+    import torch
+
+    import gammatune.export
+
+    config = load_config(exported)
+    kept = sorted((config.run_dir / "weights").glob("*.pt"))
+    assert kept  # one per confirm setting (first repeat)
+    before = (config.run_dir / "model" / "weights.pt").read_bytes()
+
+    def no_training(*args: object, **kwargs: object) -> None:
+        raise AssertionError("export trained a model it had kept")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(gammatune.export, "train_setting", no_training)
+        result = runner.invoke(app, ["export", "-c", str(exported)])
+    assert result.exit_code == 0, result.output
+    assert (config.run_dir / "model" / "weights.pt").read_bytes() == before
+    trained = []
+    original = gammatune.export.train_setting
+    monkeypatch.setattr(
+        gammatune.export, "train_setting", lambda *a, **k: trained.append(1) or original(*a, **k)
+    )
+    originals = {path: path.read_bytes() for path in kept}
+    for path in kept:  # every kept model off by a little: none matches the stored scores
+        state = torch.load(path, weights_only=True)
+        torch.save({k: v + 0.01 for k, v in state.items()}, path)
+    result = runner.invoke(app, ["export", "-c", str(exported)])
+    assert result.exit_code == 0, result.output
+    assert trained == [1]
+    kept[0].write_bytes(b"not a torch file")  # damaged: trained again too, not a traceback
+    result = runner.invoke(app, ["export", "-c", str(exported)])
+    assert result.exit_code == 0, result.output
+    assert trained == [1, 1]
+    for path, data in originals.items():  # leave the fixture as it was: the kept model again
+        path.write_bytes(data)
+    result = runner.invoke(app, ["export", "-c", str(exported)])
+    assert result.exit_code == 0 and trained == [1, 1]
+    assert (config.run_dir / "model" / "weights.pt").read_bytes() == before
+
+
 def test_export_before_confirm_is_one_clear_error(tiny_config: Path) -> None:
     assert runner.invoke(app, ["search", "-c", str(tiny_config)]).exit_code == 0
     result = runner.invoke(app, ["export", "-c", str(tiny_config)])

@@ -48,6 +48,7 @@ from gammatune.training import (
     vmappable,
 )
 from gammatune.tuning._runner import Objective, Outcome
+from gammatune.weights import keep_weights, keeps
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,6 +328,8 @@ def _outcome(
         scores_from_logits(predict_logits(member.model, x.to(context.device)))
         for x in (splits.x_val, splits.x_test)
     )
+    if keeps(setting):  # export saves this model rather than training it again
+        keep_weights(context.config, setting, member.model)
     return _evaluated(context, record, _scores(val, test, splits), splits)
 
 
