@@ -251,7 +251,7 @@ def export(
         bool, typer.Option("--refit", help="Train on train+val, for the epochs confirm kept.")
     ] = False,
 ) -> None:
-    """Retrain the recommended setting and save it to runs/<name>/model/."""
+    """Save the recommended setting, trained (its kept confirm model), to runs/<name>/model/."""
     with _user_errors(ctx):
         from gammatune.export import export_model
 

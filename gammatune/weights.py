@@ -22,10 +22,11 @@ from gammatune.record import Setting
 logger = logging.getLogger(__name__)
 
 
-def keeps(setting: Setting) -> bool:
-    """Whether a trial of ``setting`` keeps its weights: a confirm trial (on a re-split,
-    ``fold >= 1``) of the first repeat."""
-    return setting.fold >= 1 and setting.repeat == 1
+def keeps(config: Config, setting: Setting) -> bool:
+    """Whether a trial of ``setting`` keeps its weights: confirm's first trial of a setting,
+    on the first re-split (fold 1), of the first repeat (confirm's repeats start after the
+    baseline's)."""
+    return setting.fold == 1 and setting.repeat == config.baseline.repeats
 
 
 def weights_path(config: Config, setting: Setting) -> Path:

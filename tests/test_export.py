@@ -183,6 +183,18 @@ def test_export_saves_the_kept_confirm_model_and_trains_again_where_it_cannot(
     assert (config.run_dir / "model" / "weights.pt").read_bytes() == before
 
 
+def test_the_first_confirm_trial_of_a_setting_keeps_its_weights(tmp_path: Path) -> None:
+    """Confirm's repeats start after the baseline's: with 3 baseline repeats, repeat 3."""
+    from gammatune.record import Setting
+    from gammatune.weights import keeps
+
+    config = load_config(write_config(tmp_path, baseline={"repeats": 3}))
+    assert keeps(config, Setting(2.0, 0.25, repeat=3, fold=1))
+    assert not keeps(config, Setting(2.0, 0.25, repeat=4, fold=1))
+    assert not keeps(config, Setting(2.0, 0.25, repeat=3, fold=2))
+    assert not keeps(config, Setting(0.0, None, repeat=0, fold=0))  # a baseline trial
+
+
 def test_export_before_confirm_is_one_clear_error(tiny_config: Path) -> None:
     assert runner.invoke(app, ["search", "-c", str(tiny_config)]).exit_code == 0
     result = runner.invoke(app, ["export", "-c", str(tiny_config)])

@@ -328,7 +328,7 @@ def _outcome(
         scores_from_logits(predict_logits(member.model, x.to(context.device)))
         for x in (splits.x_val, splits.x_test)
     )
-    if keeps(setting):  # export saves this model rather than training it again
+    if keeps(context.config, setting):  # export saves this model rather than training it again
         keep_weights(context.config, setting, member.model)
     return _evaluated(context, record, _scores(val, test, splits), splits)
 
