@@ -127,11 +127,11 @@ def frame_features(frame: pd.DataFrame, preprocessing: Preprocessing, *, where: 
     missing = [c for c in expected if c not in frame.columns]
     extra = [str(c) for c in frame.columns if c not in expected and c != preprocessing.target]
     if missing or extra:
-        parts = [f"missing {', '.join(map(repr, missing))}" if missing else ""]
-        parts.append(f"extra {', '.join(map(repr, extra))}" if extra else "")
+        parts = [f"missing {_few(missing, quote=True)}" if missing else ""]
+        parts.append(f"extra {_few(extra, quote=True)}" if extra else "")
         raise DataError(
             f"{where}: the columns must be the model's {len(expected)} inputs "
-            f"({', '.join(expected)}); {'; '.join(p for p in parts if p)}."
+            f"({_few(expected)}); {'; '.join(p for p in parts if p)}."
         )
     numeric = frame[list(preprocessing.columns)]
     for column in numeric.columns:
@@ -145,3 +145,10 @@ def frame_features(frame: pd.DataFrame, preprocessing: Preprocessing, *, where: 
         texts = frame[preprocessing.text.column].fillna("").astype(str).tolist()
         features = np.hstack([features, text_features(preprocessing.text, texts)])
     return features
+
+
+def _few(names: list[str], *, quote: bool = False, most: int = 8) -> str:
+    """``'a', 'b', ... and 53 more``: a list short enough for one line."""
+    shown = [repr(n) if quote else str(n) for n in names[:most]]
+    rest = f" and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(shown) + rest

@@ -125,6 +125,19 @@ def test_a_missing_or_extra_column_is_one_line_and_exit_3(
     )
 
 
+def test_many_missing_columns_stay_one_short_line() -> None:
+    from gammatune.errors import DataError
+    from gammatune.features import Preprocessing, frame_features
+
+    columns = tuple(f"x{i}" for i in range(64))
+    preprocessing = Preprocessing(columns, (0.0,) * 64, (1.0,) * 64)
+    with pytest.raises(DataError) as caught:
+        frame_features(pd.DataFrame({"x0": [1.0], "x1": [2.0]}), preprocessing, where="new.csv")
+    message = str(caught.value)
+    assert "missing 'x2', 'x3', 'x4', 'x5', 'x6', 'x7', 'x8', 'x9' and 54 more" in message
+    assert "(x0, x1, x2, x3, x4, x5, x6, x7 and 56 more)" in message and len(message) < 200
+
+
 def test_refit_trains_on_train_and_val_for_the_kept_epochs(exported: Path) -> None:
     result = runner.invoke(app, ["export", "-c", str(exported), "--refit"])
     assert result.exit_code == 0, result.output
