@@ -71,9 +71,10 @@ def export_model(config: Config, *, fit_on: FitOn = "train") -> Exported:
         config: The experiment, whose confirm stage has run.
         fit_on: ``train``: the model of the recommended setting's first confirm trial (its
             seed and re-split of train+val, early-stopped on that fold's validation rows): the
-            weights it kept, else trained again; either way it scores the test split as the
-            study stored. ``train+val``: the configured split's train and validation rows, that
-            seed, for the median of the setting's confirm trials' kept epochs. Default "train".
+            weights it kept (checked on its validation scores), else trained again; either way
+            it scores the test split as the study stored. ``train+val``: the configured split's
+            train and validation rows, that seed, for the median of the setting's confirm
+            trials' kept epochs. Default "train".
 
     Returns:
         Where it went, and what was trained.
@@ -142,7 +143,8 @@ def _kept_model(
     config: Config, splits: Splits, setting: Setting, first: pd.DataFrame
 ) -> tuple[torch.nn.Module, int] | None:
     """The model the setting's first confirm trial kept (see :mod:`gammatune.weights`), with
-    its kept epoch, where it scores the test split as the study stored; else None."""
+    its kept epoch, where it scores the validation rows as the study stored (the test split
+    stays out of it); else None."""
     if not len(first) or not isinstance(first["scores_file"].iloc[0], str):
         return None
     row = first.iloc[0]
@@ -160,8 +162,8 @@ def _kept_model(
     except (RuntimeError, KeyError):  # another architecture: train again
         return None
     model = model.to(resolve_device(config.train.device))
-    test = scores_from_logits(predict_logits(model, splits.x_test.to(_device_of(model))))
-    if test.shape != stored.test.shape or not np.allclose(test, stored.test, rtol=0, atol=1e-5):
+    val = scores_from_logits(predict_logits(model, splits.x_val.to(_device_of(model))))
+    if val.shape != stored.val.shape or not np.allclose(val, stored.val, rtol=0, atol=1e-5):
         return None
     return model, int(row["best_epoch"])
 

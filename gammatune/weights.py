@@ -2,8 +2,8 @@
 ``export`` saves the very model the study scored instead of training it again.
 
 Only those trials are kept (one per setting and fold: ``export`` uses a setting's first confirm
-trial). ``export`` checks a kept model against its trial's stored test scores before it uses
-it, and trains the setting again where they differ or the file is not here (a trial that ran
+trial). ``export`` checks a kept model against its trial's stored validation scores before it
+uses it, and trains the setting again where they differ or the file is not here (a trial that ran
 on another machine, a study replaced with ``--force-new``).
 """
 
@@ -24,9 +24,8 @@ logger = logging.getLogger(__name__)
 
 def keeps(config: Config, setting: Setting) -> bool:
     """Whether a trial of ``setting`` keeps its weights: confirm's first trial of a setting,
-    on the first re-split (fold 1), of the first repeat (confirm's repeats start after the
-    baseline's)."""
-    return setting.fold == 1 and setting.repeat == config.baseline.repeats
+    on the first re-split (fold 1), of its first repeat."""
+    return setting.fold == 1 and setting.repeat == config.confirm_repeats[0]
 
 
 def weights_path(config: Config, setting: Setting) -> Path:

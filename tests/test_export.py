@@ -154,7 +154,7 @@ def test_export_saves_the_kept_confirm_model_and_trains_again_where_it_cannot(
     exported: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`run` keeps the first confirm repeat's weights; `export` saves those (no training).
-    Weights that do not score the test split as the study stored (another study's, a damaged
+    Weights that do not score the validation rows as the study stored (another study's, a damaged
     file) are not used: the setting is trained again, to the same model."""
     import torch
 

@@ -93,6 +93,12 @@ class Config(_Strict):
         return self.output_dir / self.name
 
     @property
+    def confirm_repeats(self) -> range:
+        """The repeat numbers of confirm's trials: fresh seeds, after the baseline's."""
+        first = self.baseline.repeats
+        return range(first, first + self.confirm.repeats)
+
+    @property
     def split_seed(self) -> int:
         """The seed of the split (and of subsampling): ``split.seed``, else ``seed``."""
         return self.seed if self.split.seed is None else self.split.seed

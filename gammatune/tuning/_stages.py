@@ -272,12 +272,11 @@ def confirm_points(config: Config, storage: optuna.storages.BaseStorage) -> list
     if weighted:
         references.append(Setting.from_params(max(weighted, key=rank).params))
     settings = {s.key(): s for s in [*finalists.values(), *references]}.values()
-    first = config.baseline.repeats
     return [
-        replace(s, repeat=first + r, fold=f)
+        replace(s, repeat=r, fold=f)
         for s in settings
         for f in range(1, config.confirm.folds + 1)
-        for r in range(config.confirm.repeats)
+        for r in config.confirm_repeats
     ]
 
 
