@@ -16,6 +16,7 @@ from gammatune.training._engines import (
     VmappedModels,
     dropout_masks,
     dropout_streams,
+    keep_rate,
     stackable,
     vmappable,
 )
@@ -114,8 +115,8 @@ def test_dropout_masks_keep_their_rate_and_each_members_stream() -> None:
     # set would keep every fourth unit).
     lanes = kept.reshape(2, -1, 4).double().mean(dim=(0, 1))
     assert torch.all((lanes - 0.9).abs() < 0.005), lanes
-    scale = 1 / (1 - round(0.1 * 2**16) / 2**16)
-    assert torch.equal(masks[kept], torch.full_like(masks[kept], scale))
+    assert torch.equal(masks[kept], torch.ones_like(masks[kept]))  # the scale is the matmul's
+    assert keep_rate(0.1) == 1 - round(0.1 * 2**16) / 2**16
     alone = dropout_masks(dropout_streams([4], CPU), (400, 500), 0.1, torch.float64)
     assert torch.equal(alone[0], masks[1])  # member 4's masks do not depend on member 3
     assert not torch.equal(masks[0], masks[1])
@@ -183,7 +184,25 @@ def test_written_out_backward_is_autograd(n_outputs: int, dropout: float) -> Non
     stacked.forward(x, stacked.work_layers, saved)
     got = stacked.backward(x, saved, upstream)
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-14)
-    assert len(saved) == (4 if dropout else 2)  # inputs of hidden layers, then masks
+    assert len(saved) == 2  # the inputs of the layers after the first (masks applied)
+
+
+def test_training_forward_is_inverted_dropout() -> None:
+    """A hidden unit is kept with probability keep and then scaled by 1 / keep, as nn.Dropout
+    does (the scale is the next matmul's alpha; here it is written out)."""
+    torch.manual_seed(0)
+    config = ModelConfig(kind="mlp", hidden=[8, 5], dropout=0.3)
+    models = [build_model(config, n_features=6, n_outputs=1).double() for _ in range(2)]
+    stacked = StackedMLP(models, CPU, seeds=[0, 1])
+    x = torch.randn(2, 16, 6, dtype=torch.float64)
+    stacked.streams = dropout_streams([0, 1], CPU)
+    got = stacked.forward(x, stacked.work_layers, [])
+    stacked.streams = dropout_streams([0, 1], CPU)
+    (w0, b0), (w1, b1), (w2, b2) = stacked.work_layers
+    keep = keep_rate(0.3)
+    h = (x @ w0 + b0).relu() * dropout_masks(stacked.streams, (16, 8), 0.3, x.dtype) / keep
+    h = (h @ w1 + b1).relu() * dropout_masks(stacked.streams, (16, 5), 0.3, x.dtype) / keep
+    torch.testing.assert_close(got, h @ w2 + b2, rtol=1e-12, atol=1e-14)
 
 
 def test_float16_is_refused() -> None:

@@ -5,7 +5,13 @@ Knows nothing of Optuna or files: it takes models, data and settings, and return
 
 from __future__ import annotations
 
-from gammatune.training._engines import dropout_masks, dropout_streams, stackable, vmappable
+from gammatune.training._engines import (
+    dropout_masks,
+    dropout_streams,
+    keep_rate,
+    stackable,
+    vmappable,
+)
 from gammatune.training._logistic import fit_logistic, logistic_scores
 from gammatune.training._loop import (
     EpochEvent,
@@ -36,6 +42,7 @@ __all__ = [
     "fit",
     "fit_logistic",
     "fit_stacked",
+    "keep_rate",
     "logistic_scores",
     "make_loss",
     "predict_logits",
