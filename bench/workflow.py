@@ -12,6 +12,11 @@ gamma {0.5, 1, 1.5, 2} x alpha {0.25} + 15 seeded TPE trials.
 - gammatune: the same stages through gammatune (SQLite storage, metrics, curves and all), its
   refine window opened to cover gamma [0, 5] and alpha [0, 1].
 
+To measure a CPU without bf16 on one that has it, restrict torch, oneDNN and MKL to AVX2 for the
+whole run (the whole-process runs inherit it): ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2
+MKL_ENABLE_INSTRUCTIONS=AVX2 python bench/workflow.py ...; the first line then says AVX2, and
+`precision: auto` trains in fp32 (oneDNN reports no native bf16), as on an AVX2-only CPU.
+
 Prints medians over --repeats of the wall time of each, the ratio, trials per minute, the share
 of the machine's measured sgemm rate, and per-trial agreement: gammatune's stacked trials
 against the same trials trained alone (same seed), and against the reference on the points both
@@ -353,6 +358,7 @@ def main() -> None:
         ref_med, ours_med = statistics.median(ref_s), statistics.median(ours_s)
         rows.append({
             "threads": threads, "device": "cpu", "torch": torch.__version__,
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "gammatune_precision": str(autocast_dtype(torch.device("cpu"), args.precision) or "float32"),
             "gammatune_dropout": args.dropout,
             "reference_s": ref_med, "gammatune_s": ours_med, "ratio": ref_med / ours_med,
@@ -373,7 +379,7 @@ def main() -> None:
         print(json.dumps(rows, indent=2))
         return
     for r in rows:
-        print(f"threads={r['threads']} ({r['torch']}, {r['device']}; gammatune trains in {r['gammatune_precision']} with dropout {r['gammatune_dropout']:g}, "
+        print(f"threads={r['threads']} ({r['torch']}, {r['device']} {r['cpu_capability']}; gammatune trains in {r['gammatune_precision']} with dropout {r['gammatune_dropout']:g}, "
               f"the reference in float32; '% of sgemm' is of the float32 rate), medians of {args.repeats}:")  # fmt: skip
         print(f"  reference  {r['reference_s']:7.1f} s  {r['reference_trials_per_min']:6.1f} trials/min  "
               f"{100 * r['reference_peak_share']:4.1f} % of sgemm {r['sgemm_gflops']:.0f} GFLOP/s  "
