@@ -40,8 +40,9 @@ except ImportError:  # the tests that need it say so; the one of a missing Ray r
 needs_ray = pytest.mark.skipif(ray is None, reason="ray is not installed: pip install -e .[ray]")
 runner = CliRunner()
 RAY = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
-# About 3 s a trial on one core, so that a node can be killed mid-group.
-SLOWER_TRAIN = {**SLOW_TRAIN, "epochs": 50, "min_epochs": 50, "patience": 50, "batch_size": 32}
+# Several seconds a trial on one core, so that a node can be killed (or Ctrl+C land) mid-group:
+# at 50 epochs a search ended before the signal on a fast CPU.
+SLOWER_TRAIN = {**SLOW_TRAIN, "epochs": 150, "min_epochs": 150, "patience": 150, "batch_size": 32}
 # A lost node is noticed in about a second (Ray's default: about 15 s).
 FAST_HEALTH = {
     "RAY_health_check_period_ms": "300",
