@@ -40,8 +40,7 @@ except ImportError:  # the tests that need it say so; the one of a missing Ray r
 needs_ray = pytest.mark.skipif(ray is None, reason="ray is not installed: pip install -e .[ray]")
 runner = CliRunner()
 RAY = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
-# Several seconds a trial on one core, so that a node can be killed (or Ctrl+C land) mid-group:
-# at 50 epochs a search ended before the signal on a fast CPU.
+# Several seconds a trial on one core, so that a node can be killed (or Ctrl+C land) mid-group.
 SLOWER_TRAIN = {**SLOW_TRAIN, "epochs": 150, "min_epochs": 150, "patience": 150, "batch_size": 32}
 # A lost node is noticed in about a second (Ray's default: about 15 s).
 FAST_HEALTH = {
@@ -194,8 +193,14 @@ def _start_search(config: Path, address: str) -> subprocess.Popen[str]:
                "--executor", "ray", "--address", address]  # fmt: skip
     return subprocess.Popen(
         command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, start_new_session=True,
+        text=True, start_new_session=True, preexec_fn=_default_sigint,
     )  # fmt: skip
+
+
+def _default_sigint() -> None:
+    """Ctrl+C as in a terminal: a test run started in the background (``make test &``) passes
+    SIGINT on ignored, and the command would never see it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _training_on(cluster: _Cluster, group: int) -> int | None:
