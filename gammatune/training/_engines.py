@@ -47,8 +47,8 @@ MaskStream = torch.Generator | np.random.SFC64
 
 def dropout_streams(seeds: Sequence[int], device: torch.device) -> list[MaskStream]:
     """One random stream per member for its dropout masks, from its seed alone: on a CPU
-    numpy's SFC64 (its words come 1.6-1.8x faster than from torch's CPU generator,
-    ``bench/dropout.py``), on other devices torch's generator there."""
+    numpy's SFC64 (masks 1.4-1.6x faster than from torch's CPU generator, ``bench/dropout.py``),
+    on other devices torch's generator there."""
     seeds = [(seed + 1) * 0x9E3779B1 % 2**63 for seed in seeds]
     if device.type == "cpu":
         return [np.random.SFC64(seed) for seed in seeds]
