@@ -6,7 +6,7 @@ import dataclasses
 import logging
 import zipfile
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -23,6 +23,9 @@ from gammatune.config import (
 from gammatune.errors import DataError
 from gammatune.features import Preprocessing, fit_text, text_features
 from gammatune.plugins import import_ref
+
+if TYPE_CHECKING:
+    from gammatune.units import Units
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +49,7 @@ class Splits:
     class_names: tuple[str, ...]
     image_shape: tuple[int, int, int] | None = None
     preprocessing: Preprocessing | None = None
+    units: Units | None = None  # with a trainer: the table and each split's row ids
 
     @property
     def n_classes(self) -> int:
@@ -80,6 +84,10 @@ def load_data(config: Config) -> Splits:
         DataError: Missing file or column, one class only, NaN/inf features, too few samples of
             a class to split, or a minority fraction that the data cannot give.
     """
+    if config.trainer is not None:  # rows of a table, for the user's own trainer
+        from gammatune.units import load_units
+
+        return load_units(config)
     source = config.data
     raw = _read(source, config.split_seed)
     features, texts = raw.features, raw.texts
@@ -143,6 +151,10 @@ def refold(splits: Splits, fold: int, *, seed: int) -> Splits:
     """
     if fold == 0:
         return splits
+    if splits.units is not None:
+        from gammatune.units import refold_units
+
+        return refold_units(splits, fold, seed=seed)
     x = torch.cat([splits.x_train, splits.x_val])
     y = torch.cat([splits.y_train, splits.y_val])
     val_counts = torch.bincount(splits.y_val, minlength=splits.n_classes).tolist()

@@ -206,6 +206,8 @@ class TrialRecord:
     reused_from: int | None = None
     values: list[float] | None = None
     feasible: bool = True
+    weights_file: str | None = None  # a user trainer's kept weights (its payload's "weights")
+    extra: dict[str, Any] | None = None  # a user trainer's figures, shown, never decided on
 
     @property
     def failed(self) -> bool:

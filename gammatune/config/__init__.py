@@ -25,6 +25,7 @@ from gammatune.config._sources import (
     TableData,
     Task,
 )
+from gammatune.config._trainer import TrainerConfig
 
 __all__ = [
     "BUILTIN_MODELS",
@@ -46,5 +47,6 @@ __all__ = [
     "TableData",
     "Task",
     "TrainConfig",
+    "TrainerConfig",
     "load_config",
 ]

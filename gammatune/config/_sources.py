@@ -110,6 +110,11 @@ class TableData(_Source):
     text_max_features: int = Field(
         2000, gt=0, description="Vocabulary size of the text column's TF-IDF (fitted on train)."
     )
+    groups: str | None = Field(
+        None,
+        min_length=1,
+        description="With a trainer: a column of groups (patients, sites) kept in one split.",
+    )
 
     _resolve = field_validator("path")(_resolve_path)
 

@@ -16,7 +16,7 @@ import pandas as pd
 
 from gammatune.config import Config
 from gammatune.errors import GammatuneError
-from gammatune.fingerprint import CONTENT, check_studies, config_facts
+from gammatune.fingerprint import CONTENT, TRAINER_SOURCE, check_studies, config_facts
 from gammatune.record import format_alpha
 from gammatune.report._arms import setting_mask
 from gammatune.report._holdout import check_on_test
@@ -154,7 +154,9 @@ def study_summary(
             here, so only the file's facts are compared).
     """
     storage = storage or open_storage(config)
-    check_studies(config, storage, config_facts(config), ignore=frozenset({CONTENT}))
+    check_studies(
+        config, storage, config_facts(config), ignore=frozenset({CONTENT, TRAINER_SOURCE})
+    )
     frame = trials_frame(config, storage)
     facts = experiment_facts(config, storage)
     planned = confirm_plan(config, storage)
