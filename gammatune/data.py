@@ -6,7 +6,7 @@ import dataclasses
 import logging
 import zipfile
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,10 +22,9 @@ from gammatune.config import (
 )
 from gammatune.errors import DataError
 from gammatune.features import Preprocessing, fit_text, text_features
+from gammatune.labels import encode_labels, subsample_minority
 from gammatune.plugins import import_ref
-
-if TYPE_CHECKING:
-    from gammatune.units import Units
+from gammatune.units import Units, load_units, refold_units
 
 logger = logging.getLogger(__name__)
 
@@ -85,17 +84,15 @@ def load_data(config: Config) -> Splits:
             a class to split, or a minority fraction that the data cannot give.
     """
     if config.trainer is not None:  # rows of a table, for the user's own trainer
-        from gammatune.units import load_units
-
-        return load_units(config)
+        return unit_splits(*load_units(config))
     source = config.data
     raw = _read(source, config.split_seed)
     features, texts = raw.features, raw.texts
     _check_finite(features, raw.feature_names)
-    labels, class_names = _encode(raw.labels, source.positive_label)
+    labels, class_names = encode_labels(raw.labels, source.positive_label)
     rng = np.random.default_rng(config.split_seed)
     if not isinstance(source, SyntheticData) and source.minority_fraction is not None:
-        keep = _subsample_minority(labels, source.minority_fraction, rng)
+        keep = subsample_minority(labels, source.minority_fraction, rng)
         features, labels = features[keep], labels[keep]
         texts = None if texts is None else texts[keep]
     parts = _split(labels, config.split, rng, class_names)
@@ -152,9 +149,7 @@ def refold(splits: Splits, fold: int, *, seed: int) -> Splits:
     if fold == 0:
         return splits
     if splits.units is not None:
-        from gammatune.units import refold_units
-
-        return refold_units(splits, fold, seed=seed)
+        return unit_splits(refold_units(splits.units, fold, seed=seed), splits.class_names)
     x = torch.cat([splits.x_train, splits.x_val])
     y = torch.cat([splits.y_train, splits.y_val])
     val_counts = torch.bincount(splits.y_val, minlength=splits.n_classes).tolist()
@@ -330,50 +325,6 @@ def _check_finite(features: np.ndarray, names: list[str] | None) -> None:
         )
 
 
-def _encode(
-    raw: np.ndarray, positive_label: str | int | None
-) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Return labels as ``0..C-1`` and the class names; binary puts the positive class at 1."""
-    values, counts = np.unique(raw, return_counts=True)
-    if positive_label is not None:
-        matches = [v for v in values if str(v) == str(positive_label)]
-        if not matches:
-            shown = ", ".join(map(str, values[:10]))
-            raise DataError(
-                f"data.positive_label: {positive_label!r} is not a label (labels: {shown})."
-            )
-        positive = raw == matches[0]
-        return positive.astype(np.int64), (f"not {matches[0]}", str(matches[0]))
-    if len(values) < 2:
-        raise DataError(
-            f"data: the labels hold one class only ({str(values[0])!r}); a classifier needs two."
-        )
-    if len(values) == 2:
-        # The positive class (label 1) is the minority; a tie keeps the sorted order.
-        negative, positive = (values[1], values[0]) if counts[0] < counts[1] else values
-        return (raw == positive).astype(np.int64), (str(negative), str(positive))
-    return np.searchsorted(values, raw).astype(np.int64), tuple(map(str, values))
-
-
-def _subsample_minority(
-    labels: np.ndarray, fraction: float, rng: np.random.Generator
-) -> np.ndarray:
-    """Return sorted indices that keep part of the rarest class, making it ``fraction`` of all."""
-    counts = np.bincount(labels)
-    minority = int(np.argmin(counts)) if len(counts) > 2 else 1
-    others = int(counts.sum() - counts[minority])
-    wanted = int(round(fraction * others / (1 - fraction)))
-    if wanted > counts[minority]:
-        raise DataError(
-            f"data.minority_fraction: {fraction} needs {wanted} samples of the minority class, "
-            f"but the data has {counts[minority]}; use at most "
-            f"{counts[minority] / counts.sum():.3f}."
-        )
-    members = np.flatnonzero(labels == minority)
-    dropped = rng.choice(members, size=len(members) - wanted, replace=False)
-    return np.setdiff1d(np.arange(len(labels)), dropped)
-
-
 def _split(
     labels: np.ndarray, split: SplitConfig, rng: np.random.Generator, class_names: tuple[str, ...]
 ) -> list[np.ndarray]:
@@ -399,3 +350,17 @@ def _split(
         parts[2].append(members[n_val : n_val + n_test])
         parts[0].append(members[n_val + n_test :])
     return [np.sort(np.concatenate(part)) for part in parts]
+
+
+def unit_splits(units: Units, class_names: tuple[str, ...]) -> Splits:
+    """Splits of a trainer's units: their labels, empty features, and the units themselves."""
+
+    def part(ids: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.zeros((len(ids), 0)), torch.from_numpy(units.labels[ids].copy())
+
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = (
+        part(ids) for ids in (units.train_ids, units.val_ids, units.test_ids)
+    )
+    return Splits(
+        x_train, y_train, x_val, y_val, x_test, y_test, class_names=class_names, units=units
+    )

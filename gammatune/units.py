@@ -9,15 +9,16 @@ trainer's business. The splits carry row positions; the features are empty.
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from gammatune.config import Config, SplitConfig, TableData
-from gammatune.data import Splits, _encode, _subsample_minority
 from gammatune.errors import DataError
+from gammatune.labels import encode_labels, subsample_minority
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -36,7 +37,7 @@ class Units:
     groups: np.ndarray | None = None
 
 
-def load_units(config: Config) -> Splits:
+def load_units(config: Config) -> tuple[Units, tuple[str, ...]]:
     """Read the table, encode its labels and split its rows (by group where ``data.groups``
     names a column), reproducibly from the split seed.
 
@@ -47,42 +48,37 @@ def load_units(config: Config) -> Splits:
     source = config.data
     assert isinstance(source, TableData)  # the config allows no other source with a trainer
     table = _read_table(source)
-    labels, class_names = _encode(table[source.target].to_numpy(), source.positive_label)
+    labels, class_names = encode_labels(table[source.target].to_numpy(), source.positive_label)
     rng = np.random.default_rng(config.split_seed)
     rows = np.arange(len(labels))
     if source.minority_fraction is not None:
-        rows = _subsample_minority(labels, source.minority_fraction, rng)
+        rows = subsample_minority(labels, source.minority_fraction, rng)
     groups = None if source.groups is None else table[source.groups].astype(str).to_numpy()
     parts = _split_rows(labels, rows, groups, config.split, rng, class_names, source.groups)
     encoded = np.full(len(labels), -1, dtype=np.int64)
     encoded[rows] = labels[rows]
     train_ids, val_ids, test_ids = parts
     units = Units(table, train_ids, val_ids, test_ids, labels=encoded, groups=groups)
-    return _as_splits(units, class_names)
+    return units, class_names
 
 
-def refold_units(splits: Splits, fold: int, *, seed: int) -> Splits:
+def refold_units(units: Units, fold: int, *, seed: int) -> Units:
     """Fold ``fold`` of repeated re-splits of train+val rows (groups kept whole), as
     :func:`gammatune.data.refold` does for features: validation keeps its size per stratum;
-    test is untouched. Fold 0 is ``splits`` itself."""
-    units = splits.units
-    if fold == 0 or units is None:
-        return splits
+    test is untouched. Fold 0 is ``units`` itself."""
+    if fold == 0:
+        return units
     pool = np.concatenate([units.train_ids, units.val_ids])
     keys = pool if units.groups is None else units.groups[pool]
     strata = _strata(units.labels, pool, keys)
     val_keys = units.val_ids if units.groups is None else units.groups[units.val_ids]
-    val_strata = _strata(units.labels, units.val_ids, val_keys)
-    counts = {
-        s: int(np.sum(np.array(list(val_strata.values())) == s)) for s in val_strata.values()
-    }
+    counts = Counter(strata[key] for key in set(val_keys.tolist()))
     rng = np.random.default_rng([seed, fold])
     chosen = _take(strata, counts, rng)
     is_val = np.isin(keys, list(chosen))
-    moved = dataclasses.replace(
+    return dataclasses.replace(
         units, train_ids=np.sort(pool[~is_val]), val_ids=np.sort(pool[is_val])
     )
-    return _as_splits(moved, splits.class_names)
 
 
 def _read_table(source: TableData) -> pd.DataFrame:
@@ -127,7 +123,7 @@ def _strata(labels: np.ndarray, rows: np.ndarray, keys: np.ndarray) -> dict[Any,
     return strata
 
 
-def _take(strata: dict[Any, int], counts: dict[int, int], rng: np.random.Generator) -> set[Any]:
+def _take(strata: dict[Any, int], counts: Mapping[int, int], rng: np.random.Generator) -> set[Any]:
     """``counts[s]`` keys of each stratum ``s``, drawn at random."""
     chosen: set[Any] = set()
     for stratum, n in sorted(counts.items()):
@@ -189,15 +185,3 @@ def _check_spread(
             f"{column!r} (group {top!r} holds {int(counts.max()) if len(counts) else 0} of its "
             f"{int(counts.sum())} samples); train, val and test need one group each."
         )
-
-
-def _as_splits(units: Units, class_names: tuple[str, ...]) -> Splits:
-    def part(ids: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.zeros((len(ids), 0)), torch.from_numpy(units.labels[ids].copy())
-
-    (x_train, y_train), (x_val, y_val), (x_test, y_test) = (
-        part(ids) for ids in (units.train_ids, units.val_ids, units.test_ids)
-    )
-    return Splits(
-        x_train, y_train, x_val, y_val, x_test, y_test, class_names=class_names, units=units
-    )

@@ -15,8 +15,9 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "gammatune"
 ORDER = [
-    "config", "features", "data", "models", "training", "estimator", "record", "storage",
-    "weights", "fingerprint", "tuning", "report", "export", "suggest", "progress", "cli",
+    "config", "features", "labels", "units", "data", "models", "training", "spec", "estimator",
+    "record", "tasks", "storage", "weights", "fingerprint", "tuning", "report", "export",
+    "suggest", "progress", "cli",
 ]  # fmt: skip
 LEAVES = {"errors", "device", "metrics", "bootstrap", "plugins", "loss"}
 SUBPACKAGES = {"config", "loss", "training", "tuning", "report"}
