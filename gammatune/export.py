@@ -94,9 +94,8 @@ def export_model(config: Config, *, fit_on: FitOn = "train") -> Exported:
         )
     setting, trials = verdict.recommended, _confirm_trials(frame, verdict.recommended)
     if config.trainer is not None:  # a user's model: its card and the weights it kept
-        number = int(trials.sort_values(["fold", "repeat"])["number"].iloc[0])
-        path = export_user_model(config, setting, number, verdict=verdict.kind)
-        return Exported(path, setting, verdict.kind, "train", 0, 0.5)
+        folder = export_user_model(config, setting, trials, verdict=verdict.kind)
+        return Exported(folder, setting, verdict.kind, "train", 0, 0.5)
     epochs = int(statistics.median(trials["best_epoch"])) if fit_on == "train+val" else None
     first = trials.sort_values(["fold", "repeat"])
     seed = int(first["seed"].iloc[0]) if len(first) else config.seed

@@ -13,6 +13,7 @@ import hashlib
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -63,11 +64,11 @@ def kept_weights(config: Config, setting: Setting) -> dict[str, torch.Tensor] | 
     return state if isinstance(state, dict) else None
 
 
-def export_user_model(config: Config, setting: Setting, number: int, *, verdict: str) -> Path:
+def export_user_model(config: Config, setting: Setting, trials: Any, *, verdict: str) -> Path:
     """A user trainer's recommended model: ``runs/<name>/model/card.json`` (the setting, the
     seed, the fold, the classes, the confirm trial) and a copy of the weights file that trial
     returned as ``"weights"``, if it did. gammatune cannot rebuild a user's model: the card says
-    how to train it again.
+    how to train it again. ``trials``: the setting's confirm trials (a report frame).
 
     Raises:
         StudyError: The confirm trial is not in the storage.
@@ -78,6 +79,7 @@ def export_user_model(config: Config, setting: Setting, number: int, *, verdict:
     from gammatune.errors import StudyError
     from gammatune.storage import load_record, load_study, open_storage
 
+    number = int(trials.sort_values(["fold", "repeat"])["number"].iloc[0])  # the first trial
     study = load_study(config, "confirm", open_storage(config))
     trial = None if study is None else study.get_trials(deepcopy=False)[number]
     record = None if trial is None else load_record(trial)

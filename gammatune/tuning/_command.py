@@ -15,6 +15,7 @@ import shutil
 import signal
 import string
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from gammatune.tuning._trainer import Ended
 
 PLACEHOLDERS = (
     "gamma", "alpha", "seed", "repeat", "fold", "stage", "split", "workdir", "epochs", "device",
-    "lr",
+    "lr", "python",
 )  # fmt: skip
 
 
@@ -51,6 +52,8 @@ def check_command(command: list[str], base_dir: Path) -> None:
                 + "."
             )
     program = command[0]
+    if "{" in program:  # {python}: the interpreter gammatune runs on
+        return
     if shutil.which(program) is None and not (base_dir / program).is_file():
         raise ConfigError(f"trainer.command[0]: {program!r} is not found (not on PATH).")
 
@@ -180,6 +183,7 @@ def _placeholders(spec: TrialSpec, split: Path) -> dict[str, str]:
         "epochs": str(spec.epochs),
         "device": spec.device,
         "lr": f"{spec.params['lr']:g}",
+        "python": sys.executable,
     }
 
 
