@@ -35,7 +35,7 @@ _NOT_RESULTS: dict[str, Any] = {
     "baseline": True,
     "search": True,
     "refine": True,
-    "confirm": {"top_k", "repeats", "min_positives"},
+    "confirm": {"top_k", "repeats", "min_positives", "check_determinism"},
     "trainer": {"timeout_s", "resources"},
 }
 TRAINER_SOURCE = "trainer.source"  # a hash of the user's training code

@@ -57,6 +57,8 @@ def run_trial(spec):
     out = {}
     for part, ids in (("val", spec.val_ids), ("test", spec.test_ids)):
         z = x[ids] * (1 + spec.gamma / 4) + rng.normal(0, 0.7, len(ids))
+        if mode == "noisy":  # not seeded: another score each time
+            z = z + np.random.default_rng().normal(0, 0.1, len(ids))
         out[part] = {"ids": ids[::-1], "scores": (1 / (1 + np.exp(-z)))[::-1]}
     for epoch in range(2):
         spec.report(epoch, 0.5 + 0.1 * epoch)
@@ -402,3 +404,16 @@ def test_a_function_that_is_not_importable_fails_before_any_trial() -> None:
     with pytest.raises(ImportError):
         load_function("no_such_module_abc:f", Path("."))
     assert ConfigError.exit_code == 2
+
+
+@pytest.mark.parametrize(("mode", "deterministic"), [("", True), ("noisy", False)])
+def test_check_determinism_reports_the_largest_score_difference(
+    tmp_path: Path, mode: str, deterministic: bool
+) -> None:
+    confirm = {"top_k": 1, "repeats": 2, "check_determinism": True}
+    config = experiment(tmp_path, mode=mode, confirm=confirm)
+    assert runner.invoke(app, ["run", "-c", str(config)]).exit_code == 0
+    summary = json.loads((tmp_path / "runs/own/summary.json").read_text())
+    difference = summary["determinism_max_difference"]
+    assert difference == 0.0 if deterministic else 0.0 < difference < 0.2
+    assert len(list((tmp_path / "runs/own/workdirs").glob("confirm-*-again"))) == 1

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
 import torch
 
 from gammatune.config import Config
@@ -82,14 +83,7 @@ def _one(context: _Context, setting: Setting, hear: Reporter | None, trial: Tria
     splits = refold(context.splits, setting.fold, seed=config.split_seed)
     spec = make_spec(context, setting, splits, trial)
     started = time.perf_counter()
-    report = None if hear is None else _reporting(hear, config.train.epochs)
-    if trainer.function is not None:
-        job = Job(trainer.function, trainer.base_dir, dict(trainer.env), spec)
-        ended = run_function(job, report, timeout_s=trainer.timeout_s)
-    else:
-        from gammatune.tuning._command import run_command
-
-        ended = run_command(trainer.command or [], spec, trainer, report)
+    ended = _train(config, spec, None if hear is None else _reporting(hear, config.train.epochs))
     record = TrialRecord(
         setting,
         seed=spec.seed,
@@ -116,7 +110,40 @@ def _one(context: _Context, setting: Setting, hear: Reporter | None, trial: Tria
         return replace(record, fail_reason=f"payload: {exc}"), None
     weights = None if checked.weights is None else str(spec.workdir / checked.weights)
     record = replace(record, weights_file=weights, extra=checked.extra)
+    if config.confirm.check_determinism and _checks(config, setting, trial):
+        again = replace(spec, workdir=spec.workdir.with_name(spec.workdir.name + "-again"))
+        again.workdir.mkdir(exist_ok=True)
+        difference = _difference(checked.scores.val, _train(config, again, None), ids)
+        record = replace(record, repeat_difference=difference)
     return _evaluated(context, record, checked.scores, splits)
+
+
+def _train(config: Config, spec: TrialSpec, report: Report | None) -> Ended:
+    trainer = config.trainer
+    assert trainer is not None
+    if trainer.function is not None:
+        job = Job(trainer.function, trainer.base_dir, dict(trainer.env), spec)
+        return run_function(job, report, timeout_s=trainer.timeout_s)
+    from gammatune.tuning._command import run_command
+
+    return run_command(trainer.command or [], spec, trainer, report)
+
+
+def _checks(config: Config, setting: Setting, trial: Trial) -> bool:
+    """Whether this trial is the one ``confirm.check_determinism`` trains twice: confirm's
+    plain cross-entropy trial of the first repeat and fold."""
+    first = setting.repeat == config.confirm_repeats[0] and setting.fold <= 1
+    return trial[0] == "confirm" and first and not setting.is_focal and not setting.is_weighted
+
+
+def _difference(scores: np.ndarray, ended: Ended, ids: SplitIds) -> float:
+    """The largest absolute difference of validation scores between two trainings (NaN where
+    the second one failed)."""
+    try:
+        again = classification_payload(ended.payload, ids).scores.val
+    except PayloadError:
+        return math.nan
+    return float(np.max(np.abs(scores - again)))
 
 
 def make_spec(context: _Context, setting: Setting, splits: Splits, trial: Trial) -> TrialSpec:
