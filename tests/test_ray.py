@@ -301,3 +301,21 @@ def test_workers_and_ray_together_are_refused(tmp_path: Path) -> None:
     assert error_lines(result.stderr) == [
         "gammatune: error: --executor ray: must be local, or ray with --workers 1."
     ]
+
+
+def test_ray_runs_a_users_trainer_function_one_trial_a_task(
+    tmp_path: Path, cluster: _Cluster
+) -> None:
+    from tests.test_trainer import experiment, records
+
+    resources = {"env": {"MODE": ""}, "resources": {"cpus": 1}}
+    config = experiment(tmp_path, trainer=resources, search={"gamma": [0, 1, 2], "alpha": [0.75]})
+    command = ["search", "-c", str(config), "--executor", "ray", "--address", cluster.address]
+    result = runner.invoke(app, command)
+    assert result.exit_code == 0, result.output
+    done = [r for t, r in records(config, "search") if t.state == TrialState.COMPLETE]
+    assert sorted(r.setting.gamma for r in done) == [0.0, 1.0, 2.0]
+    local = experiment(tmp_path / "local", search={"gamma": [0, 1, 2], "alpha": [0.75]})
+    assert runner.invoke(app, ["search", "-c", str(local)]).exit_code == 0
+    expected = {r.setting.gamma: r.value for _, r in records(local, "search")}
+    assert {r.setting.gamma: r.value for r in done} == expected  # the same trials as locally
