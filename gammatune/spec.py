@@ -123,7 +123,7 @@ def child_main(connection: Connection, job: Job) -> None:
     """Run ``job`` in this (fresh) process and send one message back: ``("done", payload)``,
     ``("failed", "TypeName: message")`` or ``("pruned", step, value)``; ``("report", step,
     value)`` messages ask the parent whether to stop."""
-    _die_with_parent()
+    die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops us
     os.environ.update(job.env)
     last: list[tuple[int, float]] = []
@@ -209,7 +209,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """On Linux, SIGTERM when the process that started this one dies (kill -9 too)."""
     if sys.platform != "linux":
         return

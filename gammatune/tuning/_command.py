@@ -24,7 +24,7 @@ import numpy as np
 
 from gammatune.config import TrainerConfig
 from gammatune.errors import ConfigError
-from gammatune.spec import Report, TrialSpec
+from gammatune.spec import Report, TrialSpec, die_with_parent
 from gammatune.tuning._trainer import Ended
 
 PLACEHOLDERS = (
@@ -75,6 +75,7 @@ def run_command(
             process = subprocess.Popen(
                 arguments, cwd=trainer.base_dir, env={**os.environ, **trainer.env},
                 stdout=out, stderr=err, start_new_session=True,
+                preexec_fn=die_with_parent,  # kill -9 of gammatune stops the command too
             )  # fmt: skip
         except OSError as exc:
             return Ended(reason=f"cannot run {arguments[0]!r}: {exc.strerror or exc}")
