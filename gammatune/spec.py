@@ -126,6 +126,7 @@ def child_main(connection: Connection, job: Job) -> None:
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops us
     os.environ.update(job.env)
+    _log_to(job.spec.workdir)
     last: list[tuple[int, float]] = []
 
     def ask(step: int, value: float) -> bool:
@@ -148,6 +149,15 @@ def child_main(connection: Connection, job: Job) -> None:
         connection.send(("done", _plain(payload)))
     except Exception as exc:  # noqa: BLE001 - e.g. a lambda in the payload
         connection.send(("failed", f"the payload cannot be sent back: {one_line(exc)}"))
+
+
+def _log_to(workdir: Path) -> None:
+    """The trial's prints (and a framework's) to ``workdir/stdout.log`` and ``stderr.log``,
+    not through gammatune's progress lines."""
+    for stream, name in ((sys.stdout, "stdout.log"), (sys.stderr, "stderr.log")):
+        stream.flush()
+        with (workdir / name).open("ab") as log:
+            os.dup2(log.fileno(), stream.fileno())
 
 
 def _with_report(spec: TrialSpec, report: Report) -> TrialSpec:

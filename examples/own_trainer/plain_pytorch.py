@@ -25,13 +25,15 @@ def render(seed: int, label: str, size: int = 16) -> np.ndarray:
 
 def images(spec, ids: np.ndarray) -> torch.Tensor:  # swap in your own loader (files, a Dataset)
     rows = spec.table.iloc[ids]
-    return torch.from_numpy(np.stack([render(s, lab) for s, lab in zip(rows.image_seed, rows.label)]))
+    drawn = [render(s, label) for s, label in zip(rows.image_seed, rows.label, strict=True)]
+    return torch.from_numpy(np.stack(drawn))
 
 
 def run_trial(spec) -> dict:  # gammatune: called once a trial, in a process of its own
     torch.manual_seed(spec.seed)  # gammatune: the trial's seed (weights)
     stream = torch.Generator().manual_seed(spec.seed)  # gammatune: batch order, augmentation
-    x_train, x_val, x_test = (images(spec, i) for i in (spec.train_ids, spec.val_ids, spec.test_ids))
+    splits = (spec.train_ids, spec.val_ids, spec.test_ids)
+    x_train, x_val, x_test = (images(spec, ids) for ids in splits)
     positive = spec.table.label.to_numpy() == spec.positive
     y_train = torch.tensor(positive[spec.train_ids], dtype=torch.float32)
     model = nn.Sequential(
