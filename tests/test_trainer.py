@@ -30,8 +30,8 @@ from gammatune.errors import ConfigError
 from gammatune.record import Setting
 from gammatune.spec import Job
 from gammatune.storage import load_record, open_storage
-from gammatune.tuning._objective import _Context
-from gammatune.tuning._trainer import make_spec, run_function
+from gammatune.tuning import trial_spec
+from gammatune.tuning._trainer import run_function
 
 runner = CliRunner()
 
@@ -291,8 +291,8 @@ def _spec_and_job(tmp_path: Path, code: str) -> Job:
     config_path = experiment(tmp_path, code=code)
     config = load_config(config_path)
     splits = load_data(config)
-    context = _Context(config, splits, torch.device("cpu"), None, None)
-    spec = make_spec(context, Setting(0.0, None), splits, ("search", 0))
+    cpu = torch.device("cpu")
+    spec = trial_spec(config, splits, Setting(0.0, None), trial=("search", 0), device=cpu)
     assert config.trainer is not None
     return Job("mytrain:run_trial", config.trainer.base_dir, {}, spec)
 

@@ -129,7 +129,7 @@ def write_report(
     frame, summary, facts = study_summary(config, storage)
     try:
         csv = write_csv(_with_verdict(frame, summary), csv_path or config.run_dir / "trials.csv")
-        _write_json(config.run_dir / "summary.json", summary, _determinism(frame))
+        _write_json(config.run_dir / "summary.json", summary, frame)
         drawn = figures(frame, summary, [str(n) for n in facts.get("class_names", [])])
         plots = write_plots(plots_dir, drawn) if plots_dir is not None else []
         page = Path(html_path or config.run_dir / "report.html")
@@ -186,16 +186,12 @@ def _with_verdict(frame: pd.DataFrame, summary: Summary) -> pd.DataFrame:
     return table
 
 
-def _determinism(frame: pd.DataFrame) -> float | None:
-    """The largest score difference of a trial trained twice (``confirm.check_determinism``)."""
-    found = frame.get("repeat_difference", pd.Series(dtype=float)).dropna()
-    return None if found.empty else float(found.max())
-
-
-def _write_json(path: Path, summary: Summary, determinism: float | None = None) -> None:
-    """``summary.json``: the verdict with its paired comparisons, and the test report."""
+def _write_json(path: Path, summary: Summary, frame: pd.DataFrame) -> None:
+    """``summary.json``: the verdict with its paired comparisons, the test report, and the
+    largest score difference of a trial trained twice (``confirm.check_determinism``)."""
+    twice = frame.get("repeat_difference", pd.Series(dtype=float)).dropna()
     data = {
-        "determinism_max_difference": determinism,
+        "determinism_max_difference": None if twice.empty else float(twice.max()),
         "objective": summary.objective,
         "verdict": summary.verdict.to_json(),
         "text": summary.text,

@@ -146,6 +146,15 @@ def _difference(scores: np.ndarray, ended: Ended, ids: SplitIds) -> float:
     return float(np.max(np.abs(scores - again)))
 
 
+def trial_spec(
+    config: Config, splits: Splits, setting: Setting, *, trial: Trial, device: torch.device
+) -> TrialSpec:
+    """The :class:`~gammatune.spec.TrialSpec` a user's trainer gets for ``setting`` as trial
+    ``(stage, number)``; its workdir is made."""
+    context = _Context(config, splits, device, None, None)
+    return make_spec(context, setting, refold(splits, setting.fold, seed=config.split_seed), trial)
+
+
 def make_spec(context: _Context, setting: Setting, splits: Splits, trial: Trial) -> TrialSpec:
     """The spec of ``setting`` on ``splits``: a setting and its twin share seed and ids."""
     config, units = context.config, splits.units
