@@ -117,6 +117,7 @@ class Job:
     base_dir: Path  # the experiment's folder, searched first for the module
     env: dict[str, str]
     spec: TrialSpec
+    parent: int = 0  # gammatune's process: the trial stops when it is gone
 
 
 def child_main(connection: Connection, job: Job) -> None:
@@ -124,6 +125,7 @@ def child_main(connection: Connection, job: Job) -> None:
     ``("failed", "TypeName: message")`` or ``("pruned", step, value)``; ``("report", step,
     value)`` messages ask the parent whether to stop."""
     die_with_parent()
+    _watch(job.parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops us
     os.environ.update(job.env)
     _log_to(job.spec.workdir)
@@ -149,6 +151,35 @@ def child_main(connection: Connection, job: Job) -> None:
         connection.send(("done", _plain(payload)))
     except Exception as exc:  # noqa: BLE001 - e.g. a lambda in the payload
         connection.send(("failed", f"the payload cannot be sent back: {one_line(exc)}"))
+
+
+def _watch(parent: int) -> None:
+    """Exit when gammatune's process ``parent`` is gone (kill -9 too). Forked by a fork
+    server, this process outlives gammatune otherwise: its parent is the server, which lives as
+    long as its children do."""
+    import threading
+    import time
+
+    def gone() -> bool:
+        try:
+            os.kill(parent, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        stat = Path(f"/proc/{parent}/stat")  # a zombie (killed, not yet reaped) is gone too
+        try:
+            return stat.read_text().rpartition(")")[2].split()[0] == "Z"
+        except (OSError, IndexError):
+            return False
+
+    def watch() -> None:
+        while not gone():
+            time.sleep(0.5)
+        os._exit(1)
+
+    if parent > 0:
+        threading.Thread(target=watch, name="gammatune-watch", daemon=True).start()
 
 
 def _log_to(workdir: Path) -> None:

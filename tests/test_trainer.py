@@ -44,6 +44,7 @@ def run_trial(spec):
     if mode == "raise" and spec.gamma > 0:
         raise ValueError("boom at gamma %g" % spec.gamma)
     if mode == "sleep":
+        (spec.workdir / "pid").write_text(str(os.getpid()))
         time.sleep(float(os.environ.get("SLEEP_S", "60")))
     if mode == "crash":
         os._exit(3)
@@ -370,18 +371,31 @@ def test_the_command_form(tmp_path: Path, mode: str, reason: str | None) -> None
         assert all(r.fail_reason.startswith(reason) for _, r in got), got[0][1].fail_reason
 
 
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not reaped yet, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def test_kill_9_mid_trial_then_a_rerun_completes_each_point_once(tmp_path: Path) -> None:
-    config = experiment(tmp_path, mode="sleep", trainer={"env": {"MODE": "sleep", "SLEEP_S": "2"}})
+    config = experiment(tmp_path, mode="sleep", trainer={"env": {"MODE": "sleep", "SLEEP_S": "3"}})
     command = [sys.executable, "-m", "gammatune", "search", "--config", str(config)]
     process = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
-    deadline = time.monotonic() + 60
-    while not list((tmp_path / "runs/own/workdirs").glob("search-*")):
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "runs/own/workdirs").glob("search-*/pid")):
         assert time.monotonic() < deadline and process.poll() is None
         time.sleep(0.1)
+    trial = int(next((tmp_path / "runs/own/workdirs").glob("search-*/pid")).read_text())
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(30)
+    deadline = time.monotonic() + 2.5  # the trial (3 s of sleep) stops with gammatune
+    while _alive(trial):
+        assert time.monotonic() < deadline, "the trial's process outlived gammatune"
+        time.sleep(0.05)
     result = runner.invoke(app, ["search", "-c", str(config)])
     assert result.exit_code == 0, result.output
     done = [t for t, _ in records(config, "search") if t.state == TrialState.COMPLETE]

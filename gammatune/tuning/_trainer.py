@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import os
 import time
 from dataclasses import dataclass, replace
 from typing import Any
@@ -122,7 +123,7 @@ def _train(config: Config, spec: TrialSpec, report: Report | None) -> Ended:
     trainer = config.trainer
     assert trainer is not None
     if trainer.function is not None:
-        job = Job(trainer.function, trainer.base_dir, dict(trainer.env), spec)
+        job = Job(trainer.function, trainer.base_dir, dict(trainer.env), spec, os.getpid())
         return run_function(job, report, timeout_s=trainer.timeout_s)
     from gammatune.tuning._command import run_command
 
@@ -202,9 +203,9 @@ def run_function(job: Job, report: Report | None, *, timeout_s: float | None) ->
     process = context.Process(target=child_main, args=(theirs, job), name="gammatune-trial")
     deadline = math.inf if timeout_s is None else time.monotonic() + timeout_s
     curve: list[float] = []
-    process.start()
-    theirs.close()
     try:
+        process.start()  # the first waits for the fork server to import (Ctrl-C may land here)
+        theirs.close()
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -248,6 +249,8 @@ def _processes() -> Any:  # a SpawnContext or a ForkServerContext
 
 
 def _stop(process: multiprocessing.process.BaseProcess) -> None:
+    if process.pid is None:  # never started (its child, if forked, sees this process go)
+        return
     process.join(2)
     if process.is_alive():
         process.terminate()
