@@ -380,7 +380,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_kill_9_mid_trial_then_a_rerun_completes_each_point_once(tmp_path: Path) -> None:
-    config = experiment(tmp_path, mode="sleep", trainer={"env": {"MODE": "sleep", "SLEEP_S": "3"}})
+    config = experiment(tmp_path, mode="sleep", trainer={"env": {"MODE": "sleep", "SLEEP_S": "8"}})
     command = [sys.executable, "-m", "gammatune", "search", "--config", str(config)]
     process = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
@@ -392,7 +392,7 @@ def test_kill_9_mid_trial_then_a_rerun_completes_each_point_once(tmp_path: Path)
     trial = int(next((tmp_path / "runs/own/workdirs").glob("search-*/pid")).read_text())
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(30)
-    deadline = time.monotonic() + 2.5  # the trial (3 s of sleep) stops with gammatune
+    deadline = time.monotonic() + 3  # the trial (8 s of sleep) stops with gammatune
     while _alive(trial):
         assert time.monotonic() < deadline, "the trial's process outlived gammatune"
         time.sleep(0.05)
