@@ -18,6 +18,9 @@ TASK_RANGES: dict[Task, tuple[float, float]] = {
     "detection": (1.5, 3.0), "medical": (1.0, 2.0), "text": (0.5, 1.5),
 }  # fmt: skip
 GAMMA_STEP = 0.5
+# Gammas added whatever the range: detectors often do as well or better at gamma 0 or below 1
+# (Ultralytics dropped fl_gamma for lack of gain, #2276; yolov5 #3179: mAP at 2 below 0).
+TASK_EXTRA: dict[Task, tuple[float, ...]] = {"detection": (0.0, 0.5)}
 ALPHAS, STRONG_ALPHA = (0.25, 0.5, 0.75), 0.9  # alpha weights the minority; 0.9 for >= 1:10
 MIN_MINORITY = 20  # fewer: too few validation positives for confirm to measure a difference
 
@@ -99,7 +102,14 @@ def suggest(config_path: str | Path, *, task: Task | None = None) -> Suggestion:
     counts = tuple(sum(column) for column in zip(*per_split.values(), strict=True))
     ratio = max(counts) / min(counts)
     gamma_range, reason = choose_range(ratio, config.task)
-    gamma = _steps(*gamma_range)
+    extra = TASK_EXTRA.get(config.task, ()) if config.task is not None else ()
+    gamma = tuple(sorted({*extra, *_steps(*gamma_range)}))
+    if extra:
+        shown = ", ".join(f"{g:g}" for g in extra)
+        reason += (
+            f" Gamma {shown} added: detectors often do no worse at gamma 0 or below 1, "
+            "and the verdict needs them to say so."
+        )
     alpha = ALPHAS + ((STRONG_ALPHA,) if ratio >= STRONG_RATIO else ())
     experiment = yaml.safe_load(config_path.read_text(encoding="utf-8"))
     experiment["search"] = {**experiment.get("search", {}), "gamma": [*gamma], "alpha": [*alpha]}

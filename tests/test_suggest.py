@@ -104,7 +104,8 @@ def test_the_command_line_task_overrides_the_files(tmp_path: Path) -> None:
     path = _csv_experiment(tmp_path, {"ok": 400, "bad": 20}, task="medical")
     assert suggest(path).gamma == (1.0, 1.5, 2.0)
     found = suggest(path, task="detection")
-    assert found.gamma == (2.0, 2.5, 3.0) and "detection" in found.reason
+    assert found.gamma == (0.0, 0.5, 2.0, 2.5, 3.0) and "detection" in found.reason
+    assert "Gamma 0, 0.5 added" in found.reason
     assert load_config(write_suggestion(found)).task == "detection"
 
 
