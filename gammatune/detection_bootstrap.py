@@ -23,6 +23,7 @@ IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)  # as pycocotools: np.linspace(.5, .
 RECALL_THRESHOLDS = np.linspace(0.0, 1.0, 101)
 MAX_DETS = 100
 EPS = float(np.spacing(1))
+CHUNK = 100  # resamples at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +99,10 @@ def resampled_ap(matches: Matches, weights: np.ndarray) -> np.ndarray:
     weights = np.atleast_2d(np.asarray(weights, np.float64))
     if weights.shape[1] != matches.n_images:
         raise ValueError(f"weights must be (B, {matches.n_images}); got {weights.shape}")
+    if len(weights) > CHUNK:  # bounds memory: (CHUNK, T, D) arrays per class
+        return np.concatenate(
+            [resampled_ap(matches, weights[i : i + CHUNK]) for i in range(0, len(weights), CHUNK)]
+        )
     b, t = len(weights), len(IOU_THRESHOLDS)
     out = np.full((b, t, len(matches.classes)), np.nan)
     for k, cls in enumerate(matches.classes):
@@ -110,7 +115,7 @@ def resampled_ap(matches: Matches, weights: np.ndarray) -> np.ndarray:
             continue
         w = weights[present][:, cls.image]  # (B', D)
         tp = np.cumsum(w[:, None, :] * cls.tp[None], axis=2)  # (B', T, D)
-        fp = np.cumsum(w[:, None, :] * ~cls.tp[None], axis=2)
+        fp = np.cumsum(w, axis=1)[:, None, :] - tp  # exact: weights are counts
         recall = tp / n_gt[present][:, None, None]
         precision = tp / (fp + tp + EPS)
         envelope = np.maximum.accumulate(precision[..., ::-1], axis=2)[..., ::-1]
