@@ -93,7 +93,7 @@ def targets(boxes: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def load(spec: TrialSpec, ids: np.ndarray) -> tuple[torch.Tensor, list[Any]]:
-    drawn = [render(int(s)) for s in spec.table.loc[ids, "image_seed"]]
+    drawn = [render(int(s)) for s in spec.table.iloc[ids]["image_seed"]]  # row positions
     return torch.from_numpy(np.stack([d[0] for d in drawn])), [d[1:] for d in drawn]
 
 
