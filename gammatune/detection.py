@@ -59,7 +59,7 @@ class GroundTruth:
 @dataclass(frozen=True, slots=True)
 class CocoMetrics:
     """COCO's figures for one split: AP@[.5:.95], AP50, AP75, AR@100 (all areas) and per-class
-    AP@[.5:.95] (NaN for a class with no ground truth)."""
+    AP@[.5:.95]; NaN for a class with no ground truth (all NaN if the split has none)."""
 
     ap: float
     ap50: float
@@ -227,8 +227,9 @@ def coco_metrics(dets: Detections) -> CocoMetrics:
     for k in range(dets.n_classes):
         values = precision[:, :, k]
         per_class.append(float(values[values > -1].mean()) if (values > -1).any() else np.nan)
-    ap, ap50, ap75 = (float(v) for v in evaluator.stats[:3])
-    return CocoMetrics(ap, ap50, ap75, float(evaluator.stats[8]), tuple(per_class))
+    # pycocotools writes -1 where no class has ground truth: no AP, so NaN
+    ap, ap50, ap75, ar100 = (float(v) if v > -1 else np.nan for v in evaluator.stats[[0, 1, 2, 8]])
+    return CocoMetrics(ap, ap50, ap75, ar100, tuple(per_class))
 
 
 def to_coco(dets: Detections) -> tuple[dict[str, Any], list[dict[str, Any]]]:

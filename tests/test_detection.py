@@ -128,3 +128,11 @@ def test_crowd_and_stray_annotations_are_refused(tmp_path: Path) -> None:
         load_coco(coco_file(tmp_path, annotations=stray))
     with pytest.raises(DataError, match="annotation file not found"):
         load_coco(tmp_path / "none.json")
+
+
+def test_a_split_with_no_objects_at_all_has_no_ap() -> None:
+    empty = part(gt_boxes=[[], [], []], gt_labels=[[], [], []])
+    metrics = coco_metrics(detection_part(empty, "val", IDS, 2))
+    assert (
+        np.isnan(metrics.ap) and np.isnan(metrics.ar100) and np.isnan(metrics.per_class_ap).all()
+    )
