@@ -16,8 +16,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "gammatune"
 ORDER = [
     "config", "features", "labels", "units", "data", "models", "training", "spec", "estimator",
-    "record", "tasks", "storage", "weights", "fingerprint", "tuning", "report", "export",
-    "suggest", "progress", "cli",
+    "record", "tasks", "detection", "detection_bootstrap", "storage", "weights", "fingerprint",
+    "tuning", "report", "export", "suggest", "progress", "cli",
 ]  # fmt: skip
 LEAVES = {"errors", "device", "metrics", "bootstrap", "plugins", "loss"}
 SUBPACKAGES = {"config", "loss", "training", "tuning", "report"}
