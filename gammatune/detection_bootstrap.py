@@ -49,43 +49,54 @@ class Matches:
 
 def match(dets: Detections) -> Matches:
     """Match each image's detections to its ground truth once per class and IoU threshold."""
-    n, thresholds = len(dets.ids), np.minimum(IOU_THRESHOLDS, 1 - 1e-10)
-    classes = []
-    for k in range(dets.n_classes):
-        images, scores, tps = [], [], []
-        n_gt = np.zeros(n, np.int64)
-        for i in range(n):
+    n, n_classes = len(dets.ids), dets.n_classes
+    images: list[list[np.ndarray]] = [[] for _ in range(n_classes)]
+    scores: list[list[np.ndarray]] = [[] for _ in range(n_classes)]
+    tps: list[list[np.ndarray]] = [[] for _ in range(n_classes)]
+    n_gt = np.zeros((n_classes, n), np.int64)
+    for i in range(n):
+        for k in np.union1d(dets.labels[i], dets.gt_labels[i]):  # classes present in image i
             gt = dets.gt_boxes[i][dets.gt_labels[i] == k]
-            n_gt[i] = len(gt)
+            n_gt[k, i] = len(gt)
             mine = dets.labels[i] == k
             score = dets.scores[i][mine]
             order = np.argsort(-score, kind="mergesort")[:MAX_DETS]
-            boxes, score = dets.boxes[i][mine][order], score[order]
-            tp = np.zeros((len(thresholds), len(boxes)), bool)
-            if len(gt) and len(boxes):
-                ious = _iou(boxes, gt)
-                for t, threshold in enumerate(thresholds):
-                    taken = np.zeros(len(gt), bool)
-                    for d in range(len(boxes)):
-                        # COCO keeps the last gt of the highest IoU >= threshold among untaken
-                        candidates = np.where(taken, -1.0, ious[d])
-                        best = len(gt) - 1 - int(np.argmax(candidates[::-1]))
-                        if candidates[best] >= threshold:
-                            taken[best] = True
-                            tp[t, d] = True
-            images.append(np.full(len(boxes), i))
-            scores.append(score)
-            tps.append(tp)
-        score_all = np.concatenate(scores)
+            images[k].append(np.full(len(order), i))
+            scores[k].append(score[order])
+            tps[k].append(_greedy(dets.boxes[i][mine][order], gt))
+    classes = []
+    for k in range(n_classes):
+        score_all = np.concatenate([np.zeros(0), *scores[k]])
         order = np.argsort(-score_all, kind="mergesort")
         classes.append(
             ClassMatches(
-                image=np.concatenate(images)[order].astype(np.int64),
-                tp=np.concatenate(tps, axis=1)[:, order],
-                n_gt=n_gt,
+                image=np.concatenate([np.zeros(0, np.int64), *images[k]])[order].astype(np.int64),
+                tp=np.concatenate([np.zeros((len(IOU_THRESHOLDS), 0), bool), *tps[k]], 1)[
+                    :, order
+                ],
+                n_gt=n_gt[k],
             )
         )
     return Matches(tuple(classes), n)
+
+
+def _greedy(boxes: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """``(T, len(boxes))``: whether each detection (by descending score) takes a ground-truth
+    box at each IoU threshold, as COCO matches them."""
+    tp = np.zeros((len(IOU_THRESHOLDS), len(boxes)), bool)
+    if not len(gt) or not len(boxes):
+        return tp
+    ious = _iou(boxes, gt)
+    for t, threshold in enumerate(np.minimum(IOU_THRESHOLDS, 1 - 1e-10)):
+        taken = np.zeros(len(gt), bool)
+        for d in range(len(boxes)):
+            # COCO keeps the last gt of the highest IoU >= threshold among the untaken
+            candidates = np.where(taken, -1.0, ious[d])
+            best = len(gt) - 1 - int(np.argmax(candidates[::-1]))
+            if candidates[best] >= threshold:
+                taken[best] = True
+                tp[t, d] = True
+    return tp
 
 
 def resampled_ap(matches: Matches, weights: np.ndarray) -> np.ndarray:
