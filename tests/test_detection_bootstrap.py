@@ -121,3 +121,13 @@ def test_weights_of_the_wrong_length_are_refused() -> None:
     dets = random_detections(0)
     with pytest.raises(ValueError, match="weights must be"):
         resampled_ap(match(dets), np.ones((2, 3)))
+
+
+def test_chunks_of_resamples_agree_and_models_must_share_images() -> None:
+    dets = random_detections(2)
+    matches = match(dets)
+    counts = np.random.default_rng(0).integers(0, 3, (250, len(dets.ids)))  # 3 chunks
+    whole = resampled_ap(matches, counts)
+    np.testing.assert_array_equal(whole[120:130], resampled_ap(matches, counts[120:130]))
+    with pytest.raises(ValueError, match="same images and classes"):
+        paired_bootstrap(matches, match(random_detections(2, n_images=5)))
