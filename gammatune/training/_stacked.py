@@ -131,9 +131,9 @@ def fit_stacked(
         on_epoch: Called after each epoch with the first still-running member's figures.
         keep: As for ``fit``.
         compact_below: After an epoch in which members stopped (early stopping, pruning, a
-            non-finite loss), the stack drops them when fewer than this share of its members
-            still run: 1 (default) as soon as one stops, 0 never (a stopped member then
-            computes on, unheard, until the stack ends; ``bench/compaction.py`` compares).
+            non-finite loss), the stack drops them when fewer than this share of its current
+            members still run: 1 (default) as soon as one stops, 0 never (a stopped member
+            then computes on, unheard, until the stack ends; ``bench/compaction.py`` compares).
 
     Returns:
         One ``FitResult`` per member, in order; ``duration_s`` is the group's time shared out.
