@@ -9,25 +9,20 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import threading
 import warnings
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from shutil import disk_usage
-from typing import IO, Any, Literal
-
-try:
-    import fcntl
-except ImportError:  # Windows: Optuna's own journal lock there
-    fcntl = None  # type: ignore[assignment]
+from typing import Any, Literal
 
 import numpy as np
 import optuna
 
 from gammatune.config import Config
 from gammatune.errors import StudyError, redact, secret_of
+from gammatune.journal import JOURNAL, journal_lock_file, open_journal
 from gammatune.record import SampleScores, TrialRecord
 
 Stage = Literal["baseline", "search", "refine", "confirm"]
@@ -52,7 +47,6 @@ HEARTBEAT_INTERVAL_S = 10
 GRACE_PERIOD_S = 90
 CONNECT_TIMEOUT_S = 10  # a server that accepts and never answers fails instead of hanging
 SQLITE_TIMEOUT_S = 60  # how long a write waits for another process's lock on a SQLite file
-JOURNAL = "journal://"  # an Optuna JournalStorage file: journal:///abs/path, or journal://rel
 
 # The driver module SQLAlchemy names in an ImportError -> the pip package that provides it.
 _DRIVERS = {
@@ -77,7 +71,9 @@ def open_storage(config: Config) -> optuna.storages.BaseStorage:
 
     url = config.storage_url
     if url.startswith(JOURNAL):
-        return open_journal(config)
+        if not Path(url.removeprefix(JOURNAL)).is_absolute():
+            make_run_dir(config)
+        return open_journal(url, config.run_dir)
     if url.startswith("sqlite:///"):
         if config.storage is None:
             make_run_dir(config)
@@ -113,66 +109,12 @@ def open_storage(config: Config) -> optuna.storages.BaseStorage:
     return storage
 
 
-def open_journal(config: Config) -> optuna.storages.JournalStorage:
-    """Open (and create) a JournalStorage file: many processes on one host, no server.
-
-    ``journal:///abs/path/study.log``, or ``journal://study.log`` in the run folder. Writes
-    take an ``fcntl`` lock, which the kernel lets go when its process dies (Optuna's default, a
-    symlink for NFS, stays after a kill -9 and holds the others for 30 s). JournalStorage has
-    no heartbeats: a dead process's trials are found by its pid (this host: a journal's only).
-
-    Raises:
-        StudyError: The file cannot be created or read.
-    """
-    url = config.storage_url
-    path = Path(url.removeprefix(JOURNAL))
-    if not path.is_absolute():
-        make_run_dir(config)
-        path = config.run_dir / path
-    from optuna.storages.journal import JournalFileBackend
-
-    try:
-        lock = None if fcntl is None else _FileLock(f"{path}.write.lock")
-        storage = optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
-    except OSError as exc:
-        raise StudyError(f"storage: cannot open {url}: {exc.strerror}.") from None
-    _LOCK_FILES[storage] = f"{path}.claim.lock"
-    return storage
-
-
-# File-backed storages -> the file that serializes claiming trials (see tuning's claim_lock).
-_LOCK_FILES = weakref.WeakKeyDictionary[optuna.storages.BaseStorage, str]()
-
-
 def lock_file(storage: optuna.storages.BaseStorage) -> str | None:
     """The lock file beside a SQLite or journal file (``study.db.lock``), else None."""
     url = str(getattr(storage, "url", ""))
     if url.startswith("sqlite:///"):
         return f"{url.removeprefix('sqlite:///')}.lock"
-    return _LOCK_FILES.get(storage)
-
-
-class _FileLock(optuna.storages.journal.JournalFileOpenLock):
-    """An exclusive ``fcntl`` lock on a file (Optuna's public lock class, methods replaced)."""
-
-    def __init__(self, path: str) -> None:
-        super().__init__(path)
-        self._path = path
-        self._handle: IO[bytes] | None = None
-        self._thread = threading.Lock()  # flock does not exclude the threads of one process
-
-    def acquire(self) -> bool:
-        self._thread.acquire()
-        self._handle = open(self._path, "a+b")  # noqa: SIM115 - held until release()
-        fcntl.flock(self._handle, fcntl.LOCK_EX)
-        return True
-
-    def release(self) -> None:
-        handle, self._handle = self._handle, None
-        if handle is not None:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            handle.close()
-        self._thread.release()
+    return journal_lock_file(storage)
 
 
 def _with_driver(url: str) -> str:

@@ -490,3 +490,48 @@ def test_report_on_a_full_run_folder_is_one_line_and_keeps_the_earlier_report(
     for name in ("trials.csv", "report.html", "summary.json"):  # whole, as they were
         assert (small_disk / "runs" / "tiny" / name).read_bytes() == written[name]
     assert not list((small_disk / "runs" / "tiny").glob(".*.partial"))
+
+
+@pytest.mark.parametrize(
+    ("option", "target", "what"),
+    [
+        ("--out", "runs/tiny/study.db", "is the study storage"),
+        ("--html", "tiny.yaml", "is the experiment file"),
+        ("--out", "runs/tiny/study.db-wal", "is the study storage"),
+        ("--html", "runs/tiny/model/model.json", "is inside the exported model"),
+        ("--plots", "runs/tiny/scores", "is the trials' score files"),
+        ("--out", "copy.db", "is a SQLite database (a study?)"),
+    ],
+)
+def test_report_refuses_to_write_over_an_input(
+    tmp_path: Path, option: str, target: str, what: str
+) -> None:
+    """Before anything is written: exit 2, one line, the study and the file as they were."""
+    config = write_config(tmp_path)
+    assert runner.invoke(app, ["search", "-c", str(config)]).exit_code == 0
+    database = tmp_path / "runs" / "tiny" / "study.db"
+    with sqlite3.connect(database) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    (tmp_path / "copy.db").write_bytes(database.read_bytes())
+    path = tmp_path / target
+    before = {p: p.read_bytes() for p in (config, database, path) if p.is_file()}
+    result = runner.invoke(app, ["report", "-c", str(config), option, str(path)])
+    assert result.exit_code == 2, result.output
+    (line,) = error_lines(result.stderr)
+    assert line.startswith(f"gammatune: error: {option} {path}: {what}"), line
+    assert line.endswith("writing there would replace it: choose another path."), line
+    assert {p: p.read_bytes() for p in before} == before
+    assert not (tmp_path / "runs" / "tiny" / "trials.csv").exists()  # nothing written
+    assert Counter(t.state for t in trials(config))[TrialState.COMPLETE] == 2
+
+
+def test_report_refuses_one_path_for_two_outputs(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    assert runner.invoke(app, ["search", "-c", str(config)]).exit_code == 0
+    same = tmp_path / "both.txt"
+    result = runner.invoke(app, ["report", "-c", str(config), "--out", str(same),
+                                 "--html", str(same)])  # fmt: skip
+    assert result.exit_code == 2
+    assert error_lines(result.stderr) == [
+        f"gammatune: error: --out {same}: is also --html; give each its own path."
+    ]
