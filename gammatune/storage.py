@@ -8,6 +8,7 @@ trial's :class:`~gammatune.record.TrialRecord` is one user attribute, ``result``
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import warnings
 import weakref
@@ -146,6 +147,11 @@ def storage_errors(url: str) -> Iterator[None]:
         yield
     except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
         raise StudyError(_failed("lost", exc, url)) from None
+    except json.JSONDecodeError:  # Optuna reading a stored value that is not JSON
+        found = _damaged_value(url)
+        if found is None:
+            raise
+        raise StudyError(found) from None
     except OSError as exc:  # a full or read-only run folder, a journal file gone
         line = f"storage: cannot write {exc.filename or redact(url)}: {exc.strerror}; {_KEPT}"
         raise StudyError(f"{line}: {_FREE}") from None
@@ -171,6 +177,42 @@ def _failed(what: str, exc: BaseException, url: str) -> str:
     if reason.startswith("database disk image is malformed"):
         return f"storage: {shown} is damaged: {reason.rstrip('.')}; restore it from a backup."
     return f"storage: lost {shown}: {reason.rstrip('.')}; {_KEPT}: {_BACK}"
+
+
+_VALUES = {
+    "attribute": "SELECT s.study_name, t.number, a.key, a.value_json FROM trial_user_attributes a "
+    "JOIN trials t ON a.trial_id = t.trial_id JOIN studies s ON t.study_id = s.study_id",
+    "system attribute": "SELECT s.study_name, t.number, a.key, a.value_json FROM "
+    "trial_system_attributes a JOIN trials t ON a.trial_id = t.trial_id "
+    "JOIN studies s ON t.study_id = s.study_id",
+}
+
+
+def _damaged_value(url: str) -> str | None:
+    """One line naming the study, trial and attribute whose stored JSON does not parse (a
+    study edited by hand, a record cut short), or None where none is found (or the storage
+    is not a database)."""
+    import sqlalchemy
+
+    if url.startswith(JOURNAL):
+        return None
+    engine = sqlalchemy.create_engine(_with_driver(url))
+    try:
+        with engine.connect() as connection:
+            for kind, query in _VALUES.items():
+                for study, number, key, value in connection.execute(sqlalchemy.text(query)):
+                    try:
+                        json.loads(value)
+                    except ValueError as exc:
+                        return (
+                            f"storage: study {study!r}, trial {number}: its {kind} {key!r} is "
+                            f"damaged (not JSON: {exc}); restore {redact(url)} from a backup."
+                        )
+    except sqlalchemy.exc.SQLAlchemyError:
+        return None
+    finally:
+        engine.dispose()
+    return None
 
 
 def _disk_full(url: str) -> bool:  # less than 1 MiB free beside a SQLite file

@@ -535,3 +535,37 @@ def test_report_refuses_one_path_for_two_outputs(tmp_path: Path) -> None:
     assert error_lines(result.stderr) == [
         f"gammatune: error: --out {same}: is also --html; give each its own path."
     ]
+
+
+def test_a_hand_damaged_trial_record_is_one_line_naming_study_and_trial(tmp_path: Path) -> None:
+    """A trial's ``result`` cut short in the database (not JSON any more): report, refine,
+    confirm and export each say which study, trial and attribute, exit 4, and change
+    nothing (a verdict without that trial could differ silently)."""
+    config = write_config(tmp_path)
+    assert runner.invoke(app, ["run", "-c", str(config)]).exit_code == 0
+    database = tmp_path / "runs" / "tiny" / "study.db"
+    with sqlite3.connect(database) as connection:
+        (attribute, value) = connection.execute(
+            "SELECT a.trial_user_attribute_id, a.value_json FROM trial_user_attributes a "
+            "JOIN trials t ON a.trial_id = t.trial_id JOIN studies s ON t.study_id = s.study_id "
+            "WHERE s.study_name = 'tiny.search' AND t.number = 1 AND a.key = 'result'"
+        ).fetchone()
+        connection.execute(
+            "UPDATE trial_user_attributes SET value_json = ? WHERE trial_user_attribute_id = ?",
+            (value[: len(value) // 2], attribute),
+        )
+        connection.commit()
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    damaged = database.read_bytes()
+    model = (tmp_path / "runs" / "tiny" / "model" / "weights.pt").read_bytes()
+    for command in ("report", "refine", "confirm", "export"):
+        result = runner.invoke(app, [command, "-c", str(config)])
+        assert result.exit_code == 4, (command, result.output)
+        (line,) = error_lines(result.stderr)
+        assert line.startswith(
+            "gammatune: error: storage: study 'tiny.search', trial 1: its attribute 'result' is "
+            "damaged (not JSON: "
+        ), line
+        assert line.endswith(f"restore sqlite:///{database} from a backup."), line
+    assert database.read_bytes() == damaged
+    assert (tmp_path / "runs" / "tiny" / "model" / "weights.pt").read_bytes() == model
