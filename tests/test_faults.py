@@ -146,6 +146,12 @@ def test_a_lost_machine_is_failed_by_its_heartbeat(tmp_path: Path, monkeypatch) 
     result = runner.invoke(app, ["search", "-c", str(config)])
     assert result.exit_code == 0  # within the grace period: it may still be alive; left alone
     assert [t.number for t in trials(config) if t.state == TrialState.RUNNING] == [running.number]
+    said = " ".join(result.stderr.split())  # the warning says so, and when it is retrained
+    assert (
+        "tiny.search: 1 point(s) still RUNNING in another process (a-machine-that-died): this "
+        "run ends without them; if that process is gone, the next run retrains them once their "
+        "heartbeat is 90 s old."
+    ) in said, said
     _shorten_grace(monkeypatch, 1)
     # Staleness is judged on whole seconds (SQLite's CURRENT_TIMESTAMP): wait well past 1 s.
     time.sleep(3.0)
