@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import time
 import warnings
 import weakref
 from collections.abc import Iterator
@@ -17,6 +18,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from shutil import disk_usage
 from typing import Any, Literal
+
+try:
+    import fcntl
+except ImportError:  # Windows: no lock around creating a SQLite file
+    fcntl = None  # type: ignore[assignment]
 
 import numpy as np
 import optuna
@@ -85,14 +91,7 @@ def open_storage(config: Config) -> optuna.storages.BaseStorage:
         if url.startswith("postgresql"):
             engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = optuna.storages.RDBStorage(
-                url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=HEARTBEAT_INTERVAL_S,
-                grace_period=GRACE_PERIOD_S,
-            )
+        storage = _create(url, engine_kwargs)
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
         missing = exc if isinstance(exc, ModuleNotFoundError) else exc.__cause__
         if isinstance(missing, ModuleNotFoundError):  # Optuna re-raises it as an ImportError
@@ -108,6 +107,43 @@ def open_storage(config: Config) -> optuna.storages.BaseStorage:
     # write-ahead log into the .db file, so that the file alone holds the whole study.
     weakref.finalize(storage, storage.engine.dispose)
     return storage
+
+
+def _create(url: str, engine_kwargs: dict[str, Any]) -> optuna.storages.RDBStorage:
+    """Optuna's RDBStorage, whose first opening creates the tables: two processes creating
+    one fresh database at once failed with ``UNIQUE constraint failed: alembic_version``. A
+    SQLite file is created under its lock file; a server's creation is tried again."""
+    import sqlalchemy.exc
+
+    for attempt in range(1, 4):
+        try:
+            with _sqlite_lock(url), warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=HEARTBEAT_INTERVAL_S,
+                    grace_period=GRACE_PERIOD_S,
+                )
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            if attempt == 3:
+                raise
+            time.sleep(0.2 * attempt)  # another process created it at this very moment
+    raise AssertionError("unreachable")
+
+
+@contextmanager
+def _sqlite_lock(url: str) -> Iterator[None]:
+    """Hold ``<file>.lock`` (the claim lock's file) while a SQLite file's tables are made."""
+    if not url.startswith("sqlite:///") or fcntl is None:
+        yield
+        return
+    with open(f"{url.removeprefix('sqlite:///')}.lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def lock_file(storage: optuna.storages.BaseStorage) -> str | None:
