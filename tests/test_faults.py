@@ -606,3 +606,46 @@ def test_processes_creating_one_fresh_study_file_at_once_all_open_it(tmp_path: P
         said = [p.communicate(timeout=120)[0] for p in processes]
         assert [p.returncode for p in processes] == [0] * 4 and said == [""] * 4, said
         assert optuna.get_all_study_names(open_storage(load_config(config))) == []
+
+
+def test_two_refine_processes_started_at_once_propose_different_points(tmp_path: Path) -> None:
+    """Each process that runs refine gets its own TPE seed (the first keeps ``seed``): two
+    started together trained the same point twice when both were seeded alike."""
+    config = write_config(tmp_path, refine={"n_trials": 4})
+    assert runner.invoke(app, ["search", "-c", str(config)]).exit_code == 0
+    processes = [start_search(config, "refine") for _ in range(2)]
+    for process in processes:
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0, stderr
+    own = [
+        tuple(sorted(t.params.items()))
+        for t in trials(config, "refine")
+        if t.state == TrialState.COMPLETE and "warm_start_from" not in t.user_attrs
+    ]
+    assert len(own) >= 4 and len(set(own)) == len(own), own
+    study = optuna.load_study(study_name="tiny.refine", storage=open_storage(load_config(config)))
+    assert study.user_attrs["tpe_processes"] == 2
+
+
+def test_each_process_that_opens_refine_gets_its_own_tpe_seed(tmp_path: Path) -> None:
+    """The race above made certain: two processes open refine before either asks TPE. The
+    first keeps ``seed`` (a single process's refine is reproducible), the second differs."""
+    from gammatune.tuning._optuna import suggest
+    from gammatune.tuning._runner import _open
+
+    config_path = write_config(tmp_path)
+    assert runner.invoke(app, ["search", "-c", str(config_path)]).exit_code == 0
+    config = load_config(config_path)
+    proposals = []
+    for _ in range(2):
+        plan, study = _open(config, "refine", open_storage(config), None, prepare=True)
+        trial = study.ask()
+        proposals.append({n: suggest(trial, n, d) for n, d in plan.distributions.items()})
+    assert proposals[0] != proposals[1]
+    (tmp_path / "again").mkdir()
+    fresh = write_config(tmp_path / "again")  # the same experiment, run afresh
+    assert runner.invoke(app, ["search", "-c", str(fresh)]).exit_code == 0
+    again = load_config(fresh)
+    plan, study = _open(again, "refine", open_storage(again), None, prepare=True)
+    trial = study.ask()
+    assert {n: suggest(trial, n, d) for n, d in plan.distributions.items()} == proposals[0]

@@ -41,7 +41,13 @@ from gammatune.tuning._optuna import (
     tag,
     waiting_params,
 )
-from gammatune.tuning._samplers import check_directions, pruner, reporter, sampler
+from gammatune.tuning._samplers import (
+    check_directions,
+    own_sampler,
+    pruner,
+    reporter,
+    sampler,
+)
 from gammatune.tuning._stages import (
     WARM_START,
     StagePlan,
@@ -205,6 +211,7 @@ def _open(
         )
         check_directions(study, config)
         check_spaces(study, plan)
+        own_sampler(study, config, plan, worker)
         fingerprint = (study_attrs or {}).get(FINGERPRINT)
         if fingerprint is not None:
             check_fingerprint(study, fingerprint)
