@@ -27,10 +27,13 @@ except ImportError:  # Windows: no lock around creating a SQLite file
 import numpy as np
 import optuna
 
+from gammatune import watchdog
 from gammatune.config import Config
+from gammatune.damage import damaged_value
 from gammatune.errors import StudyError, redact, secret_of
 from gammatune.journal import JOURNAL, journal_lock_file, open_journal
 from gammatune.record import SampleScores, TrialRecord
+from gammatune.watchdog import server_options, waits_ended, watch
 
 Stage = Literal["baseline", "search", "refine", "confirm"]
 STAGES: tuple[Stage, ...] = ("baseline", "search", "refine", "confirm")
@@ -88,8 +91,11 @@ def open_storage(config: Config) -> optuna.storages.BaseStorage:
     else:
         url = _with_driver(url)
         engine_kwargs = {"pool_pre_ping": True}
-        if url.startswith("postgresql"):
-            engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+        if url.startswith("postgresql"):  # bounded: connecting, locks, a frozen server
+            engine_kwargs["connect_args"] = {
+                "connect_timeout": CONNECT_TIMEOUT_S,
+                **server_options(),
+            }
     try:
         storage = _create(url, engine_kwargs)
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
@@ -103,6 +109,8 @@ def open_storage(config: Config) -> optuna.storages.BaseStorage:
         raise StudyError(_failed("cannot open", exc, url)) from None
     if url.startswith("sqlite:///"):
         _tune_sqlite(storage)
+    elif url.startswith("postgresql"):
+        watch(storage.engine)
     # Close the pooled connections when the storage goes, or at exit: SQLite then folds its
     # write-ahead log into the .db file, so that the file alone holds the whole study.
     weakref.finalize(storage, storage.engine.dispose)
@@ -184,7 +192,7 @@ def storage_errors(url: str) -> Iterator[None]:
     except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
         raise StudyError(_failed("lost", exc, url)) from None
     except json.JSONDecodeError:  # Optuna reading a stored value that is not JSON
-        found = _damaged_value(url)
+        found = None if url.startswith(JOURNAL) else damaged_value(_with_driver(url), redact(url))
         if found is None:
             raise
         raise StudyError(found) from None
@@ -210,45 +218,13 @@ def _failed(what: str, exc: BaseException, url: str) -> str:
         return f"storage: cannot write {shown}: the disk is full; {_KEPT}: {_FREE}"
     if what == "cannot open":
         return f"storage: cannot open {shown}: {reason}"
+    if waits_ended():
+        return (f"storage: {shown} did not answer for {watchdog.WAIT_S} s (a frozen server, or "
+                f"a lock held by another session); {_KEPT}: run the same command again once it "
+                "answers.")  # fmt: skip
     if reason.startswith("database disk image is malformed"):
         return f"storage: {shown} is damaged: {reason.rstrip('.')}; restore it from a backup."
     return f"storage: lost {shown}: {reason.rstrip('.')}; {_KEPT}: {_BACK}"
-
-
-_VALUES = {
-    "attribute": "SELECT s.study_name, t.number, a.key, a.value_json FROM trial_user_attributes a "
-    "JOIN trials t ON a.trial_id = t.trial_id JOIN studies s ON t.study_id = s.study_id",
-    "system attribute": "SELECT s.study_name, t.number, a.key, a.value_json FROM "
-    "trial_system_attributes a JOIN trials t ON a.trial_id = t.trial_id "
-    "JOIN studies s ON t.study_id = s.study_id",
-}
-
-
-def _damaged_value(url: str) -> str | None:
-    """One line naming the study, trial and attribute whose stored JSON does not parse (a
-    study edited by hand, a record cut short), or None where none is found (or the storage
-    is not a database)."""
-    import sqlalchemy
-
-    if url.startswith(JOURNAL):
-        return None
-    engine = sqlalchemy.create_engine(_with_driver(url))
-    try:
-        with engine.connect() as connection:
-            for kind, query in _VALUES.items():
-                for study, number, key, value in connection.execute(sqlalchemy.text(query)):
-                    try:
-                        json.loads(value)
-                    except ValueError as exc:
-                        return (
-                            f"storage: study {study!r}, trial {number}: its {kind} {key!r} is "
-                            f"damaged (not JSON: {exc}); restore {redact(url)} from a backup."
-                        )
-    except sqlalchemy.exc.SQLAlchemyError:
-        return None
-    finally:
-        engine.dispose()
-    return None
 
 
 def _disk_full(url: str) -> bool:  # less than 1 MiB free beside a SQLite file
