@@ -61,15 +61,21 @@ def write_whole(path: Path, content: str | bytes) -> None:
 
 
 @contextmanager
-def whole_folder(path: Path) -> Iterator[Path]:
+def whole_folder(path: Path, *, holds: frozenset[str]) -> Iterator[Path]:
     """Yield a new folder beside ``path`` to fill; swap it in for ``path`` when the block ends
-    without an exception, else remove it.
+    without an exception, else remove it. An existing ``path`` may hold only the files named
+    in ``holds`` (it is replaced whole: nothing else in it may be lost).
 
     The swap is one ``renameat2(RENAME_EXCHANGE)`` on Linux: a reader sees the whole old
     folder or the whole new one. Elsewhere (or on a file system without it) the old folder is
     renamed aside first, and a kill -9 between the two renames leaves no folder at ``path``
     but ``.<name>.old-<pid>`` beside it, whole.
     """
+    if path.exists() and (not path.is_dir() or {p.name for p in path.iterdir()} - holds):
+        raise ConfigError(
+            f"{path}: is not a folder of its own ({', '.join(sorted(holds))}), and replacing it "
+            "would lose what else it holds; give a new or empty folder."
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale(path)
     fresh = path.with_name(f".{path.name}.new-{os.getpid()}")

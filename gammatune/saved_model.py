@@ -56,6 +56,10 @@ def save_model(
             with the classifier's standardization.
         image_shape: For a ``cnn`` model.
         extra: JSON-safe facts to keep in ``model.json`` (the verdict, how it was trained).
+
+    Raises:
+        ConfigError: ``path`` exists and holds other files than a saved model's (it is
+            replaced whole, so that a reader never sees files of two saves).
     """
     path = Path(path)
     spec = model or ModelConfig(
@@ -83,7 +87,9 @@ def save_model(
         "preprocessing": preprocessing.to_json(),
         **(extra or {}),
     }
-    with whole_folder(path) as fresh:  # the whole old folder or the whole new one, never a mix
+    with whole_folder(
+        path, holds=frozenset((WEIGHTS, CARD))
+    ) as fresh:  # the whole old folder or the whole new one, never a mix
         torch.save(state, fresh / WEIGHTS)
         card[DIGEST] = _digest(fresh / WEIGHTS)
         (fresh / CARD).write_text(json.dumps(card, indent=2), encoding="utf-8")

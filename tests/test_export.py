@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from gammatune import FocalClassifier, load_config, load_data, load_model, save_model
 from gammatune.cli import app
+from gammatune.errors import ConfigError
 from gammatune.export import score_frame
 from gammatune.report import setting_mask, study_summary
 from gammatune.storage import load_scores_file
@@ -336,3 +337,17 @@ def test_predict_refuses_to_write_over_its_inputs(exported: Path, target: str) -
     assert line.startswith(f"gammatune: error: --out {out}: is ")
     assert line.endswith("writing there would replace it: choose another path.")
     assert before is None or out.read_bytes() == before
+
+
+def test_saving_over_a_folder_that_holds_other_files_is_refused(tmp_path: Path) -> None:
+    """A model folder is replaced whole: a folder with anything else in it is not one."""
+    x, y = make_classification(n_samples=200, n_features=5, random_state=1)
+    model = FocalClassifier(epochs=2, hidden=(8,), batch_size=64, min_epochs=1).fit(x, y)
+    (tmp_path / "notes.txt").write_text("mine\n")
+    with pytest.raises(ConfigError, match="replacing it would lose what else it holds"):
+        save_model(model, tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+    save_model(model, tmp_path / "m")
+    save_model(model, tmp_path / "m")  # its own folder: replaced whole
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["model.json", "weights.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "notes.txt"]
