@@ -627,6 +627,7 @@ def test_two_refine_processes_started_at_once_propose_different_points(tmp_path:
     assert study.user_attrs["tpe_processes"] == 2
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
 def test_each_process_that_opens_refine_gets_its_own_tpe_seed(tmp_path: Path) -> None:
     """The race above made certain: two processes open refine before either asks TPE. The
     first keeps ``seed`` (a single process's refine is reproducible), the second differs."""
