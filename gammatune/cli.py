@@ -1,7 +1,6 @@
 """The gammatune command line: thin commands; the only place that prints or exits.
 
-torch, optuna and pandas are imported inside the commands that use them, so ``--help`` and
-``check`` start fast.
+torch, optuna and pandas are imported inside the commands, so ``--help`` and ``check`` start fast.
 """
 
 from __future__ import annotations
@@ -296,7 +295,8 @@ def report(
         _freeze_imports()
         resolved = _load(config, storage)
         with storage_errors(resolved.storage_url):
-            written = write_report(resolved, csv_path=out_csv, html_path=html, plots_dir=plots)
+            paths = {"csv_path": out_csv, "html_path": html, "plots_dir": plots}
+            written = write_report(resolved, **paths, experiment_file=config)
         render_summary(out, written.summary)
         _say(
             f"wrote {written.n_trials} trials to {written.csv}, the report to {written.html}"

@@ -12,6 +12,7 @@ import yaml
 from gammatune.config import Config, Task, load_config
 from gammatune.data import load_data
 from gammatune.errors import ConfigError
+from gammatune.outputs import refuse_inputs, write_whole
 
 MILD_RATIO, STRONG_RATIO = 3.0, 10.0  # 1:3 or milder; 1:10 or stronger
 TASK_RANGES: dict[Task, tuple[float, float]] = {
@@ -135,10 +136,12 @@ def write_suggestion(
         The path written.
 
     Raises:
-        ConfigError: ``out`` exists and ``force`` is False.
+        ConfigError: ``out`` exists and ``force`` is False; or it is the experiment file, its
+            data, its study storage or a file of its run folder (see :mod:`gammatune.outputs`).
     """
     source = suggestion.config_path
     path = Path(out) if out is not None else source.with_name(f"{source.stem}.suggested.yaml")
+    refuse_inputs({"--out": path}, load_config(source), source)  # even with --force
     if path.exists() and not force:
         raise ConfigError(f"{path}: already exists; choose another --out, or --force to replace.")
     experiment = _rebased(suggestion.experiment, source.parent, path.parent)
@@ -150,7 +153,7 @@ def write_suggestion(
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     body = yaml.safe_dump(experiment, sort_keys=False, allow_unicode=True)
-    path.write_text(header + body, encoding="utf-8")
+    write_whole(path, header + body)
     return path
 
 

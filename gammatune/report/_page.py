@@ -17,6 +17,7 @@ import pandas as pd
 from gammatune.config import Config
 from gammatune.errors import GammatuneError
 from gammatune.fingerprint import CONTENT, check_studies, config_facts
+from gammatune.outputs import refuse_inputs, write_whole
 from gammatune.record import format_alpha
 from gammatune.report._arms import setting_mask
 from gammatune.report._holdout import check_on_test
@@ -39,7 +40,6 @@ from gammatune.report._table import (
     experiment_facts,
     trials_frame,
     write_csv,
-    write_whole,
 )
 from gammatune.storage import open_storage
 
@@ -120,19 +120,25 @@ def write_report(
     csv_path: str | Path | None = None,
     html_path: str | Path | None = None,
     plots_dir: str | Path | None = None,
+    experiment_file: str | Path | None = None,
 ) -> Written:
     """Read the storage once and write the CSV, the HTML page and (if asked) the PNG files.
 
-    Defaults: ``runs/<name>/trials.csv`` and ``runs/<name>/report.html``.
+    Defaults: ``runs/<name>/trials.csv`` and ``runs/<name>/report.html``; each file written
+    whole or not at all. An output path that is an input (``experiment_file``, the storage, the
+    data, the model: :func:`~gammatune.outputs.experiment_inputs`) is a ConfigError.
     """
+    csv_file = Path(csv_path or config.run_dir / "trials.csv")
+    page = Path(html_path or config.run_dir / "report.html")
+    plots = None if plots_dir is None else Path(plots_dir)
+    refuse_inputs({"--out": csv_file, "--html": page, "--plots": plots}, config, experiment_file)
     storage = open_storage(config)
     frame, summary, facts = study_summary(config, storage)
     try:
-        csv = write_csv(_with_verdict(frame, summary), csv_path or config.run_dir / "trials.csv")
+        csv = write_csv(_with_verdict(frame, summary), csv_file)
         _write_json(config.run_dir / "summary.json", summary)
         drawn = figures(frame, summary, [str(n) for n in facts.get("class_names", [])])
-        plots = write_plots(plots_dir, drawn) if plots_dir is not None else []
-        page = Path(html_path or config.run_dir / "report.html")
+        written = write_plots(plots, drawn) if plots is not None else []
         page.parent.mkdir(parents=True, exist_ok=True)
         write_whole(page, render_html(frame, summary, facts, drawn, name=config.name))
     except OSError as exc:  # a folder where a file should go, no permission, disk full
@@ -140,7 +146,7 @@ def write_report(
             f"report: cannot write {exc.filename}: {exc.strerror}; the study is untouched, and "
             "an earlier report stays as it was."
         ) from None
-    return Written(summary, len(frame), csv, page, plots)
+    return Written(summary, len(frame), csv, page, written)
 
 
 def study_summary(

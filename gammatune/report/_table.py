@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from optuna.trial import TrialState
 from gammatune.config import Config
 from gammatune.errors import StudyError
 from gammatune.metrics import OBJECTIVES, Evaluation
+from gammatune.outputs import write_whole
 from gammatune.record import EXTRA_FIELDS, Setting
 from gammatune.report._arms import arm_key
 from gammatune.storage import STAGES, load_record, load_study, open_storage, trial_value
@@ -217,22 +217,3 @@ def write_csv(frame: pd.DataFrame, path: str | Path) -> Path:
             )
     write_whole(path, table.to_csv(index=False))
     return path
-
-
-def write_whole(path: Path, content: str | bytes) -> None:
-    """Write ``path`` whole or not at all: into a temporary file beside it, then renamed, so a
-    full disk leaves the previous file as it was, never a truncated one.
-
-    Raises:
-        OSError: With ``filename`` set to ``path``.
-    """
-    partial = path.with_name(f".{path.name}.partial")
-    try:
-        if isinstance(content, bytes):
-            partial.write_bytes(content)
-        else:
-            partial.write_text(content, encoding="utf-8")
-        os.replace(partial, path)
-    except OSError as exc:
-        partial.unlink(missing_ok=True)
-        raise OSError(exc.errno, exc.strerror, str(path)) from None

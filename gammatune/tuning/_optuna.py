@@ -251,6 +251,17 @@ def fail_dead(study: optuna.Study, distributions: dict[str, BaseDistribution]) -
         logger.info("trial %d of %s: %s; marked failed", trial.number, study.study_name, why)
 
 
+def running_elsewhere(study: optuna.Study) -> list[str]:
+    """The hosts of RUNNING trials of other processes (one entry a trial): alive, or gone
+    with a heartbeat younger than ``GRACE_PERIOD_S`` (another machine killed a moment ago)."""
+    me = (socket.gethostname(), os.getpid())
+    return [
+        str(t.user_attrs.get("host", "an unknown host"))
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if (t.user_attrs.get("host"), t.user_attrs.get("pid")) != me
+    ]
+
+
 def alive(pid: int) -> bool:
     """Whether process ``pid`` of this host still runs. A zombie (it ended, and nothing has
     reaped it yet: a killed coordinator's workers in a container whose init reaps late) does

@@ -20,6 +20,7 @@ from gammatune.fingerprint import check_fingerprint, check_studies
 from gammatune.record import SampleScores, Setting, TrialRecord
 from gammatune.storage import (
     FINGERPRINT,
+    GRACE_PERIOD_S,
     Stage,
     key_figures,
     load_record,
@@ -34,12 +35,19 @@ from gammatune.tuning._optuna import (
     fail_trials,
     heartbeats,
     pop_waiting_trial,
+    running_elsewhere,
     sigterm_interrupts,
     suggest,
     tag,
     waiting_params,
 )
-from gammatune.tuning._samplers import check_directions, pruner, reporter, sampler
+from gammatune.tuning._samplers import (
+    check_directions,
+    own_sampler,
+    pruner,
+    reporter,
+    sampler,
+)
 from gammatune.tuning._stages import (
     WARM_START,
     StagePlan,
@@ -162,6 +170,14 @@ def _run_round(
         for event in _run_slots(config, storage, slots, objective, live):
             if on_trial is not None:
                 on_trial(event)
+    for _, study in opened if role == "single" else []:
+        if hosts := running_elsewhere(study):
+            logger.warning(
+                "%s: %d point(s) still RUNNING in another process (%s): this run ends without "
+                "them; if that process is gone, the next run retrains them once their "
+                "heartbeat is %d s old.",
+                study.study_name, len(hosts), ", ".join(sorted(set(hosts))), GRACE_PERIOD_S,
+            )  # fmt: skip
 
 
 def prepare_stages(
@@ -195,6 +211,7 @@ def _open(
         )
         check_directions(study, config)
         check_spaces(study, plan)
+        own_sampler(study, config, plan, worker)
         fingerprint = (study_attrs or {}).get(FINGERPRINT)
         if fingerprint is not None:
             check_fingerprint(study, fingerprint)
