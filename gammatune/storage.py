@@ -83,7 +83,7 @@ def open_storage(config: Config) -> optuna.storages.BaseStorage:
             make_run_dir(config)
         engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
     else:
-        url = _with_driver(url)
+        url = _with_driver(_quote_at(url))
         engine_kwargs = {"pool_pre_ping": True}
         if url.startswith("postgresql"):
             engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
@@ -175,6 +175,20 @@ class _FileLock(optuna.storages.journal.JournalFileOpenLock):
         self._thread.release()
 
 
+def _quote_at(url: str) -> str:
+    """Percent-encode a raw ``@`` in the password (``me:p@ss@db`` -> ``me:p%40ss@db``), as a URL
+    must: SQLAlchemy would end the password at the first ``@`` and send the rest of it to the
+    server as part of the host name, which its error then shows."""
+    scheme, sep, rest = url.partition("://")
+    base, query_sep, query = rest.partition("?")
+    userinfo, at, host = base.rpartition("@")  # the last @ ends the user's part, as in redact
+    user, colon, password = userinfo.partition(":")
+    if not (sep and at and colon and "@" in password):
+        return url
+    password = password.replace("@", "%40")
+    return f"{scheme}{sep}{user}:{password}@{host}{query_sep}{query}"
+
+
 def _with_driver(url: str) -> str:
     """``postgresql://`` -> the installed driver's dialect. SQLAlchemy 2.1 reads the plain
     scheme as psycopg 3; psycopg2 users (the older habit) keep working."""
@@ -246,8 +260,8 @@ def _reason(exc: BaseException, url: str) -> str:
     lines = [line.strip() for line in str(inner).splitlines() if line.strip()]
     reason = lines[0] if lines else type(inner).__name__
     secret = secret_of(url)
-    if secret:
-        reason = reason.replace(secret, "***")
+    if secret:  # as written, and as sent (a raw @ encoded)
+        reason = reason.replace(secret, "***").replace(secret.replace("@", "%40"), "***")
     return reason.split(" (Background on this error")[0].rstrip(".") + "."
 
 

@@ -32,7 +32,7 @@ from gammatune.config._sources import (
     _Strict,
 )
 from gammatune.config._yaml import read_yaml
-from gammatune.errors import ConfigError
+from gammatune.errors import ConfigError, redact
 
 
 class Config(_Strict):
@@ -108,6 +108,22 @@ class Config(_Strict):
     def storage_url(self) -> str:
         """The Optuna storage: the configured URL, else SQLite in the run folder."""
         return self.storage or f"sqlite:///{(self.run_dir / 'study.db').as_posix()}"
+
+
+def dump_without_secrets(config: Config) -> dict[str, Any]:
+    """The experiment as plain (JSON-ready) data, every default filled in, with the passwords
+    in its URLs hidden (``storage``, and ``train.mlflow`` as a tracking URI): what ``check``
+    prints and ``config.resolved.yaml`` keeps.
+
+    Example:
+        ``storage: postgresql://me:***@db/x``, ``train.mlflow: https://me:***@mlflow.example``
+    """
+    dumped = config.model_dump(mode="json")
+    if dumped.get("storage"):
+        dumped["storage"] = redact(dumped["storage"])
+    if isinstance(dumped["train"].get("mlflow"), str):
+        dumped["train"]["mlflow"] = redact(dumped["train"]["mlflow"])
+    return dumped
 
 
 def load_config(path: str | Path, **overrides: Any) -> Config:
