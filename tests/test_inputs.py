@@ -1,7 +1,7 @@
 """Hostile or broken input, driven through the CLI: a YAML bomb, a key given twice, a model
-whose outputs do not fit the task, and a user's model or data code that raises. Each is one
-line naming the field and what is wrong, a non-zero exit, and the stored study as it was.
-(Secrets and Ray's faults: ``tests/test_secrets.py`` and ``tests/test_ray.py``.)"""
+whose outputs do not fit the task, a user's model or data code that raises, and passwords in
+URLs. Each is one line naming the field and what is wrong, a non-zero exit, and the stored
+study as it was. (Ray's: ``tests/test_ray.py``, its dashboard included.)"""
 
 from __future__ import annotations
 
@@ -17,8 +17,11 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from gammatune.cli import app
+from gammatune.config import load_config
 from gammatune.config._yaml import MAX_VALUES
-from tests.conftest import write_config
+from gammatune.storage import _quote_at
+from gammatune.tuning._workflow import _write_resolved
+from tests.conftest import TINY, write_config
 from tests.test_faults import error_lines, trials
 
 runner = CliRunner()
@@ -175,6 +178,10 @@ def loader_raises():
     raise KeyError("train.csv")
 
 
+def load_from(path):
+    return rows()
+
+
 def rows():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(600, 8))
@@ -224,6 +231,8 @@ _NEEDS = "the task needs (3, 1) (one logit a sample: the task is binary)"
          "driver."),
         ({"data": {"source": "python", "ref": "plug:loader_raises"}}, 3,
          "data.ref: plug:loader_raises raised KeyError: 'train.csv'."),
+        ({"data": {"source": "python", "ref": "plug:load_from"}}, 2,
+         "data.ref: plug:load_from must accept (no arguments); its signature is (path)."),
         ({"data": {"source": "python", "ref": "plug:ragged"}}, 3,
          "data.ref: plug:ragged must return (features, labels) as arrays; ValueError: setting "
          "an array element with a sequence. The requested array has an inhomogeneous shape "
@@ -285,3 +294,54 @@ def test_a_good_plugin_trains(plugins: Path) -> None:
     result = runner.invoke(app, ["search", "-c", str(config)])
     assert result.exit_code == 0, result.output
     assert Counter(t.state for t in trials(config)) == {TrialState.COMPLETE: 2}
+
+
+MLFLOW = "http://me:s3cret-mlflow@127.0.0.1:9"  # nothing listens on port 9
+
+
+def test_check_and_the_resolved_file_hide_the_mlflow_password(tmp_path: Path) -> None:
+    config = write_config(tmp_path, train={**TINY["train"], "mlflow": MLFLOW})
+    result = runner.invoke(app, ["check", "-c", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "s3cret" not in result.output and "mlflow: http://me:***@127.0.0.1:9" in result.output
+    _write_resolved(load_config(config))  # what every stage writes into the run folder
+    text = (tmp_path / "runs" / "tiny" / "config.resolved.yaml").read_text(encoding="utf-8")
+    assert "s3cret" not in text and "mlflow: http://me:***@127.0.0.1:9" in text
+    result = runner.invoke(app, ["search", "-c", str(config)])
+    assert result.exit_code == 4
+    (line,) = error_lines(result.stderr)
+    assert "s3cret" not in result.output and "http://me:***@127.0.0.1:9" in line
+
+
+def test_a_password_with_a_raw_at_sign_shows_no_part_of_itself(tmp_path: Path) -> None:
+    """SQLAlchemy ends a password at its first ``@``: the rest went to the server as part of
+    the host name, and the driver's error named that host ("failed to resolve host
+    '2pass@127.0.0.1'")."""
+    pytest.importorskip("psycopg")
+    config = write_config(tmp_path)
+    url = "postgresql://me:hunter@2pass@127.0.0.1:9/db"
+    result = runner.invoke(app, ["search", "-c", str(config), "--storage", url])
+    assert result.exit_code == 4
+    (line,) = error_lines(result.stderr)
+    assert line.startswith(
+        "gammatune: error: storage: cannot open postgresql+psycopg://me:***@127.0.0.1:9/db: "
+        "connection failed: "
+    ), line
+    assert "Connection refused" in line  # the right host was asked
+    assert "hunter" not in result.output and "2pass" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("url", "sent"),
+    [
+        ("postgresql://me:p@ss@db/x", "postgresql://me:p%40ss@db/x"),
+        ("postgresql://me:a@b@c@db:5432/x?sslmode=require",
+         "postgresql://me:a%40b%40c@db:5432/x?sslmode=require"),
+        ("postgresql://me:p%40ss@db/x", "postgresql://me:p%40ss@db/x"),  # encoded already
+        ("postgresql://me:plain@db/x", "postgresql://me:plain@db/x"),
+        ("postgresql://me@db/x", "postgresql://me@db/x"),
+        ("sqlite:///runs/a@b/study.db", "sqlite:///runs/a@b/study.db"),
+    ],
+)  # fmt: skip
+def test_a_raw_at_sign_in_a_password_is_encoded(url: str, sent: str) -> None:
+    assert _quote_at(url) == sent

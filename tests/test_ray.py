@@ -393,7 +393,7 @@ def test_the_head_killed_mid_run_is_one_line_and_fails_its_trials(
     (line,) = error_lines(stderr)
     assert re.fullmatch(
         r"gammatune: error: ray: lost the cluster's head at [\d.]+:\d+ \(\[Errno 111\] "
-        r"Connection refused; for 15 s\); the trials in flight are failed: run the same "
+        r"Connection refused; for 10 s\); the trials in flight are failed: run the same "
         r"command again once the cluster is back\.",
         line,
     ), line
