@@ -152,10 +152,10 @@ def check(ctx: typer.Context, config: ConfigPath) -> None:
     import yaml
 
     with _user_errors(ctx):
+        from gammatune.config import dump_without_secrets
+
         resolved = _load(config)
-        dumped = resolved.model_dump(mode="json")
-        if dumped.get("storage"):
-            dumped["storage"] = redact(dumped["storage"])  # never a password on the screen
+        dumped = dump_without_secrets(resolved)  # never a password on the screen
         out.print(yaml.safe_dump(dumped, sort_keys=False), markup=False)
         _say(f"{config}: valid; storage {redact(resolved.storage_url)}")
 

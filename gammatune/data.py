@@ -22,7 +22,7 @@ from gammatune.config import (
 )
 from gammatune.errors import DataError
 from gammatune.features import Preprocessing, fit_text, text_features
-from gammatune.plugins import import_ref
+from gammatune.plugins import call_ref, describe
 
 logger = logging.getLogger(__name__)
 
@@ -276,12 +276,17 @@ def _npz(source: NpzData) -> _Raw:
 
 
 def _python(source: PythonData) -> _Raw:
-    result = import_ref(source.ref, field="data.ref")()
+    result = call_ref(source.ref, field="data.ref", error=DataError)
     if not (isinstance(result, tuple) and len(result) == 2):
         raise DataError(
             f"data.ref: {source.ref} must return (features, labels); got {type(result).__name__}."
         )
-    x, y = (np.asarray(part) for part in result)
+    try:
+        x, y = (np.asarray(part) for part in result)
+    except ValueError as exc:  # ragged lists: rows of different lengths
+        raise DataError(
+            f"data.ref: {source.ref} must return (features, labels) as arrays; {describe(exc)}."
+        ) from None
     image_shape = (int(x.shape[1]), int(x.shape[2]), int(x.shape[3])) if x.ndim == 4 else None
     return _Raw(_as_features(x, field="data.ref"), _as_labels(y, len(x)), image_shape)
 

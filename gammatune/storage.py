@@ -89,7 +89,7 @@ def open_storage(config: Config) -> optuna.storages.BaseStorage:
             make_run_dir(config)
         engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
     else:
-        url = _with_driver(url)
+        url = _with_driver(_quote_at(url))
         engine_kwargs = {"pool_pre_ping": True}
         if url.startswith("postgresql"):  # bounded: connecting, locks, a frozen server
             engine_kwargs["connect_args"] = {
@@ -160,6 +160,20 @@ def lock_file(storage: optuna.storages.BaseStorage) -> str | None:
     if url.startswith("sqlite:///"):
         return f"{url.removeprefix('sqlite:///')}.lock"
     return journal_lock_file(storage)
+
+
+def _quote_at(url: str) -> str:
+    """Percent-encode a raw ``@`` in the password (``me:p@ss@db`` -> ``me:p%40ss@db``), as a URL
+    must: SQLAlchemy would end the password at the first ``@`` and send the rest of it to the
+    server as part of the host name, which its error then shows."""
+    scheme, sep, rest = url.partition("://")
+    base, query_sep, query = rest.partition("?")
+    userinfo, at, host = base.rpartition("@")  # the last @ ends the user's part, as in redact
+    user, colon, password = userinfo.partition(":")
+    if not (sep and at and colon and "@" in password):
+        return url
+    password = password.replace("@", "%40")
+    return f"{scheme}{sep}{user}:{password}@{host}{query_sep}{query}"
 
 
 def _with_driver(url: str) -> str:
@@ -242,8 +256,8 @@ def _reason(exc: BaseException, url: str) -> str:
     lines = [line.strip() for line in str(inner).splitlines() if line.strip()]
     reason = lines[0] if lines else type(inner).__name__
     secret = secret_of(url)
-    if secret:
-        reason = reason.replace(secret, "***")
+    if secret:  # as written, and as sent (a raw @ encoded)
+        reason = reason.replace(secret, "***").replace(secret.replace("@", "%40"), "***")
     return reason.split(" (Background on this error")[0].rstrip(".") + "."
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gammatune.config._experiment import Config, load_config
+from gammatune.config._experiment import Config, dump_without_secrets, load_config
 from gammatune.config._sections import (
     BaselineConfig,
     ConfidenceSchedule,
@@ -46,5 +46,6 @@ __all__ = [
     "TableData",
     "Task",
     "TrainConfig",
+    "dump_without_secrets",
     "load_config",
 ]

@@ -13,7 +13,7 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from gammatune.config import Config
-from gammatune.errors import StudyError
+from gammatune.errors import StudyError, redact
 from gammatune.metrics import OBJECTIVES, Evaluation
 from gammatune.outputs import write_whole
 from gammatune.record import EXTRA_FIELDS, Setting
@@ -88,7 +88,7 @@ def trials_frame(
                 rows.append(_row(stage, trial))
     if not rows:
         raise StudyError(
-            f"report: no trials of {config.name!r} in {config.storage_url}; "
+            f"report: no trials of {config.name!r} in {redact(config.storage_url)}; "
             "run `gammatune baseline` (or `gammatune run`) with this config first."
         )
     frame = pd.DataFrame(rows)

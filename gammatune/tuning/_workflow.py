@@ -10,11 +10,11 @@ from typing import Any
 import optuna
 import yaml
 
-from gammatune.config import Config
+from gammatune.config import Config, dump_without_secrets
 from gammatune.data import Splits, load_data
 from gammatune.device import autocast_dtype, resolve_device
 from gammatune.fingerprint import IfChanged, check_studies, fingerprint
-from gammatune.storage import Stage, make_run_dir, open_storage, redact, storage_errors
+from gammatune.storage import Stage, make_run_dir, open_storage, storage_errors
 from gammatune.training._loop import EpochEvent
 from gammatune.tuning._monitor import tracking
 from gammatune.tuning._objective import make_objective, parallel_trials
@@ -153,10 +153,7 @@ def data_facts(splits: Splits) -> dict[str, Any]:
 
 
 def _write_resolved(config: Config) -> None:
-    """The experiment as run, every default filled in; the storage's password hidden."""
+    """The experiment as run, every default filled in; the passwords in its URLs hidden."""
     make_run_dir(config)
-    resolved = config.model_dump(mode="json")
-    if resolved.get("storage"):
-        resolved["storage"] = redact(resolved["storage"])
-    text = yaml.safe_dump(resolved, sort_keys=False)
+    text = yaml.safe_dump(dump_without_secrets(config), sort_keys=False)
     (config.run_dir / "config.resolved.yaml").write_text(text, encoding="utf-8")
