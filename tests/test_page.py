@@ -152,7 +152,7 @@ SMOOTH = _curves([1, 0.9, 0.8], [1, 0.9, 0.85], [0.2, 0.3, 0.35])
 @pytest.mark.parametrize(
     ("curves", "best_epoch", "flags"),
     [
-        (RISING, 5, "overfitting"),  # kept after the validation loss rose
+        (RISING, 5, "overconfident"),  # kept after the validation loss rose
         (RISING, 2, ""),  # early stopping kept the epoch before the rise: nothing to flag
         (WOBBLY, 5, "unstable"),
         (SMOOTH, 3, ""),
