@@ -55,6 +55,16 @@ Workers = Annotated[
     ),
 ]
 
+Threads = Annotated[
+    Optional[int],  # noqa: UP045
+    typer.Option(
+        "--threads",
+        min=1,
+        help="CPU threads per training process; overrides train.threads [default: auto, the "
+        "CPUs the machine's load leaves idle].",
+        show_default=False,
+    ),
+]
 Executor = Annotated[str, typer.Option("--executor", help="local, or ray: on a Ray cluster.")]
 RayAddress = Annotated[
     Optional[str],  # noqa: UP045
@@ -141,10 +151,10 @@ def _say(text: str) -> None:
     err.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
-def _load(config_path: Path, storage: str | None = None) -> Config:
+def _load(config_path: Path, storage: str | None = None, threads: int | None = None) -> Config:
     from gammatune.config import load_config
 
-    return load_config(config_path, storage=storage)
+    return load_config(config_path, storage=storage, **{"train.threads": threads})
 
 
 @app.command()
@@ -169,14 +179,16 @@ def _stage_command(stages: list[Stage], summary: str) -> Callable[..., None]:
         config: ConfigPath,
         storage: Storage = None,
         workers: Workers = 1,
+        threads: Threads = None,
         tensorboard: TensorBoardDir = None,
         executor: Executor = "local",
         address: RayAddress = None,
         force_new: ForceNew = False,
     ) -> None:
         _run_stages(
-            ctx, config, storage, stages, workers, tensorboard, executor, address, force_new
-        )
+            ctx, config, storage, stages, workers, tensorboard, executor, address, force_new,
+            threads=threads,
+        )  # fmt: skip
 
     command.__doc__ = summary
     return command
@@ -230,6 +242,7 @@ def run(
     storage: Storage = None,
     out_csv: OutCsv = None,
     workers: Workers = 1,
+    threads: Threads = None,
     tensorboard: TensorBoardDir = None,
     executor: Executor = "local",
     address: RayAddress = None,
@@ -237,7 +250,10 @@ def run(
 ) -> None:
     """Run baseline, search, refine and confirm, then report and export the model."""
     stages: list[Stage] = ["baseline", "search", "refine", "confirm"]
-    _run_stages(ctx, config, storage, stages, workers, tensorboard, executor, address, force_new)
+    _run_stages(
+        ctx, config, storage, stages, workers, tensorboard, executor, address, force_new,
+        threads=threads,
+    )  # fmt: skip
     report(ctx, config, storage, out_csv, html=None, plots=None)
     export(ctx, config, storage, refit=False)
 
@@ -314,12 +330,14 @@ def _run_stages(
     executor: str = "local",
     address: str | None = None,
     force_new: bool = False,
+    *,
+    threads: int | None = None,
 ) -> None:
     if_changed: IfChanged = "replace" if force_new else "refuse"
     with _user_errors(ctx):
         if executor not in ("local", "ray") or executor == "ray" and workers > 1:
             raise ConfigError(f"--executor {executor}: must be local, or ray with --workers 1.")
-        resolved = _load(config_path, storage)
+        resolved = _load(config_path, storage, threads)
         from gammatune.report import render_summary, study_summary
         from gammatune.storage import storage_errors
 
