@@ -200,6 +200,7 @@ def _write_json(path: Path, summary: Summary) -> None:
         "text": summary.text,
         "n_val_positives": summary.n_val_positives,
         "true_positives_found": summary.true_positives_found,
+        "health": list(summary.health),
         "test": [
             {"reference": c.reference, "note": c.note,
              "difference": None if c.difference is None else dataclasses.asdict(c.difference)}
