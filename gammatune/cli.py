@@ -55,16 +55,9 @@ Workers = Annotated[
     ),
 ]
 
-Threads = Annotated[
-    Optional[int],  # noqa: UP045
-    typer.Option(
-        "--threads",
-        min=1,
-        help="CPU threads per training process; overrides train.threads [default: auto, the "
-        "CPUs the machine's load leaves idle].",
-        show_default=False,
-    ),
-]
+Threads = Annotated[Optional[int], typer.Option(  # noqa: UP045
+    "--threads", min=1, show_default=False, help="CPU threads per training process; overrides "
+    "train.threads [default: auto, the CPUs the machine's load leaves idle].")]  # fmt: skip
 Executor = Annotated[str, typer.Option("--executor", help="local, or ray: on a Ray cluster.")]
 RayAddress = Annotated[
     Optional[str],  # noqa: UP045
@@ -185,10 +178,8 @@ def _stage_command(stages: list[Stage], summary: str) -> Callable[..., None]:
         address: RayAddress = None,
         force_new: ForceNew = False,
     ) -> None:
-        _run_stages(
-            ctx, config, storage, stages, workers, tensorboard, executor, address, force_new,
-            threads=threads,
-        )  # fmt: skip
+        _run_stages(ctx, config, storage, stages, workers, tensorboard, executor, address,
+                    force_new, threads=threads)  # fmt: skip
 
     command.__doc__ = summary
     return command
@@ -250,10 +241,8 @@ def run(
 ) -> None:
     """Run baseline, search, refine and confirm, then report and export the model."""
     stages: list[Stage] = ["baseline", "search", "refine", "confirm"]
-    _run_stages(
-        ctx, config, storage, stages, workers, tensorboard, executor, address, force_new,
-        threads=threads,
-    )  # fmt: skip
+    _run_stages(ctx, config, storage, stages, workers, tensorboard, executor, address, force_new,
+                threads=threads)  # fmt: skip
     report(ctx, config, storage, out_csv, html=None, plots=None)
     export(ctx, config, storage, refit=False)
 
@@ -360,18 +349,11 @@ def _run_stages(
                     _freeze_imports()  # the data reader's imports (scikit-learn, pandas) too
 
                 run_workflow(
-                    resolved,
-                    stages,
-                    on_data=on_data,
-                    on_stage=progress.start_stage,
-                    on_trial=progress.trial_done,
-                    on_epoch=progress.epoch_done,
-                    tensorboard=tensorboard,
-                    executor="ray" if executor == "ray" else "local",
-                    address=address,
-                    if_changed=if_changed,
-                    on_set_aside=_say,
-                )
+                    resolved, stages, on_data=on_data, on_stage=progress.start_stage,
+                    on_trial=progress.trial_done, on_epoch=progress.epoch_done,
+                    tensorboard=tensorboard, executor="ray" if executor == "ray" else "local",
+                    address=address, if_changed=if_changed, on_set_aside=_say,
+                )  # fmt: skip
         if len(stages) == 1:
             with storage_errors(resolved.storage_url):
                 render_summary(out, study_summary(resolved)[1])
@@ -394,13 +376,10 @@ def worker(
         _quiet_optuna()
         prefix = f"worker {index}: "
         run_workflow(
-            _load(config, storage),
-            [s for s in stages.split(",") if s],  # type: ignore[misc]
-            on_trial=lambda event: _say(prefix + trial_line(event)),
-            role="worker",
-            worker=index,
-            tensorboard=tensorboard,
-        )
+            _load(config, storage), [s for s in stages.split(",") if s],  # type: ignore[misc]
+            on_trial=lambda event: _say(prefix + trial_line(event)), role="worker",
+            worker=index, tensorboard=tensorboard,
+        )  # fmt: skip
 
 
 def _freeze_imports() -> None:
