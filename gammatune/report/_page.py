@@ -63,7 +63,9 @@ _FIGURES = [
     (
         "heatmaps",
         "Where do precision and recall balance?",
-        "The search grid; the boxed cell has the highest min(precision, recall).",
+        "The search grid; each colour scale spans its own map's values (read the colour bar), "
+        "so colours compare cells within a map; the boxed cell has the highest "
+        "min(precision, recall).",
     ),
     (
         "pr_curves",
