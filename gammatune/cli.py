@@ -54,6 +54,9 @@ Workers = Annotated[
     ),
 ]
 
+Threads = Annotated[Optional[int], typer.Option(  # noqa: UP045
+    "--threads", min=1, show_default=False, help="CPU threads per training process; overrides "
+    "train.threads [default: auto, the CPUs the machine's load leaves idle].")]  # fmt: skip
 Executor = Annotated[str, typer.Option("--executor", help="local, or ray: on a Ray cluster.")]
 RayAddress = Annotated[
     Optional[str],  # noqa: UP045
@@ -140,10 +143,10 @@ def _say(text: str) -> None:
     err.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
-def _load(config_path: Path, storage: str | None = None) -> Config:
+def _load(config_path: Path, storage: str | None = None, threads: int | None = None) -> Config:
     from gammatune.config import load_config
 
-    return load_config(config_path, storage=storage)
+    return load_config(config_path, storage=storage, **{"train.threads": threads})
 
 
 @app.command()
@@ -168,14 +171,14 @@ def _stage_command(stages: list[Stage], summary: str) -> Callable[..., None]:
         config: ConfigPath,
         storage: Storage = None,
         workers: Workers = 1,
+        threads: Threads = None,
         tensorboard: TensorBoardDir = None,
         executor: Executor = "local",
         address: RayAddress = None,
         force_new: ForceNew = False,
     ) -> None:
-        _run_stages(
-            ctx, config, storage, stages, workers, tensorboard, executor, address, force_new
-        )
+        _run_stages(ctx, config, storage, stages, workers, tensorboard, executor, address,
+                    force_new, threads=threads)  # fmt: skip
 
     command.__doc__ = summary
     return command
@@ -229,6 +232,7 @@ def run(
     storage: Storage = None,
     out_csv: OutCsv = None,
     workers: Workers = 1,
+    threads: Threads = None,
     tensorboard: TensorBoardDir = None,
     executor: Executor = "local",
     address: RayAddress = None,
@@ -236,7 +240,8 @@ def run(
 ) -> None:
     """Run baseline, search, refine and confirm, then report and export the model."""
     stages: list[Stage] = ["baseline", "search", "refine", "confirm"]
-    _run_stages(ctx, config, storage, stages, workers, tensorboard, executor, address, force_new)
+    _run_stages(ctx, config, storage, stages, workers, tensorboard, executor, address, force_new,
+                threads=threads)  # fmt: skip
     report(ctx, config, storage, out_csv, html=None, plots=None)
     export(ctx, config, storage, refit=False)
 
@@ -314,12 +319,14 @@ def _run_stages(
     executor: str = "local",
     address: str | None = None,
     force_new: bool = False,
+    *,
+    threads: int | None = None,
 ) -> None:
     if_changed: IfChanged = "replace" if force_new else "refuse"
     with _user_errors(ctx):
         if executor not in ("local", "ray") or executor == "ray" and workers > 1:
             raise ConfigError(f"--executor {executor}: must be local, or ray with --workers 1.")
-        resolved = _load(config_path, storage)
+        resolved = _load(config_path, storage, threads)
         from gammatune.report import render_summary, study_summary
         from gammatune.storage import storage_errors
 
@@ -342,18 +349,11 @@ def _run_stages(
                     _freeze_imports()  # the data reader's imports (scikit-learn, pandas) too
 
                 run_workflow(
-                    resolved,
-                    stages,
-                    on_data=on_data,
-                    on_stage=progress.start_stage,
-                    on_trial=progress.trial_done,
-                    on_epoch=progress.epoch_done,
-                    tensorboard=tensorboard,
-                    executor="ray" if executor == "ray" else "local",
-                    address=address,
-                    if_changed=if_changed,
-                    on_set_aside=_say,
-                )
+                    resolved, stages, on_data=on_data, on_stage=progress.start_stage,
+                    on_trial=progress.trial_done, on_epoch=progress.epoch_done,
+                    tensorboard=tensorboard, executor="ray" if executor == "ray" else "local",
+                    address=address, if_changed=if_changed, on_set_aside=_say,
+                )  # fmt: skip
         if len(stages) == 1:
             with storage_errors(resolved.storage_url):
                 render_summary(out, study_summary(resolved)[1])
@@ -376,13 +376,10 @@ def worker(
         _quiet_optuna()
         prefix = f"worker {index}: "
         run_workflow(
-            _load(config, storage),
-            [s for s in stages.split(",") if s],  # type: ignore[misc]
-            on_trial=lambda event: _say(prefix + trial_line(event)),
-            role="worker",
-            worker=index,
-            tensorboard=tensorboard,
-        )
+            _load(config, storage), [s for s in stages.split(",") if s],  # type: ignore[misc]
+            on_trial=lambda event: _say(prefix + trial_line(event)), role="worker",
+            worker=index, tensorboard=tensorboard,
+        )  # fmt: skip
 
 
 def _freeze_imports() -> None:

@@ -31,7 +31,7 @@ _NOT_RESULTS: dict[str, Any] = {
     "storage": True,
     "output_dir": True,
     "data": {"path"},  # the file's content is hashed instead: it may move, or sit elsewhere
-    "train": {"device", "parallel", "tensorboard", "mlflow", "wandb", "report_epochs"},
+    "train": {"device", "threads", "parallel", "tensorboard", "mlflow", "wandb", "report_epochs"},
     "baseline": True,
     "search": True,
     "refine": True,

@@ -117,7 +117,8 @@ def test_workflow_end_to_end(tiny_config: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "runs" / "tiny" / "summary.json").read_text())
     kind = summary["verdict"]["kind"]
-    assert kind in ("focal", "class-weight", "cross-entropy", "not-measurable")
+    kinds = ("focal", "class-weight", "focal-with-weight", "cross-entropy", "not-measurable")
+    assert kind in kinds
     assert result.stdout.split("\n")[-2] != "" and kind in result.stdout
     all_rows = _rows(out)
     assert {r["verdict"] for r in all_rows} == {kind}

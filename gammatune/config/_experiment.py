@@ -131,8 +131,8 @@ def load_config(path: str | Path, **overrides: Any) -> Config:
 
     Args:
         path: The YAML file.
-        **overrides: Top-level keys to replace (e.g. ``storage`` from the command line);
-            validated like the file's own.
+        **overrides: Keys to replace (e.g. ``storage`` from the command line; a dotted
+            ``"train.threads"`` replaces one field of a section); validated like the file's own.
 
     Returns:
         The validated, frozen ``Config``.
@@ -153,7 +153,14 @@ def load_config(path: str | Path, **overrides: Any) -> Config:
     if not isinstance(raw, dict):
         kind = "empty" if raw is None else f"a {type(raw).__name__}, not a mapping of keys"
         raise ConfigError(f"{path}: the experiment file is {kind}; see configs/demo.yaml.")
-    raw.update({key: value for key, value in overrides.items() if value is not None})
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        section, _, field = key.partition(".")
+        if field and isinstance(raw.get(section, {}), dict):
+            raw[section] = {**raw.get(section, {}), field: value}
+        else:
+            raw[key] = value
     try:
         return Config.model_validate(raw, context={"base_dir": path.parent})
     except ValidationError as exc:

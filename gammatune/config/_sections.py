@@ -60,6 +60,11 @@ class TrainConfig(_Strict):
         "pr_auc", description="Smooth, threshold-free signal for early stopping."
     )
     device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
+    threads: Annotated[int, Field(gt=0)] | Literal["auto"] = Field(
+        "auto",
+        description="CPU threads of a training process; auto: the CPUs the machine's load "
+        "leaves idle (1 on a busy machine), at most torch's default.",
+    )
     precision: Precision = "auto"
     tensorboard: bool = Field(False, description="Write curves to runs/<name>/tensorboard.")
     report_epochs: Literal["refine", "all"] = Field(

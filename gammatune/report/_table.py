@@ -50,6 +50,7 @@ _PER_CLASS = ["precision_per_class", "recall_per_class", "f1_per_class", "confus
 _OBJECTS = ["val_pr_curve", "test_pr_curve", "curves", "plan_key", "arm"]
 _TRAILING = [
     "curve_flags",
+    "undertrained",
     "delta_vs_ce",
     "delta_vs_balanced_ce",
     "test_delta_vs_ce",
@@ -113,8 +114,11 @@ def _plan_key(setting: Setting) -> str:
 def curve_flags(curves: dict[str, list[float | None]], best_epoch: int | None = None) -> str:
     """Name what the training curves show, up to the kept (best) epoch; '' if nothing.
 
-    ``overfitting``: by the kept epoch the validation loss had risen 20 % above its minimum
-    while the training loss kept falling (a generalization gap the model was kept with).
+    ``overconfident``: by the kept epoch the validation loss had risen 20 % above its minimum
+    while the training loss kept falling. The kept epoch is the monitor's best, so with a
+    threshold-free monitor (PR-AUC) this is the model ranking better while its scores grow
+    more extreme: a calibration matter, not an overfit model (with ``val_loss`` as the monitor
+    it cannot happen).
     ``unstable``: the validation monitor changed direction on most epochs, by more than 0.05
     on average.
     """
@@ -126,13 +130,26 @@ def curve_flags(curves: dict[str, list[float | None]], best_epoch: int | None = 
     if kept >= 3:
         lowest = min(range(kept), key=val.__getitem__)
         if val[kept - 1] > 1.2 * val[lowest] and train[kept - 1] < train[lowest]:
-            flags.append("overfitting")
+            flags.append("overconfident")
     steps = [b - a for a, b in zip(monitor, monitor[1:], strict=False)]
     if len(steps) >= 3:
         turns = sum(x * y < 0 for x, y in zip(steps, steps[1:], strict=False)) / (len(steps) - 1)
         if turns > 0.6 and sum(map(abs, steps)) / len(steps) > 0.05:
             flags.append("unstable")
     return ";".join(flags)
+
+
+def undertrained(best_epoch: int, epochs_run: int, stop_reason: str) -> bool:
+    """Whether a trial stopped at the epoch limit while its validation monitor still rose.
+
+    "Still rising" is read robustly, from the kept epoch rather than the last step or two: the
+    trial ran to ``train.epochs`` (``stop_reason == "max_epochs"``) and its best epoch lies
+    among the last ``max(2, ceil(epochs_run / 10))`` epochs (the last 4 of 40).
+    """
+    if stop_reason != "max_epochs" or epochs_run < 1:
+        return False
+    window = max(2, math.ceil(epochs_run / 10))
+    return best_epoch > epochs_run - window
 
 
 def experiment_facts(
@@ -164,6 +181,7 @@ def _row(stage: str, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
         {k: getattr(record, k) for k in _RECORD_FIELDS},
         curves=record.curves,
         curve_flags=curve_flags(record.curves, record.best_epoch),
+        undertrained=undertrained(record.best_epoch, record.epochs_run, record.stop_reason),
     )
     for split, evaluation in (("val", record.val), ("test", record.test)):
         if evaluation is not None:

@@ -126,6 +126,9 @@ def _environment(config: Config, index: int, n_workers: int) -> dict[str, str]:
     gpus = visible_gpus()
     if len(gpus) > 1:
         env["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
-    if "OMP_NUM_THREADS" not in os.environ:
+    threads = config.train.threads
+    if isinstance(threads, int):  # the file's (or --threads') choice, in every worker
+        env["OMP_NUM_THREADS"] = str(threads)
+    elif "OMP_NUM_THREADS" not in os.environ:
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // n_workers))
     return env

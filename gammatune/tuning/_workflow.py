@@ -12,7 +12,7 @@ import yaml
 
 from gammatune.config import Config, dump_without_secrets
 from gammatune.data import Splits, load_data
-from gammatune.device import autocast_dtype, resolve_device
+from gammatune.device import autocast_dtype, resolve_device, use_threads
 from gammatune.fingerprint import IfChanged, check_studies, fingerprint
 from gammatune.storage import Stage, make_run_dir, open_storage, storage_errors
 from gammatune.training._loop import EpochEvent
@@ -102,6 +102,7 @@ def _run(
     if executor == "ray":
         objective, parallel = ray_objective(config, splits, address=address)
     else:
+        use_threads(config.train.threads)
         device = resolve_device(config.train.device)
         parallel = parallel_trials(config, splits, device)
         objective = make_objective(
