@@ -20,6 +20,8 @@ from gammatune.config import (
     SyntheticData,
     TableData,
 )
+from gammatune.device import resolve_device
+from gammatune.encoders import TextEncoder, embed_column
 from gammatune.errors import DataError
 from gammatune.features import Preprocessing, fit_text, text_features
 from gammatune.plugins import import_ref
@@ -91,8 +93,11 @@ def load_data(config: Config) -> Splits:
         features, labels = features[keep], labels[keep]
         texts = None if texts is None else texts[keep]
     parts = _split(labels, config.split, rng, class_names)
-    vocabulary = None
-    if texts is not None and isinstance(source, TableData) and source.text is not None:
+    vocabulary, encoder = None, None
+    if texts is not None and isinstance(source, TableData) and source.text_encoder is not None:
+        encoder, embedded = _embed(config, source, texts)
+        features = np.hstack([features, embedded])
+    elif texts is not None and isinstance(source, TableData) and source.text is not None:
         # Fitted after the split, on training rows only: the vocabulary must not see val/test.
         vocabulary = fit_text(source.text, texts[parts[0]], max_features=source.text_max_features)
         features = np.hstack([features, text_features(vocabulary, texts)])
@@ -107,6 +112,7 @@ def load_data(config: Config) -> Splits:
         tuple(std.tolist()),
         vocabulary,
         target=source.target if isinstance(source, TableData) else None,
+        encoder=encoder,
     )
     tensors: list[torch.Tensor] = []
     for index in parts:
@@ -129,6 +135,17 @@ def load_data(config: Config) -> Splits:
         image_shape=shape,
         preprocessing=preprocessing,
     )
+
+
+def _embed(config: Config, source: TableData, texts: np.ndarray) -> tuple[TextEncoder, np.ndarray]:
+    """The text column's sentence embeddings, cached in the run folder (a pretrained encoder
+    fits nothing on the data, so every row is encoded alike, and once)."""
+    assert source.text_encoder is not None and source.text is not None
+    device = str(resolve_device(config.train.device))
+    return embed_column(
+        source.text_encoder, source.text, texts.tolist(),
+        cache_dir=config.run_dir / "embeddings", device=device,
+    )  # fmt: skip
 
 
 def refold(splits: Splits, fold: int, *, seed: int) -> Splits:

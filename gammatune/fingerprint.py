@@ -41,7 +41,10 @@ _NOT_RESULTS: dict[str, Any] = {
 
 def config_facts(config: Config) -> dict[str, Any]:
     """The experiment file's part of the :func:`fingerprint` (all of it but ``CONTENT``)."""
-    return _flatten(config.model_dump(mode="json", exclude=_NOT_RESULTS))
+    facts = _flatten(config.model_dump(mode="json", exclude=_NOT_RESULTS))
+    if facts.get("data.text_encoder", "") is None:  # unset: the facts of studies run before it
+        del facts["data.text_encoder"]
+    return facts
 
 
 def fingerprint(config: Config, splits: Splits) -> dict[str, Any]:
@@ -63,6 +66,9 @@ def fingerprint(config: Config, splits: Splits) -> dict[str, Any]:
         with path.open("rb") as handle:
             while block := handle.read(1 << 20):
                 digest.update(block)
+    encoder = splits.preprocessing.encoder if splits.preprocessing else None
+    if encoder is not None:  # the embeddings' cache key: the model files' hash (with the file's)
+        digest.update(encoder.key.encode())
     facts[CONTENT] = f"sha256:{digest.hexdigest()[:16]}"
     return facts
 
