@@ -269,7 +269,12 @@ def _table(source: TableData) -> _Raw:
         raise DataError(
             f"data.target: column {source.target!r} has {int(labels.isna().sum())} missing labels."
         )
-    texts = None if source.text is None else frame[source.text].fillna("").astype(str).to_numpy()
+    # object first: an all-missing column reads as float, and a float column takes no "".
+    texts = (
+        None
+        if source.text is None
+        else frame[source.text].astype(object).fillna("").astype(str).to_numpy()
+    )
     features = frame[names].to_numpy(dtype=np.float64)
     return _Raw(features, labels.to_numpy(), feature_names=names, texts=texts)
 

@@ -115,10 +115,12 @@ def embed_texts(encoder: TextEncoder, texts: Sequence[str], *, where: str) -> np
     """
     try:
         path = model_folder(encoder.name if encoder.name == MINILM else encoder.path)
-    except ConfigError as exc:
+    except ConfigError:
+        fix = INSTALL if encoder.name == MINILM else "put the encoder's folder back there"
         raise DataError(
-            f"{where}: the model's text encoder {encoder.name!r} cannot be found "
-            f"(recorded at {encoder.path}): {exc}"
+            f"{where}: the model's text encoder {encoder.name!r} is not found at "
+            f"{encoder.path} (model.json: preprocessing.encoder.path); {fix}, or set that path "
+            "to the encoder's folder."
         ) from None
     if model_key(path) != encoder.key:
         raise DataError(
@@ -127,7 +129,10 @@ def embed_texts(encoder: TextEncoder, texts: Sequence[str], *, where: str) -> np
             "model.json preprocessing.encoder.path at the original folder."
         )
     unique, inverse = np.unique(np.asarray(texts, dtype=object).astype(str), return_inverse=True)
-    _, vectors, n_long = _encode(encoder.name, encoder.column, path, encoder.key, unique)
+    try:
+        _, vectors, n_long = _encode(encoder.name, encoder.column, path, encoder.key, unique)
+    except ConfigError as exc:  # sentence-transformers missing, or the folder will not load
+        raise DataError(f"{where}: the model's text encoder: {exc}") from None
     _say_truncated(encoder, n_long, len(unique))
     return vectors[inverse.reshape(-1)]
 

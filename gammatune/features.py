@@ -151,7 +151,7 @@ def frame_features(frame: pd.DataFrame, preprocessing: Preprocessing, *, where: 
         texts = frame[preprocessing.text.column].fillna("").astype(str).tolist()
         features = np.hstack([features, text_features(preprocessing.text, texts)])
     if preprocessing.encoder is not None:
-        texts = frame[preprocessing.encoder.column].fillna("").astype(str).tolist()
+        texts = frame[preprocessing.encoder.column].astype(object).fillna("").astype(str).tolist()
         features = np.hstack([features, embed_texts(preprocessing.encoder, texts, where=where)])
     return features
 
