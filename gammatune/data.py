@@ -20,8 +20,7 @@ from gammatune.config import (
     SyntheticData,
     TableData,
 )
-from gammatune.device import resolve_device
-from gammatune.encoders import TextEncoder, embed_column
+from gammatune.encoders import embed_configured
 from gammatune.errors import DataError
 from gammatune.features import Preprocessing, fit_text, text_features
 from gammatune.plugins import import_ref
@@ -95,7 +94,8 @@ def load_data(config: Config) -> Splits:
     parts = _split(labels, config.split, rng, class_names)
     vocabulary, encoder = None, None
     if texts is not None and isinstance(source, TableData) and source.text_encoder is not None:
-        encoder, embedded = _embed(config, source, texts)
+        # A pretrained encoder fits nothing on the data: every row is encoded alike, and once.
+        encoder, embedded = embed_configured(config, texts.tolist())
         features = np.hstack([features, embedded])
     elif texts is not None and isinstance(source, TableData) and source.text is not None:
         # Fitted after the split, on training rows only: the vocabulary must not see val/test.
@@ -135,17 +135,6 @@ def load_data(config: Config) -> Splits:
         image_shape=shape,
         preprocessing=preprocessing,
     )
-
-
-def _embed(config: Config, source: TableData, texts: np.ndarray) -> tuple[TextEncoder, np.ndarray]:
-    """The text column's sentence embeddings, cached in the run folder (a pretrained encoder
-    fits nothing on the data, so every row is encoded alike, and once)."""
-    assert source.text_encoder is not None and source.text is not None
-    device = str(resolve_device(config.train.device))
-    return embed_column(
-        source.text_encoder, source.text, texts.tolist(),
-        cache_dir=config.run_dir / "embeddings", device=device,
-    )  # fmt: skip
 
 
 def refold(splits: Splits, fold: int, *, seed: int) -> Splits:
@@ -269,12 +258,8 @@ def _table(source: TableData) -> _Raw:
         raise DataError(
             f"data.target: column {source.target!r} has {int(labels.isna().sum())} missing labels."
         )
-    # object first: an all-missing column reads as float, and a float column takes no "".
-    texts = (
-        None
-        if source.text is None
-        else frame[source.text].astype(object).fillna("").astype(str).to_numpy()
-    )
+    raw = None if source.text is None else frame[source.text].astype(object)  # all-NaN: float
+    texts = None if raw is None else raw.fillna("").astype(str).to_numpy()
     features = frame[names].to_numpy(dtype=np.float64)
     return _Raw(features, labels.to_numpy(), feature_names=names, texts=texts)
 

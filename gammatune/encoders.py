@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from gammatune.config import Config, TableData
 from gammatune.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,21 @@ class TextEncoder:
             max_tokens=int(data["max_tokens"]),
             key=str(data["key"]),
         )
+
+
+def embed_configured(config: Config, texts: Sequence[str]) -> tuple[TextEncoder, np.ndarray]:
+    """:func:`embed_column` for an experiment's text column (``data.text``, one text per
+    row), with its ``data.text_encoder``, cached in ``runs/<name>/embeddings`` and encoded on
+    ``train.device``."""
+    from gammatune.device import resolve_device  # torch: not for features' plain readers
+
+    source = config.data
+    if not (isinstance(source, TableData) and source.text and source.text_encoder):
+        raise ValueError("embed_configured: the experiment has no data.text_encoder")
+    return embed_column(
+        source.text_encoder, source.text, texts,
+        cache_dir=config.run_dir / "embeddings", device=str(resolve_device(config.train.device)),
+    )  # fmt: skip
 
 
 def embed_column(
