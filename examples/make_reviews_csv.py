@@ -1,10 +1,11 @@
 """Write examples/reviews.csv: product reviews in 4 classes, where 5 % report a safety hazard.
 
-A multi-class, imbalanced text set (praise 45 %, neutral 30 %, complaint 20 %, hazard 5 %):
-hazards are complaints in other words ("started smoking", "gave me an electric shock"), in
-more varied phrasing than any other class; the star rating alone cannot tell a hazard from a
-complaint. 3 % of the labels are flipped, as a
-hurried annotator would. Deterministic: the same file every time.
+A multi-class, imbalanced text set (praise 45 %, neutral 30 %, complaint 20 %, hazard 5 %).
+Hazards are told in 30 different phrasings ("started smoking", "zapped my finger", "began to
+smoulder"), each seen a few times in the whole set, as people describe a rare event; everyday
+complaints and neutral reviews use some of the same words of heat and smell ("gets warm and
+then switches itself off"), and the star rating cannot tell a hazard from a complaint. 3 % of
+the labels are flipped, as a hurried annotator would. Deterministic: the same file every time.
 
 Run: python examples/make_reviews_csv.py [OUT.csv] [N_ROWS]
 """
@@ -29,7 +30,7 @@ TEMPLATES = {
         "the {p} is {good} and arrived quickly",
         "best {p} I have owned, {good}",
         "{good}, would buy this {p} again",
-        "my old {p} died and this one is {good}",
+        "love the {p}, {good}, though {meh}",
         "great value, the {p} is {good}",
     ],
     "neutral": [
@@ -38,7 +39,7 @@ TEMPLATES = {
         "does the {p} come with a european plug",
         "the {p} is okay, {meh}",
         "average {p}, {meh}",
-        "which size of {p} fits a small kitchen",
+        "the {p} is {good} but {meh}",
     ],
     "complaint": [
         "the {p} {broke}",
@@ -46,33 +47,43 @@ TEMPLATES = {
         "returned the {p} because it {broke}",
         "poor quality, the {p} {broke}",
         "the {p} {broke}, customer service never answered",
-        "waste of money, {p} {broke}",
+        "looks nice but the {p} {broke}",
     ],
     "hazard": [
         "the {p} {danger}",
         "warning: my {p} {danger}",
-        "unplugged the {p} right away, it {danger}",
+        "unplugged the {p} right away, {danger}",
         "be careful, the {p} {danger}",
         "the {p} {danger} while my kids were in the room",
-        "do not leave the {p} on, it {danger}",
+        "nice design but the {p} {danger}",
     ],
 }
+PARTS = ["", "", "'s plug", "'s cord", "'s battery", "'s base", "'s casing", "'s switch"]
 FILLERS = {
     "good": ["works perfectly", "very sturdy", "super quiet", "heats up fast", "looks lovely",
              "easy to clean", "really reliable", "excellent build"],
-    "meh": ["nothing special", "as expected", "neither good nor bad", "the manual is thin",
-            "a bit loud", "the cable is short", "took a week to arrive", "plain design"],
+    "meh": ["nothing special", "as expected", "the manual is thin", "a bit loud",
+            "the cable is short", "took a week to arrive", "it gets a little warm",
+            "it has a new plastic smell at first"],
+    # Everyday faults, some in the words of heat and smell that hazards use too.
     "broke": ["stopped working after a week", "broke on the second day", "arrived scratched",
               "is much smaller than pictured", "makes a rattling noise", "lost its handle",
-              "will not turn on anymore", "leaks water everywhere", "button fell off"],
-    "danger": ["started smoking", "caught fire", "gave me an electric shock", "melted the plug",
-               "sparked at the socket", "got hot enough to scorch the table", "smelled of "
-               "burning plastic", "the battery swelled up", "tripped the breaker with a bang",
+              "will not turn on anymore", "leaks water everywhere", "button fell off",
+              "gets warm and then switches itself off", "smells of plastic for days",
+              "takes ages to heat up", "the light flickers", "the display went dark"],
+    # A rare event, told in many words: each phrase is seen a few times in the whole set.
+    "danger": ["started smoking", "caught fire", "gave me an electric shock", "melted",
+               "sparked at the socket", "got hot enough to scorch the table",
+               "smelled of burning plastic", "swelled up", "tripped the breaker with a bang",
                "scorched my hand", "left scorch marks on the wall", "exploded with a pop",
-               "gave off acrid fumes", "singed the carpet", "the casing blistered",
-               "crackled and flashed", "charred the outlet", "overheated and blackened"],
+               "gave off acrid fumes", "singed the carpet", "blistered", "crackled and flashed",
+               "charred the outlet", "overheated and blackened", "burst into flames",
+               "zapped my finger", "fizzed and sizzled", "began to smoulder", "glowed red hot",
+               "let out a shower of sparks", "went up in smoke", "burned my daughter",
+               "got too hot to touch and warped", "emitted a choking smell",
+               "shorted out with a flash", "buzzed and then a flame appeared"],
 }  # fmt: skip
-STARS = {"praise": (4, 5), "neutral": (3, 4), "complaint": (1, 2), "hazard": (1, 2)}
+STARS = {"praise": (3, 5), "neutral": (2, 4), "complaint": (1, 3), "hazard": (1, 3)}
 CLOSINGS = ["", "", "thanks", "ordered in march", "second one I bought", "gift for my mum"]
 
 
@@ -85,7 +96,11 @@ def reviews(n: int = 3000, *, seed: int = 0) -> pd.DataFrame:
         name = CLASSES[label]
         template = str(rng.choice(TEMPLATES[name]))
         slot = {"praise": "good", "neutral": "meh", "complaint": "broke", "hazard": "danger"}[name]
-        text = template.format(p=rng.choice(PRODUCTS), **{slot: rng.choice(FILLERS[slot])})
+        product = str(rng.choice(PRODUCTS))
+        if name == "hazard":  # the kettle's cord, the fan's switch, ...
+            product += str(rng.choice(PARTS))
+        fill = {key: rng.choice(FILLERS[key]) for key in ("good", "meh")}
+        text = template.format(p=product, **{**fill, slot: rng.choice(FILLERS[slot])})
         rows.append(f"{text} {rng.choice(CLOSINGS)}".strip())
         low, high = STARS[name]
         stars.append(int(rng.integers(low, high + 1)))
