@@ -129,8 +129,12 @@ def test_a_relative_model_folder_is_the_config_files(tmp_path: Path) -> None:
     (tmp_path / "encoder").symlink_to(encoders.model_folder("minilm"), target_is_directory=True)
     config = load_config(_tickets(tmp_path, text_encoder="encoder"))
     assert config.data.text_encoder == str(tmp_path / "encoder")  # type: ignore[union-attr]
-    encoder = load_data(config).preprocessing.encoder  # type: ignore[union-attr]
+    splits = load_data(config)
+    encoder = splits.preprocessing.encoder  # type: ignore[union-attr]
     assert encoder is not None and encoder.dim == MINILM_DIM
+    # The same model files under another name: the same study (the files' hash is its identity).
+    minilm = load_config(_tickets(tmp_path, text_encoder="minilm"))
+    assert fingerprint(config, splits) == fingerprint(minilm, load_data(minilm))
 
 
 def test_truncation_is_said_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
