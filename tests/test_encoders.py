@@ -244,3 +244,9 @@ def test_suggest_keeps_the_text_range_and_names_the_text_path(tmp_path: Path) ->
     assert found.text_path is not None
     assert found.text_path.startswith("column 'message' as minilm sentence embeddings (384 per")
     assert f"text: {found.text_path}" in format_suggestion(found)
+
+
+@pytest.mark.parametrize("name", ["tickets_minilm.yaml", "reviews.yaml"])
+def test_the_text_examples_are_valid(name: str) -> None:
+    config = load_config(EXAMPLES / name)
+    assert config.task == "text" and config.data.text is not None  # type: ignore[union-attr]
