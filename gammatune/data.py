@@ -20,6 +20,7 @@ from gammatune.config import (
     SyntheticData,
     TableData,
 )
+from gammatune.encoders import embed_configured
 from gammatune.errors import DataError
 from gammatune.features import Preprocessing, fit_text, text_features
 from gammatune.plugins import call_ref, describe
@@ -91,8 +92,12 @@ def load_data(config: Config) -> Splits:
         features, labels = features[keep], labels[keep]
         texts = None if texts is None else texts[keep]
     parts = _split(labels, config.split, rng, class_names)
-    vocabulary = None
-    if texts is not None and isinstance(source, TableData) and source.text is not None:
+    vocabulary, encoder = None, None
+    if texts is not None and isinstance(source, TableData) and source.text_encoder is not None:
+        # A pretrained encoder fits nothing on the data: every row is encoded alike, and once.
+        encoder, embedded = embed_configured(config, texts.tolist())
+        features = np.hstack([features, embedded])
+    elif texts is not None and isinstance(source, TableData) and source.text is not None:
         # Fitted after the split, on training rows only: the vocabulary must not see val/test.
         vocabulary = fit_text(source.text, texts[parts[0]], max_features=source.text_max_features)
         features = np.hstack([features, text_features(vocabulary, texts)])
@@ -107,6 +112,7 @@ def load_data(config: Config) -> Splits:
         tuple(std.tolist()),
         vocabulary,
         target=source.target if isinstance(source, TableData) else None,
+        encoder=encoder,
     )
     tensors: list[torch.Tensor] = []
     for index in parts:
@@ -252,7 +258,8 @@ def _table(source: TableData) -> _Raw:
         raise DataError(
             f"data.target: column {source.target!r} has {int(labels.isna().sum())} missing labels."
         )
-    texts = None if source.text is None else frame[source.text].fillna("").astype(str).to_numpy()
+    raw = None if source.text is None else frame[source.text].astype(object)  # all-NaN: float
+    texts = None if raw is None else raw.fillna("").astype(str).to_numpy()
     features = frame[names].to_numpy(dtype=np.float64)
     return _Raw(features, labels.to_numpy(), feature_names=names, texts=texts)
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gammatune.encoders import TextEncoder, embed_texts
 from gammatune.errors import DataError
 
 if TYPE_CHECKING:
@@ -37,8 +38,9 @@ class Preprocessing:
     """What turns a table's rows into standardized model inputs ``(N, F)``, fitted on train.
 
     ``columns`` are the numeric input columns, in order; a ``text`` column's TF-IDF features
-    follow them. ``mean`` and ``std`` (``F`` each) standardize all of them. ``target``, the
-    label column, may be present in rows to score, and is then ignored.
+    follow them, or its ``encoder``'s embeddings. ``mean`` and ``std`` (``F`` each)
+    standardize all of them. ``target``, the label column, may be present in rows to score,
+    and is then ignored.
     """
 
     columns: tuple[str, ...]
@@ -46,11 +48,13 @@ class Preprocessing:
     std: tuple[float, ...]
     text: TextVocabulary | None = None
     target: str | None = None
+    encoder: TextEncoder | None = None
 
     @property
     def inputs(self) -> tuple[str, ...]:
         """The columns a row must have: the numeric ones, then the text column."""
-        return self.columns + ((self.text.column,) if self.text else ())
+        text = self.text or self.encoder
+        return self.columns + ((text.column,) if text else ())
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe dict; :meth:`from_json` reads it back."""
@@ -63,11 +67,12 @@ class Preprocessing:
             "text": None
             if text is None
             else {"column": text.column, "terms": list(text.terms), "idf": list(text.idf)},
+            "encoder": None if self.encoder is None else self.encoder.to_json(),
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Preprocessing:
-        text = data.get("text")
+        text, encoder = data.get("text"), data.get("encoder")
         return cls(
             columns=tuple(data["columns"]),
             mean=tuple(float(v) for v in data["mean"]),
@@ -76,6 +81,7 @@ class Preprocessing:
             text=None
             if text is None
             else TextVocabulary(text["column"], tuple(text["terms"]), tuple(text["idf"])),
+            encoder=None if encoder is None else TextEncoder.from_json(encoder),
         )
 
 
@@ -144,6 +150,9 @@ def frame_features(frame: pd.DataFrame, preprocessing: Preprocessing, *, where: 
     if preprocessing.text is not None:
         texts = frame[preprocessing.text.column].fillna("").astype(str).tolist()
         features = np.hstack([features, text_features(preprocessing.text, texts)])
+    if preprocessing.encoder is not None:
+        texts = frame[preprocessing.encoder.column].astype(object).fillna("").astype(str).tolist()
+        features = np.hstack([features, embed_texts(preprocessing.encoder, texts, where=where)])
     return features
 
 

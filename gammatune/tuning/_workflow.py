@@ -89,9 +89,12 @@ def _run(
     if_changed: IfChanged = "refuse",
     on_set_aside: Callable[[str], None] | None = None,
 ) -> dict[Stage, optuna.Study]:
+    builds_on_search = bool(stages) and stages[0] in ("refine", "confirm")
+    if not builds_on_search:  # bad data (or text encoder) fails before the storage is created
+        splits = splits or load_data(config)
     storage = open_storage(config)
     trackers = tracking(config, tensorboard)  # an unusable one fails before any training
-    if stages and stages[0] in ("refine", "confirm"):
+    if builds_on_search:
         plan_stage(config, stages[0], storage)  # fail before loading data if search is missing
     splits = splits or load_data(config)
     if on_data is not None:
