@@ -37,7 +37,12 @@ from gammatune.errors import ConfigError
 class Config(_Strict):
     """One experiment: data, model, training, the stages, and where the study lives."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        max_length=100,
+        description="Names the studies (<name>.baseline, ...) and the run folder "
+        "<output_dir>/<name>.",
+    )
     seed: int = Field(0, ge=0, lt=2**32, description="Seed of training (and of the split).")
     data: DataConfig
     split: SplitConfig = SplitConfig()
