@@ -17,9 +17,9 @@ model_dir, csv = (
 )
 model = load_model(model_dir)  # a fitted FocalClassifier, with the tuned gamma and alpha
 frame = pd.read_csv(csv)
-X = frame[list(model.preprocessing_.columns)]  # the feature columns, in training order
+X = frame[list(model.preprocessing_.columns)].to_numpy()  # the features, in training order
 scores = model.predict_proba(X)[:, 1]  # raw features in: it standardizes as in training
 labels = model.predict(X)  # at the exported decision threshold
-positive = model.classes_[1]
+positive = str(model.classes_[1])
 print(f"{len(frame)} rows, {int((labels == positive).sum())} predicted {positive!r}")
 print(f"gamma {model.gamma}, alpha {model.alpha}; top score {scores.max():.3f}")

@@ -21,7 +21,10 @@ class SplitConfig(_Strict):
     test: float = Field(0.2, gt=0, lt=1, description="Share of the data for the test split.")
     stratify: bool = Field(True, description="Keep each class's share in every split.")
     seed: int | None = Field(
-        None, ge=0, lt=2**32, description="Seed of the split and subsampling; default `seed`."
+        None,
+        ge=0,
+        lt=2**32,
+        description="Seed of the split, the subsampling and synthetic data; default `seed`.",
     )
 
     @model_validator(mode="after")
@@ -88,7 +91,9 @@ class TrainConfig(_Strict):
         False, description="Log trials to Weights & Biases: true (project <name>) or a project."
     )
     parallel: Annotated[int, Field(gt=0)] | Literal["auto"] = Field(
-        "auto", description="Trials trained at once as one stacked model (linear, mlp)."
+        "auto",
+        description="Trials trained at once as one stacked model: auto (16 on a CPU, sized to "
+        "free memory on CUDA) or a number.",
     )
 
     @field_validator("mlflow", "wandb", mode="before")

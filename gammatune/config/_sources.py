@@ -65,7 +65,7 @@ class _Source(_Strict):
         None, gt=0, lt=0.5, description="Subsample the minority class to this share of the data."
     )
     image_shape: tuple[int, int, int] | None = Field(
-        None, description="Reshape flat features to (channels, height, width) for the cnn model."
+        None, description="Reshape flat features to [C, H, W] for the cnn (digits: automatic)."
     )
 
 
@@ -152,7 +152,11 @@ class PythonData(_Source):
     """Your own loader: ``'package.module:function'`` returning ``(features, labels)``."""
 
     source: Literal["python"]
-    ref: str = Field(pattern=_PLUGIN_REF.pattern, description="'package.module:function'")
+    ref: str = Field(
+        pattern=_PLUGIN_REF.pattern,
+        description="'package.module:function' returning (features, labels): a file in the "
+        "current folder (package/module.py), else an installed module.",
+    )
 
 
 DataConfig = Annotated[
