@@ -25,8 +25,15 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # the checkout's gammatune, also where it is not installed
-    sys.path.insert(0, str(ROOT))
+# Document this checkout's gammatune, also where another one is installed: MkDocs restores
+# sys.path after loading a hook, so the package is imported now (its submodules then follow
+# its __path__).
+sys.path.insert(0, str(ROOT))
+import gammatune  # noqa: E402
+
+sys.path.remove(str(ROOT))
+if Path(gammatune.__file__).resolve().parent != ROOT / "gammatune":
+    raise ImportError(f"the docs of {ROOT} would describe {gammatune.__file__}")
 
 PAGES = {
     "reference/experiment-file.md": "experiment_file_page",
