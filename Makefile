@@ -31,7 +31,7 @@ test: lint typecheck docs
 # The docs site, offline and --strict: a broken link, a missing page or snippet, or a reference
 # page that cannot be generated from the code fails it. Output in site/.
 docs: venv
-	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict  # not --quiet: it hides the warnings --strict counts
 
 bench: venv
 	$(PY) bench/kernel.py
