@@ -38,7 +38,12 @@ from gammatune.errors import ConfigError, redact
 class Config(_Strict):
     """One experiment: data, model, training, the stages, and where the study lives."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        max_length=100,
+        description="Names the studies (<name>.baseline, ...) and the run folder "
+        "<output_dir>/<name>.",
+    )
     seed: int = Field(0, ge=0, lt=2**32, description="Seed of training (and of the split).")
     data: DataConfig
     split: SplitConfig = SplitConfig()
@@ -48,21 +53,31 @@ class Config(_Strict):
         None, description="The domain, a hint for `gammatune suggest`'s starting ranges."
     )
     objective: Annotated[Objective | list[Objective], PlainValidator(_objectives)] = Field(
-        "f1", description="Validation metric to maximize; a list: a multi-objective study."
+        "f1",
+        description="Validation metric to maximize (f1: the minority class's F1 for binary, "
+        "macro F1 for multiclass); a list, e.g. [precision, recall]: a multi-objective study.",
     )
     constraints: dict[Objective, Annotated[float, Field(ge=0, le=1)]] = Field(
         {}, description="Validation minimums, e.g. {recall: 0.8}: the verdict's operating point."
     )
     threshold: float | Literal["tuned"] = Field(
-        0.5, description="Decision threshold for binary metrics, or 'tuned' on validation."
+        0.5,
+        description="Decision threshold for binary metrics, or 'tuned': the F1-best threshold "
+        "on validation, also applied to test.",
     )
     baseline: BaselineConfig = BaselineConfig()
     search: SearchConfig = SearchConfig()
     refine: RefineConfig = RefineConfig()
     confirm: ConfirmConfig = ConfirmConfig()
-    storage: str | None = Field(None, description="Optuna storage URL; default SQLite in runs/.")
+    storage: str | None = Field(
+        None,
+        description="Optuna storage URL (sqlite:///..., postgresql://...) or a journal file "
+        "(journal://study.log); default SQLite <output_dir>/<name>/study.db.",
+    )
     output_dir: Path = Field(
-        Path("runs"), description="Where run folders go; relative to the experiment file."
+        Path("runs"),
+        description="Where run folders go: runs in the current folder by default; a relative "
+        "path written in the file is relative to the experiment file.",
     )
 
     _resolve = field_validator("output_dir")(_resolve_path)

@@ -65,7 +65,7 @@ class _Source(_Strict):
         None, gt=0, lt=0.5, description="Subsample the minority class to this share of the data."
     )
     image_shape: tuple[int, int, int] | None = Field(
-        None, description="Reshape flat features to (channels, height, width) for the cnn model."
+        None, description="Reshape flat features to [C, H, W] for the cnn (digits: automatic)."
     )
 
 
@@ -79,12 +79,16 @@ class SyntheticData(_Strict):
     """scikit-learn's ``make_classification``: a generated imbalanced table."""
 
     source: Literal["synthetic"]
-    n_samples: int = Field(20000, ge=100)
-    n_features: int = Field(20, ge=2)
-    n_informative: int | None = Field(None, ge=1)
-    n_classes: int = Field(2, ge=2)
-    minority_fraction: float = Field(0.03, gt=0, lt=0.5)
-    flip_y: float = Field(0.01, ge=0, lt=0.5)
+    n_samples: int = Field(20000, ge=100, description="Rows generated.")
+    n_features: int = Field(20, ge=2, description="Feature columns generated.")
+    n_informative: int | None = Field(
+        None, ge=1, description="Informative features; default half of n_features."
+    )
+    n_classes: int = Field(2, ge=2, description="Classes; the last is the minority.")
+    minority_fraction: float = Field(
+        0.03, gt=0, lt=0.5, description="The minority class's share of the rows."
+    )
+    flip_y: float = Field(0.01, ge=0, lt=0.5, description="Share of labels flipped at random.")
     positive_label: None = None
     image_shape: None = None
 
@@ -101,9 +105,11 @@ class TableData(_Source):
     """A CSV or Parquet file: a label column and feature columns."""
 
     source: Literal["csv", "parquet"]
-    path: Path
-    target: str = Field(min_length=1)
-    features: list[str] | None = None
+    path: Path = Field(description="The file (parquet needs pyarrow).")
+    target: str = Field(min_length=1, description="The label column.")
+    features: list[str] | None = Field(
+        None, description="The feature columns; default every other column."
+    )
     text: str | None = Field(
         None, min_length=1, description="A text column, turned into TF-IDF features."
     )
@@ -147,9 +153,9 @@ class NpzData(_Source):
     """A NumPy ``.npz`` with features ``(N, F)`` or images ``(N, C, H, W)`` and labels."""
 
     source: Literal["npz"]
-    path: Path
-    x_key: str = "X"
-    y_key: str = "y"
+    path: Path = Field(description="The .npz file.")
+    x_key: str = Field("X", description="The features' array: (N, F), or (N, C, H, W) images.")
+    y_key: str = Field("y", description="The labels' array: (N,).")
 
     _resolve = field_validator("path")(_resolve_path)
 
@@ -158,14 +164,20 @@ class SklearnData(_Source):
     """A dataset bundled with scikit-learn (no download)."""
 
     source: Literal["sklearn"]
-    name: Literal["breast_cancer", "digits", "wine", "iris"]
+    name: Literal["breast_cancer", "digits", "wine", "iris"] = Field(
+        description="The dataset (digits: 8x8 images, reshaped for the cnn automatically)."
+    )
 
 
 class PythonData(_Source):
     """Your own loader: ``'package.module:function'`` returning ``(features, labels)``."""
 
     source: Literal["python"]
-    ref: str = Field(pattern=_PLUGIN_REF.pattern, description="'package.module:function'")
+    ref: str = Field(
+        pattern=_PLUGIN_REF.pattern,
+        description="'package.module:function' returning (features, labels): a file in the "
+        "current folder (package/module.py), else an installed module.",
+    )
 
 
 DataConfig = Annotated[
