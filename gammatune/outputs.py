@@ -165,6 +165,7 @@ def experiment_inputs(config: Config, config_path: str | Path | None = None) -> 
     inputs[run / "weights"] = "the kept confirm weights"
     inputs[run / "scores"] = "the trials' score files"
     inputs[run / "config.resolved.yaml"] = "the experiment as run"
+    inputs[run / "summary.json"] = "the summary every report writes"
     return inputs
 
 
