@@ -352,7 +352,9 @@ def _stack_sizes(monkeypatch: pytest.MonkeyPatch, engine: type) -> list[int]:
     sizes: list[int] = []
     step = engine.step
 
-    def counting(self, inputs, targets, loss_fn):  # type: ignore[no-untyped-def]
+    def counting(
+        self: object, inputs: torch.Tensor, targets: torch.Tensor, loss_fn
+    ) -> torch.Tensor:
         sizes.append(inputs.shape[0])
         return step(self, inputs, targets, loss_fn)
 
