@@ -90,11 +90,14 @@ def reporter(
     if len(config.objectives) > 1 or not (tpe or config.train.report_epochs == "all"):
         return live
     prunes = tpe and config.refine.pruner != "none"
+    warmup = config.train.min_epochs  # the pruners answer no before it (see `pruner`)
 
     def report(event: EpochEvent) -> bool:
         if live is not None:
             live(event)
         trial.report(event.score, event.epoch)
-        return prunes and trial.should_prune()
+        # Optuna's pruners read every finished trial from the storage before they look at the
+        # warm-up, ~24 ms a call on SQLite: ask only where the answer can be yes.
+        return prunes and event.epoch >= warmup and trial.should_prune()
 
     return report
