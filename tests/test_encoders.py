@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -57,11 +58,18 @@ class _NoEncoding:
         raise AssertionError("encoded again: the cache was not used")
 
 
-def test_a_run_encodes_once_and_predict_encodes_alike(tmp_path: Path) -> None:
-    path = _tickets(tmp_path, text_encoder="minilm")
-    runner = CliRunner()
-    result = runner.invoke(app, ["run", "-c", str(path)])
+@pytest.fixture(scope="module")
+def minilm_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A whole `gammatune run` with text_encoder: minilm (shared: a run is the slow part)."""
+    path = _tickets(tmp_path_factory.mktemp("run"), text_encoder="minilm")
+    result = CliRunner().invoke(app, ["run", "-c", str(path)])
     assert result.exit_code == 0, result.output
+    return path
+
+
+def test_a_run_encodes_once_and_predict_encodes_alike(minilm_run: Path, tmp_path: Path) -> None:
+    path = minilm_run
+    runner = CliRunner()
     assert len(_cached(path)) == 1  # every stage and the export read the one cache file
     card = json.loads((load_config(path).run_dir / "model" / "model.json").read_text())
     record = card["preprocessing"]["encoder"]
@@ -70,7 +78,7 @@ def test_a_run_encodes_once_and_predict_encodes_alike(tmp_path: Path) -> None:
     assert record["max_tokens"] == 256 and len(record["key"]) == 64
     assert Path(record["path"]).is_dir()
     assert card["n_features"] == 2 + MINILM_DIM
-    new = pd.read_csv(tmp_path / "t.csv").drop(columns="label").head(40)
+    new = pd.read_csv(path.parent / "t.csv").drop(columns="label").head(40)
     new.to_csv(tmp_path / "new.csv", index=False)
     out = tmp_path / "scores.csv"
     model = load_config(path).run_dir / "model"
@@ -201,15 +209,13 @@ def test_an_empty_text_column(tmp_path: Path, values: list[str | None]) -> None:
     _run_fails(path, 3, "data.text: column 'message' is empty: all 400 values are missing")
 
 
-def test_a_model_folder_whose_encoder_is_gone(tmp_path: Path) -> None:
-    path = _tickets(tmp_path, text_encoder="minilm")
-    result = CliRunner().invoke(app, ["run", "-c", str(path)])
-    assert result.exit_code == 0, result.output
-    model = load_config(path).run_dir / "model"
+def test_a_model_folder_whose_encoder_is_gone(minilm_run: Path, tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(load_config(minilm_run).run_dir / "model", model)
     card = json.loads((model / "model.json").read_text())
     card["preprocessing"]["encoder"].update(name="/gone/encoder", path="/gone/encoder")
     (model / "model.json").write_text(json.dumps(card))
-    pd.read_csv(tmp_path / "t.csv").drop(columns="label").head(5).to_csv(
+    pd.read_csv(minilm_run.parent / "t.csv").drop(columns="label").head(5).to_csv(
         tmp_path / "new.csv", index=False
     )
     args = ["predict", "--model", str(model), "--data", str(tmp_path / "new.csv")]
