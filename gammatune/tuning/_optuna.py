@@ -169,6 +169,18 @@ def claim_lock(storage: optuna.storages.BaseStorage, key: str) -> Iterator[None]
 
 
 COORDINATOR = "GAMMATUNE_COORDINATOR"  # a worker's environment: its coordinator's pid
+_SIGTERM_SEEN = threading.Event()
+
+
+def raise_if_terminated() -> None:
+    """Raise the KeyboardInterrupt of a SIGTERM that Python lost.
+
+    The handler's exception is swallowed ("Exception ignored in ...") when the signal lands
+    while a garbage-collection callback runs (SQLAlchemy's, seen under load); the runner calls
+    this between training and storing, so such a stop still fails the trials in flight.
+    """
+    if _SIGTERM_SEEN.is_set():
+        raise KeyboardInterrupt
 
 
 @contextmanager
@@ -185,8 +197,10 @@ def sigterm_interrupts() -> Iterator[None]:
         return
 
     def interrupt(signum: int, frame: Any) -> None:
+        _SIGTERM_SEEN.set()
         raise KeyboardInterrupt
 
+    _SIGTERM_SEEN.clear()
     previous = signal.signal(signal.SIGTERM, interrupt)
     stop = threading.Event()
     if COORDINATOR in os.environ:

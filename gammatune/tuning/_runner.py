@@ -35,6 +35,7 @@ from gammatune.tuning._optuna import (
     fail_trials,
     heartbeats,
     pop_waiting_trial,
+    raise_if_terminated,
     running_elsewhere,
     sigterm_interrupts,
     suggest,
@@ -334,6 +335,7 @@ def _run_slots(
     live: Live | None,
 ) -> list[TrialEvent]:
     try:
+        raise_if_terminated()
         twins = _completed_twins(slots)
         new = [s for s, twin in zip(slots, twins, strict=True) if not twin]
         with heartbeats(storage, [slot.trial for slot in slots]):
@@ -342,6 +344,7 @@ def _run_slots(
                 for s in new
             ]
             fresh = iter(objective([s.setting for s in new], hears))
+            raise_if_terminated()
     except BaseException:
         # KeyboardInterrupt, SIGTERM or a bug: these points are retried on the next run.
         fail_trials([(slot.study, slot.trial) for slot in slots])
