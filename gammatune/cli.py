@@ -116,9 +116,8 @@ def main(
     from rich.logging import RichHandler
 
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
-    logging.basicConfig(
-        level=level, handlers=[RichHandler(console=err, show_path=False)], force=True
-    )
+    handler = RichHandler(console=err, show_path=False)  # it shows the level itself
+    logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
 
 
 @contextmanager
