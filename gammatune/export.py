@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 FitOn = Literal["train", "train+val"]
 FORMAT = "gammatune-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the preprocessing as steps (categorical, missing values, an id)
 WEIGHTS, CARD = "weights.pt", "model.json"
 
 
@@ -229,12 +229,14 @@ def save_model(
     spec = model or ModelConfig(
         kind="mlp", hidden=list(classifier.hidden), dropout=classifier.dropout
     )
-    columns = tuple(f"x{i}" for i in range(classifier.n_features_in_))
+    names = getattr(classifier, "feature_names_in_", None)
+    columns = [f"x{i}" for i in range(classifier.n_features_in_)] if names is None else names
     mean, std = (tuple(map(float, v)) for v in (classifier.mean_, classifier.std_))
-    preprocessing = preprocessing or Preprocessing(columns, mean, std)
+    preprocessing = preprocessing or Preprocessing.numeric(map(str, columns), mean, std)
     params = {k: _json_param(v) for k, v in classifier.get_params().items()}
     if not isinstance(params["random_state"], int | None):
         params["random_state"] = None
+    params["pos_label"] = _json_label(params["pos_label"])
     state = {k: v.detach().cpu().contiguous() for k, v in classifier.model_.state_dict().items()}
     torch.save(state, path / WEIGHTS)
     card = {
@@ -245,6 +247,7 @@ def save_model(
         "n_outputs": 1 if len(classifier.classes_) == 2 else len(classifier.classes_),
         "image_shape": None if image_shape is None else list(image_shape),
         "classes": [_json_label(c) for c in classifier.classes_],
+        "pos_label": _json_label(classifier.pos_label_),
         "threshold": classifier.threshold_,
         "gamma": params["gamma"],
         "alpha": params["alpha"],
@@ -259,8 +262,10 @@ def save_model(
 def load_model(path: str | Path) -> FocalClassifier:
     """Load a model folder as a fitted ``FocalClassifier``; ``preprocessing_`` holds its inputs.
 
-    Its ``predict_proba`` takes the raw features ``(N, F)`` (standardized inside); to score a
-    table by column names, use :func:`score_frame`.
+    Its ``predict_proba`` takes a pandas DataFrame with the model's input columns, taken by
+    name in any order (a missing one is an error naming it; the target, id and excluded columns
+    may be there), or the encoded features ``(N, F)`` (standardized inside). To score a table
+    with its id and labels, use :func:`score_frame`.
 
     Raises:
         DataError: The folder holds no gammatune model, or one of a newer format.
@@ -299,26 +304,39 @@ def load_model(path: str | Path) -> FocalClassifier:
         threshold=card["threshold"],
     )
     classifier.preprocessing_ = preprocessing
+    if "pos_label" in card:
+        classifier.pos_label_ = card["pos_label"]
     return classifier
 
 
 def score_frame(classifier: FocalClassifier, frame: pd.DataFrame, *, where: str) -> pd.DataFrame:
-    """Score a table's rows: ``score`` (binary: the positive class's probability) or
-    ``score_<class>`` per class, and ``label``; one row per input row, in order.
+    """Score a table's rows: the id column (when the model has one), ``score`` (binary: the
+    positive class's probability) or ``score_<class>`` per class, and ``label`` (the user's
+    label names); one row per input row, in order.
+
+    Missing values are filled as in training; a categorical value never seen in training
+    counts as its column's ``other`` value.
 
     Raises:
-        DataError: A column is missing or extra, or not numeric (the message names them).
+        DataError: A column is missing or extra, or not numeric (the message names them), or
+            the id column is missing.
     """
     import pandas as pd
 
-    features = frame_features(frame, classifier.preprocessing_, where=where)
+    preprocessing: Preprocessing = classifier.preprocessing_
+    features = frame_features(frame, preprocessing, where=where)
     probs = classifier.predict_proba(features)
     labels = classifier.predict(features)
     if probs.shape[1] == 2:
-        columns = {"score": probs[:, 1]}
+        columns = {"score": probs[:, list(classifier.classes_).index(classifier.pos_label_)]}
     else:
         columns = {f"score_{name}": probs[:, c] for c, name in enumerate(classifier.classes_)}
-    return pd.DataFrame({**columns, "label": labels})
+    scored = pd.DataFrame({**columns, "label": labels})
+    if preprocessing.id is not None:
+        if preprocessing.id not in frame.columns:
+            raise DataError(f"{where}: no id column {preprocessing.id!r} (the model's data.id).")
+        scored.insert(0, preprocessing.id, frame[preprocessing.id].to_numpy())
+    return scored
 
 
 def predict_csv(model: str | Path, data: str | Path, out: str | Path) -> int:
@@ -376,7 +394,7 @@ def _estimator(config: Config, setting: Setting, splits: Splits, seed: int) -> F
         hidden=tuple(config.model.hidden),
         dropout=config.model.dropout,
         epochs=train.epochs,
-        batch_size=train.batch_size,
+        batch_size=train.batch_rows(len(splits.x_train)),
         lr=train.lr if setting.lr is None else setting.lr,
         weight_decay=train.weight_decay,
         patience=train.patience,
@@ -384,6 +402,7 @@ def _estimator(config: Config, setting: Setting, splits: Splits, seed: int) -> F
         validation_fraction=config.split.val,
         random_state=seed,
         device="cpu",
+        pos_label=splits.class_names[-1] if splits.n_classes == 2 else None,
     )
 
 

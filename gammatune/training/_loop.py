@@ -130,11 +130,12 @@ def fit(
     scaler = torch.amp.GradScaler(device.type) if autocast == torch.float16 else None
     generator = torch.Generator().manual_seed(seed)
     tracker = EpochTracker(config, keep)
+    batch_rows = config.batch_rows(len(x_train))
     best_state = copy.deepcopy(model.state_dict())
     for epoch in range(1, config.epochs + 1):
         order = torch.randperm(len(x_train), generator=generator).to(device)
         train_loss = _train_epoch(
-            model, x_train, y_train, order, loss_fn, optimizer, config.batch_size, autocast, scaler
+            model, x_train, y_train, order, loss_fn, optimizer, batch_rows, autocast, scaler
         )
         if tracker.train_loss_is_finite(epoch, train_loss):
             val_loss, monitor = _validate(model, x_val, y_val, loss_fn, config.monitor)

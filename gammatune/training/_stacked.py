@@ -143,12 +143,13 @@ def fit_stacked(
     loss_fn = _stacked_loss(members, n_classes, minority, device, dtype)
     x_work = x_train.to(stacked.input_dtype)  # cast once, gathered every batch
     trackers = [EpochTracker(config, keep) for _ in members]
+    batch_rows = config.batch_rows(len(x_train))
     best = [stacked.member_state(k) for k in range(len(members))]
     for epoch in range(1, config.epochs + 1):
         order = torch.stack([torch.randperm(len(x_train), generator=g) for g in generators]).to(
             device
         )
-        train_losses = _train_epoch(stacked, x_work, y_train, order, loss_fn, config.batch_size)
+        train_losses = _train_epoch(stacked, x_work, y_train, order, loss_fn, batch_rows)
         val_losses, monitors = _validate(stacked, x_val, y_val, loss_fn, config.monitor)
         for k, tracker in enumerate(trackers):
             if tracker.stopped or not tracker.train_loss_is_finite(epoch, train_losses[k]):
