@@ -149,16 +149,24 @@ def _load(config_path: Path, storage: str | None = None) -> Config:
 
 @app.command()
 def check(ctx: typer.Context, config: ConfigPath) -> None:
-    """Validate an experiment file and print it with every default filled in."""
+    """Validate an experiment file, load its data, and print both: the file with every default
+    filled in, then (as YAML comments) the classes, columns and batch size; writes nothing."""
     import yaml
 
     with _user_errors(ctx):
+        from gammatune.overview import describe_data
+
         resolved = _load(config)
+        overview = describe_data(resolved)
         dumped = resolved.model_dump(mode="json")
         if dumped.get("storage"):
             dumped["storage"] = redact(dumped["storage"])  # never a password on the screen
         out.print(yaml.safe_dump(dumped, sort_keys=False), markup=False)
-        _say(f"{config}: valid; storage {redact(resolved.storage_url)}")
+        lines = "\n".join(f"# {line}" for line in overview.lines)
+        out.print(lines, markup=False, highlight=False, soft_wrap=True)
+        for warning in overview.warnings:
+            _say(f"warning: {warning}")
+        _say(f"{config}: valid; data loaded; storage {redact(resolved.storage_url)}")
 
 
 def _stage_command(stages: list[Stage], summary: str) -> Callable[..., None]:

@@ -215,18 +215,14 @@ def _check_column(series: pd.Series, source: TableData | PythonData, *, categori
     if not categorical:
         return
     distinct, n_values = int(series.nunique(dropna=True)), int(series.notna().sum())
-    if distinct > source.max_categories and distinct > UNIQUE_SHARE * n_values:
+    mostly_unique = distinct > source.max_categories and distinct > UNIQUE_SHARE * n_values
+    if mostly_unique or distinct > source.max_distinct:
         raise DataError(
             f"data: categorical column {name!r} has {distinct} distinct values in {n_values} "
-            "rows: an id or free text, not a category? Name it in data.id, data.text or "
-            "data.exclude."
-        )
-    if distinct > source.max_distinct:
-        raise DataError(
-            f"data: categorical column {name!r} has {distinct} distinct values, more than "
-            f"data.max_distinct ({source.max_distinct}): an id or free text, not a category? "
-            "Name it in data.exclude or data.id, or raise data.max_distinct (only the "
-            f"data.max_categories = {source.max_categories} most frequent get a column each)."
+            f"rows (the cap: data.max_distinct = {source.max_distinct}, and at most half the "
+            "rows): an id or free text, not a category? Name it in data.id, data.text or "
+            f"data.exclude (a category keeps its {source.max_categories} most frequent values, "
+            "data.max_categories; the rest share 'other')."
         )
 
 

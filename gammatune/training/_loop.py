@@ -163,14 +163,15 @@ def make_optimizer(
 class EpochTracker:
     """One model's curves and early stopping: which epoch is best, when to stop, and why.
 
-    The monitor is compared as higher-is-better (``val_loss`` is negated); training stops
-    once ``patience`` epochs pass without improvement, never before ``min_epochs``.
+    The monitor is compared as higher-is-better (``val_loss`` is negated), a tie broken by
+    the lower validation loss; training stops once ``patience`` epochs pass without
+    improvement, never before ``min_epochs``.
     """
 
     def __init__(self, config: TrainConfig, keep: Keep = "best") -> None:
         self.config, self.keep = config, keep
         self.sign = 1.0 if config.monitor == "pr_auc" else -1.0
-        self.best_score, self.best_epoch = -math.inf, 0
+        self.best_score, self.best_epoch, self.best_loss = -math.inf, 0, math.inf
         self.curves: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_monitor": []}
         self.failure: str | None = None
         self.stop_reason = "max_epochs"
@@ -191,8 +192,12 @@ class EpochTracker:
         if self.keep == "last":
             self.best_epoch = epoch
             return True
-        if self.sign * monitor > self.best_score:
-            self.best_score, self.best_epoch = self.sign * monitor, epoch
+        score = self.sign * monitor
+        # A tie breaks on the validation loss: on a small validation split PR-AUC reaches 1.0
+        # in the first epoch, while the scores still sit at the class prior (no positive
+        # above 0.5); keeping that epoch kept an untrained network.
+        if score > self.best_score or (score == self.best_score and val_loss < self.best_loss):
+            self.best_score, self.best_epoch, self.best_loss = score, epoch, val_loss
             return True
         if epoch >= self.config.min_epochs and epoch - self.best_epoch >= self.config.patience:
             self.stop_reason, self.stopped = "early_stopping", True

@@ -54,8 +54,8 @@ def run_with_workers(
             stop.
     """
     with storage_errors(config.storage_url):
+        facts = fingerprint(config, load_data(config))  # before the storage: see run_workflow
         storage = open_storage(config)
-        facts = fingerprint(config, load_data(config))
         if (kept := check_studies(config, storage, facts, if_changed=if_changed)) and on_set_aside:
             on_set_aside(kept)
         for group in rounds(stages):

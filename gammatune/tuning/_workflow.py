@@ -89,13 +89,14 @@ def _run(
     if_changed: IfChanged = "refuse",
     on_set_aside: Callable[[str], None] | None = None,
 ) -> dict[Stage, optuna.Study]:
-    storage = open_storage(config)
-    trackers = tracking(config, tensorboard)  # an unusable one fails before any training
-    if stages and stages[0] in ("refine", "confirm"):
-        plan_stage(config, stages[0], storage)  # fail before loading data if search is missing
+    # The data first: a file that cannot be read leaves no run folder and no study behind.
     splits = splits or load_data(config)
     if on_data is not None:
         on_data(splits)
+    storage = open_storage(config)
+    trackers = tracking(config, tensorboard)  # an unusable one fails before any training
+    if stages and stages[0] in ("refine", "confirm"):
+        plan_stage(config, stages[0], storage)  # fail before training if search is missing
     facts = fingerprint(config, splits)
     if (kept := check_studies(config, storage, facts, if_changed=if_changed)) and on_set_aside:
         on_set_aside(kept)
