@@ -149,21 +149,13 @@ def _load(config_path: Path, storage: str | None = None) -> Config:
 
 @app.command()
 def check(ctx: typer.Context, config: ConfigPath) -> None:
-    """Validate an experiment file, load its data, and print both: the file with every default
-    filled in, then (as YAML comments) the classes, columns and batch size; writes nothing."""
-    import yaml
-
+    """Validate an experiment file, load its data and print both (the data as YAML comments)."""
     with _user_errors(ctx):
         from gammatune.overview import describe_data
 
         resolved = _load(config)
         overview = describe_data(resolved)
-        dumped = resolved.model_dump(mode="json")
-        if dumped.get("storage"):
-            dumped["storage"] = redact(dumped["storage"])  # never a password on the screen
-        out.print(yaml.safe_dump(dumped, sort_keys=False), markup=False)
-        lines = "\n".join(f"# {line}" for line in overview.lines)
-        out.print(lines, markup=False, highlight=False, soft_wrap=True)
+        out.print(overview.text, markup=False, highlight=False, soft_wrap=True)
         for warning in overview.warnings:
             _say(f"warning: {warning}")
         _say(f"{config}: valid; data loaded; storage {redact(resolved.storage_url)}")
@@ -275,7 +267,7 @@ def predict(
 ) -> None:
     """Score a CSV with an exported model: the score(s) and the predicted label of each row."""
     with _user_errors(ctx):
-        from gammatune.export import predict_csv
+        from gammatune.scoring import predict_csv
 
         n_rows = predict_csv(model, data, out_csv)
         _say(f"wrote {n_rows} rows to {out_csv}")

@@ -23,7 +23,7 @@ from gammatune.data import Splits, load_data, refold
 from gammatune.device import autocast_dtype, resolve_device
 from gammatune.errors import DataError, StudyError
 from gammatune.estimator import FocalClassifier, fitted_classifier
-from gammatune.features import Preprocessing, frame_features
+from gammatune.features import Preprocessing
 from gammatune.fingerprint import check_studies, fingerprint
 from gammatune.loss import GammaSchedule
 from gammatune.metrics import best_f1_threshold
@@ -265,7 +265,7 @@ def load_model(path: str | Path) -> FocalClassifier:
     Its ``predict_proba`` takes a pandas DataFrame with the model's input columns, taken by
     name in any order (a missing one is an error naming it; the target, id and excluded columns
     may be there), or the encoded features ``(N, F)`` (standardized inside). To score a table
-    with its id and labels, use :func:`score_frame`.
+    with its id and labels, use :func:`gammatune.scoring.score_frame`.
 
     Raises:
         DataError: The folder holds no gammatune model, or one of a newer format.
@@ -307,58 +307,6 @@ def load_model(path: str | Path) -> FocalClassifier:
     if "pos_label" in card:
         classifier.pos_label_ = card["pos_label"]
     return classifier
-
-
-def score_frame(classifier: FocalClassifier, frame: pd.DataFrame, *, where: str) -> pd.DataFrame:
-    """Score a table's rows: the id column (when the model has one), ``score`` (binary: the
-    positive class's probability) or ``score_<class>`` per class, and ``label`` (the user's
-    label names); one row per input row, in order.
-
-    Missing values are filled as in training; a categorical value never seen in training
-    counts as its column's ``other`` value.
-
-    Raises:
-        DataError: A column is missing or extra, or not numeric (the message names them), or
-            the id column is missing.
-    """
-    import pandas as pd
-
-    preprocessing: Preprocessing = classifier.preprocessing_
-    features = frame_features(frame, preprocessing, where=where)
-    probs = classifier.predict_proba(features)
-    labels = classifier.predict(features)
-    if probs.shape[1] == 2:
-        columns = {"score": probs[:, list(classifier.classes_).index(classifier.pos_label_)]}
-    else:
-        columns = {f"score_{name}": probs[:, c] for c, name in enumerate(classifier.classes_)}
-    scored = pd.DataFrame({**columns, "label": labels})
-    if preprocessing.id is not None:
-        if preprocessing.id not in frame.columns:
-            raise DataError(f"{where}: no id column {preprocessing.id!r} (the model's data.id).")
-        scored.insert(0, preprocessing.id, frame[preprocessing.id].to_numpy())
-    return scored
-
-
-def predict_csv(model: str | Path, data: str | Path, out: str | Path) -> int:
-    """Score the CSV ``data`` with the model folder ``model`` into the CSV ``out``; return its
-    number of rows.
-
-    Raises:
-        DataError: The model or the CSV cannot be read, or the CSV's columns are not the
-            model's inputs.
-    """
-    import pandas as pd
-
-    data = Path(data)
-    classifier = load_model(model)
-    try:
-        frame = pd.read_csv(data)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"--data: cannot read {data}: {exc}") from None
-    scored = score_frame(classifier, frame, where=data.name)
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    scored.to_csv(out, index=False)
-    return len(scored)
 
 
 def _confirm_trials(frame: pd.DataFrame, setting: Setting) -> pd.DataFrame:

@@ -6,10 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import yaml
 
 from gammatune.columns import CategoricalStep, NumericStep
 from gammatune.config import Config
 from gammatune.data import Splits, load_data
+from gammatune.errors import redact
 from gammatune.features import Preprocessing, TextVocabulary
 
 MIN_STEPS = 300  # fewer optimizer steps in a trial's epochs: a network may not learn at all
@@ -18,10 +20,20 @@ MIN_MINORITY = 20  # fewer samples of the rarest class: confirm can hardly measu
 
 @dataclass(frozen=True, slots=True)
 class DataOverview:
-    """The loaded data, as ``check`` prints it: ``lines`` of facts, then ``warnings``."""
+    """The experiment and its loaded data, as ``check`` prints them.
 
+    ``resolved`` is the experiment as YAML, every default filled in and a storage password
+    hidden; ``lines`` are facts about the data; ``warnings`` what may go wrong.
+    """
+
+    resolved: str
     lines: tuple[str, ...]
     warnings: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        """The experiment, then the facts as YAML comments: the whole stays valid YAML."""
+        return self.resolved + "\n" + "\n".join(f"# {line}" for line in self.lines)
 
 
 def describe_data(config: Config, splits: Splits | None = None) -> DataOverview:
@@ -42,7 +54,11 @@ def describe_data(config: Config, splits: Splits | None = None) -> DataOverview:
             f"{config.train.epochs}, train.batch_size {config.train.batch_size}): a network may "
             f"not learn in under {MIN_STEPS}; use batch_size auto, or more epochs."
         )
-    return DataOverview(tuple(lines), tuple(warnings))
+    dumped = config.model_dump(mode="json")
+    if dumped.get("storage"):
+        dumped["storage"] = redact(dumped["storage"])  # never a password on the screen
+    resolved = yaml.safe_dump(dumped, sort_keys=False)
+    return DataOverview(resolved, tuple(lines), tuple(warnings))
 
 
 def _class_lines(splits: Splits, counts: dict[str, list[int]]) -> list[str]:

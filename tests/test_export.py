@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from gammatune import FocalClassifier, load_config, load_data, load_model, save_model
 from gammatune.cli import app
-from gammatune.export import score_frame
 from gammatune.report import setting_mask, study_summary
+from gammatune.scoring import score_frame
 from gammatune.storage import load_scores_file
 from tests.conftest import write_config
 

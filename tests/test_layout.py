@@ -15,8 +15,9 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "gammatune"
 ORDER = [
-    "config", "features", "data", "models", "training", "estimator", "record", "storage",
-    "weights", "fingerprint", "tuning", "report", "export", "suggest", "progress", "cli",
+    "config", "columns", "features", "tables", "data", "models", "training", "estimator",
+    "record", "storage", "weights", "fingerprint", "tuning", "report", "export", "scoring",
+    "suggest", "overview", "progress", "cli",
 ]  # fmt: skip
 LEAVES = {"errors", "device", "metrics", "bootstrap", "plugins", "loss"}
 SUBPACKAGES = {"config", "loss", "training", "tuning", "report"}

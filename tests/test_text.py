@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from gammatune import load_config, load_data, load_model
 from gammatune.cli import app
 from gammatune.errors import DataError
-from gammatune.export import score_frame
+from gammatune.scoring import score_frame
 from tests.conftest import write_config
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
