@@ -1,4 +1,4 @@
-"""The README's key table is checked against the schema, so the two cannot drift apart."""
+"""The key tables (README, docs/) are checked against the schema, so they cannot drift apart."""
 
 from __future__ import annotations
 
@@ -36,11 +36,14 @@ def _schema_keys(model: type[BaseModel], prefix: str = "") -> set[str]:
 
 
 def _documented_keys() -> set[str]:
-    """Keys in the first cell of the key table: `a.b`, then bare `c` continue the prefix a."""
-    text = README.read_text(encoding="utf-8")
-    table = text.split("| key | meaning (default) |", 1)[1].split("\n\n", 1)[0]
+    """Keys in the first cell of the key tables (the README's, and any under docs/ with the same
+    header): `a.b`, then bare `c` continue the prefix a."""
+    header = "| key | meaning (default) |"
+    pages = [README, *sorted((README.parent / "docs").rglob("*.md"))]
+    texts = [page.read_text(encoding="utf-8") for page in pages]
+    tables = [part.split("\n\n", 1)[0] for text in texts for part in text.split(header)[1:]]
     keys = set()
-    for line in table.splitlines()[2:]:
+    for line in (line for table in tables for line in table.splitlines()[2:]):
         prefix = ""
         for name in re.findall(r"`([^`]+)`", line.split("|")[1]):
             if "." in name:
