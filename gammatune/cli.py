@@ -269,8 +269,7 @@ def predict(
     with _user_errors(ctx):
         from gammatune.scoring import predict_csv
 
-        n_rows = predict_csv(model, data, out_csv)
-        _say(f"wrote {n_rows} rows to {out_csv}")
+        _say(predict_csv(model, data, out_csv).text)
 
 
 @app.command()

@@ -3,9 +3,11 @@ DataFrame or a CSV (``gammatune predict``)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gammatune.columns import CategoricalStep
 from gammatune.errors import DataError
 from gammatune.estimator import FocalClassifier
 from gammatune.export import load_model
@@ -30,6 +32,8 @@ def score_frame(classifier: FocalClassifier, frame: pd.DataFrame, *, where: str)
     import pandas as pd
 
     preprocessing: Preprocessing = classifier.preprocessing_
+    if preprocessing.id is not None and preprocessing.id not in frame.columns:
+        raise DataError(f"{where}: no id column {preprocessing.id!r} (the model's data.id).")
     features = frame_features(frame, preprocessing, where=where)
     probs = classifier.predict_proba(features)
     labels = classifier.predict(features)
@@ -39,15 +43,32 @@ def score_frame(classifier: FocalClassifier, frame: pd.DataFrame, *, where: str)
         columns = {f"score_{name}": probs[:, c] for c, name in enumerate(classifier.classes_)}
     scored = pd.DataFrame({**columns, "label": labels})
     if preprocessing.id is not None:
-        if preprocessing.id not in frame.columns:
-            raise DataError(f"{where}: no id column {preprocessing.id!r} (the model's data.id).")
         scored.insert(0, preprocessing.id, frame[preprocessing.id].to_numpy())
     return scored
 
 
-def predict_csv(model: str | Path, data: str | Path, out: str | Path) -> int:
-    """Score the CSV ``data`` with the model folder ``model`` into the CSV ``out``; return its
-    number of rows.
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """What ``predict_csv`` wrote: its rows, where, and notes for the person (unseen values)."""
+
+    n_rows: int
+    out: Path
+    warnings: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        """The warnings, then ``wrote N rows to OUT``, one per line."""
+        return "".join(f"warning: {w}\n" for w in self.warnings) + (
+            f"wrote {self.n_rows} rows to {self.out}"
+        )
+
+
+def predict_csv(model: str | Path, data: str | Path, out: str | Path) -> Scored:
+    """Score the CSV ``data`` with the model folder ``model`` into the CSV ``out``.
+
+    Returns:
+        The number of rows written, and a warning per categorical column holding values never
+        seen in training (scored as its ``other`` value).
 
     Raises:
         DataError: The model or the CSV cannot be read, or the CSV's columns are not the
@@ -64,4 +85,17 @@ def predict_csv(model: str | Path, data: str | Path, out: str | Path) -> int:
     scored = score_frame(classifier, frame, where=data.name)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     scored.to_csv(out, index=False)
-    return len(scored)
+    unseen = unseen_values(classifier.preprocessing_, frame, where=data.name)
+    return Scored(len(scored), Path(out), unseen)
+
+
+def unseen_values(
+    preprocessing: Preprocessing, frame: pd.DataFrame, *, where: str
+) -> tuple[str, ...]:
+    """One line per categorical column of ``frame`` holding values never seen in training."""
+    return tuple(
+        f"{where}: column {step.column!r}: {n} row(s) hold a value never seen in training; "
+        "scored as its 'other' value."
+        for step in preprocessing.steps
+        if isinstance(step, CategoricalStep) and (n := step.unseen(frame))
+    )

@@ -210,6 +210,7 @@ def test_run_then_predict_on_the_raw_csv_keeps_ids_and_labels(tmp_path: Path) ->
     args = ["--model", str(model_dir), "--data", str(tmp_path / "new.csv")]
     result = runner.invoke(app, ["predict", *args, "--out", str(tmp_path / "s.csv")])
     assert result.exit_code == 0, result.output
+    assert "column 'city': 1 row(s) hold a value never seen in training" in result.stderr
     scores = pd.read_csv(tmp_path / "s.csv")
     assert list(scores.columns) == ["row_id", "score", "label"]
     assert scores["row_id"].tolist() == new["row_id"].tolist()
