@@ -50,11 +50,13 @@ class Step(Protocol):
 @dataclass(frozen=True, slots=True)
 class NumericStep:
     """Numeric columns as they are; missing -> the training ``medians``, and a 0/1 indicator
-    column for each column of ``flagged`` (those with missing values in training)."""
+    column for each column of ``flagged`` (those with missing values in training). ``medians``
+    None (an array source, or a model saved before missing values were handled): a missing
+    value is an error."""
 
     kind: ClassVar[str] = "numeric"
     columns: tuple[str, ...]
-    medians: tuple[float, ...]
+    medians: tuple[float, ...] | None
     flagged: tuple[str, ...] = ()
 
     @property
@@ -81,7 +83,13 @@ class NumericStep:
             column = self.columns[int(np.flatnonzero(np.isinf(values).any(axis=0))[0])]
             raise DataError(f"{where}: column {column!r} holds an infinite value.")
         missing = np.isnan(values)
-        filled = np.where(missing, np.asarray(self.medians), values)
+        if self.medians is None and missing.any():
+            column = self.columns[int(np.flatnonzero(missing.any(axis=0))[0])]
+            raise DataError(
+                f"{where}: column {column!r} has missing values; this model was trained "
+                "without any, and has no value to fill them with."
+            )
+        filled = values if self.medians is None else np.where(missing, self.medians, values)
         flags = [missing[:, self.columns.index(c)] for c in self.flagged]
         return np.column_stack([filled, *flags]) if flags else filled
 
@@ -89,7 +97,7 @@ class NumericStep:
         return {
             "kind": self.kind,
             "columns": list(self.columns),
-            "medians": list(self.medians),
+            "medians": None if self.medians is None else list(self.medians),
             "flagged": list(self.flagged),
         }
 
@@ -97,7 +105,7 @@ class NumericStep:
     def from_json(cls, data: dict[str, Any]) -> NumericStep:
         return cls(
             tuple(data["columns"]),
-            tuple(float(v) for v in data["medians"]),
+            None if data["medians"] is None else tuple(float(v) for v in data["medians"]),
             tuple(data.get("flagged", ())),
         )
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gammatune.columns import NumericStep
+from gammatune.columns import NumericStep, Step
 from gammatune.config import (
     Config,
     NpzData,
@@ -168,7 +168,9 @@ class _Raw:
     table: Table | None = None  # named columns, encoded after the split
 
 
-def _features(raw: _Raw, keep: np.ndarray | None, train: np.ndarray) -> tuple[np.ndarray, tuple]:
+def _features(
+    raw: _Raw, keep: np.ndarray | None, train: np.ndarray
+) -> tuple[np.ndarray, tuple[Step, ...]]:
     """The raw features ``(N, F)`` float64 of the kept rows, and the steps that made them:
     a table's encodings fitted on the ``train`` rows only; an array's columns as they are."""
     if raw.table is None:
@@ -176,7 +178,7 @@ def _features(raw: _Raw, keep: np.ndarray | None, train: np.ndarray) -> tuple[np
         features = raw.features if keep is None else raw.features[keep]
         _check_finite(features)
         names = tuple(f"x{i}" for i in range(features.shape[1]))
-        return features, (NumericStep(names, (0.0,) * len(names)),)
+        return features, (NumericStep(names, None),)
     frame = raw.table.frame if keep is None else raw.table.frame.iloc[keep]
     frame = frame.reset_index(drop=True)
     steps = fit_steps(frame.iloc[train], raw.table.plan)

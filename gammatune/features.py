@@ -83,9 +83,10 @@ class Preprocessing:
     def numeric(
         cls, columns: Iterable[str], mean: Iterable[float], std: Iterable[float]
     ) -> Preprocessing:
-        """Numeric columns without missing values, standardized by ``mean`` and ``std``."""
+        """Numeric columns without missing values (one is an error when scoring),
+        standardized by ``mean`` and ``std``."""
         columns = tuple(columns)
-        return cls((NumericStep(columns, (0.0,) * len(columns)),), tuple(mean), tuple(std))
+        return cls((NumericStep(columns, None),), tuple(mean), tuple(std))
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -128,7 +129,7 @@ class Preprocessing:
         else:
             columns = tuple(data["columns"])
             text = data.get("text")
-            steps = (NumericStep(columns, (0.0,) * len(columns)),) + (
+            steps = (NumericStep(columns, None),) + (
                 () if text is None else (TextVocabulary.from_json(text),)
             )
         return cls(

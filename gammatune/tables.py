@@ -200,6 +200,11 @@ def _check_roles(source: TableData | PythonData, target: str | None, text: str |
             f"data.exclude: {both[0]!r} is also the target, the id, the text or listed in "
             "data.features; name each column once."
         )
+    clash = [c for c in source.categorical if c in (target, source.id, text, *source.exclude)]
+    if clash:
+        raise DataError(
+            f"data.categorical: {clash[0]!r} is the target, the id, the text or excluded."
+        )
     wrong = [c for c in source.categorical if features and c not in features]
     if wrong:
         raise DataError(f"data.categorical: {wrong[0]!r} is not among data.features.")

@@ -82,6 +82,15 @@ def test_encodings_are_fitted_on_the_training_rows_only() -> None:
     assert city.unseen(new) == 2
 
 
+def test_a_model_without_fitted_medians_refuses_missing_values() -> None:
+    from gammatune.features import Preprocessing, frame_features
+
+    preprocessing = Preprocessing.numeric(("a", "b"), (0.0, 0.0), (1.0, 1.0))  # an array source
+    frame = pd.DataFrame({"a": [1.0, 2.0], "b": [np.nan, 1.0]})
+    with pytest.raises(DataError, match="new.csv: column 'b' has missing values; this model"):
+        frame_features(frame, preprocessing, where="new.csv")
+
+
 def test_the_cap_keeps_the_most_frequent_values_and_numbers_read_alike() -> None:
     values = pd.Series(["x"] * 9 + ["y"] * 5 + ["z"] * 3 + ["w"], name="c")
     assert fit_categorical(values, max_categories=2).categories == ("x", "y")
@@ -110,6 +119,8 @@ def _bad(tmp_path: Path, case: str) -> Path:
         data = {"exclude": ["nope"]}
     elif case == "id-in-features":
         data = {"features": ["amount", "row_id"]}
+    elif case == "categorical-id":
+        data = {"categorical": ["row_id"]}
     elif case == "target-in-features":
         data = {"features": ["amount", "label"], "id": None, "exclude": []}
     path = _config(tmp_path, frame, **data)
@@ -135,6 +146,7 @@ def _bad(tmp_path: Path, case: str) -> Path:
         ("exclude", "data.exclude: no column 'nope' in mixed.csv (columns: row_id, amount,"),
         ("id-in-features", "data.id: 'row_id' is also listed in data.features"),
         ("target-in-features", "data.features: lists the target column 'label'"),
+        ("categorical-id", "data.categorical: 'row_id' is the target, the id, the text or"),
         ("twice", "data.path: the header of mixed.csv names 'label' twice (columns 6 and 7)"),
         ("no-rows", "data.path: mixed.csv has no rows"),
     ],
