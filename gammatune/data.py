@@ -233,7 +233,7 @@ def _npz(source: NpzData) -> _Raw:
         raise DataError(f"data.path: no such file: {source.path}.")
     with source.path.open("rb") as file:
         start = file.read(6)
-    if not start.startswith((b"PK", b"\x93NUMPY")):  # a zip of .npy files, or one .npy
+    if not start.startswith(b"PK"):  # an .npz is a zip of .npy files
         raise DataError(
             f"data.path: {source.path.name} is not a NumPy .npz file (it starts with "
             f"{start!r}); write one with numpy.savez, or use source: csv for a table."
