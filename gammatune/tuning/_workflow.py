@@ -91,10 +91,10 @@ def _run(
 ) -> dict[Stage, optuna.Study]:
     # The data first: a file that cannot be read leaves no run folder and no study behind.
     splits = splits or load_data(config)
-    if on_data is not None:
-        on_data(splits)
     storage = open_storage(config)
     trackers = tracking(config, tensorboard)  # an unusable one fails before any training
+    if on_data is not None:
+        on_data(splits)
     if stages and stages[0] in ("refine", "confirm"):
         plan_stage(config, stages[0], storage)  # fail before training if search is missing
     facts = fingerprint(config, splits)
