@@ -150,16 +150,16 @@ def _load(config_path: Path, storage: str | None = None, threads: int | None = N
 
 @app.command()
 def check(ctx: typer.Context, config: ConfigPath) -> None:
-    """Validate an experiment file and print it with every default filled in."""
-    import yaml
-
+    """Validate an experiment file, load its data and print both (the data as YAML comments)."""
     with _user_errors(ctx):
-        from gammatune.config import dump_without_secrets
+        from gammatune.overview import describe_data
 
         resolved = _load(config)
-        dumped = dump_without_secrets(resolved)  # never a password on the screen
-        out.print(yaml.safe_dump(dumped, sort_keys=False), markup=False)
-        _say(f"{config}: valid; storage {redact(resolved.storage_url)}")
+        overview = describe_data(resolved)
+        out.print(overview.text, markup=False, highlight=False, soft_wrap=True)
+        for warning in overview.warnings:
+            _say(f"warning: {warning}")
+        _say(f"{config}: valid; data loaded; storage {redact(resolved.storage_url)}")
 
 
 def _stage_command(stages: list[Stage], summary: str) -> Callable[..., None]:
@@ -270,10 +270,9 @@ def predict(
 ) -> None:
     """Score a CSV with an exported model: the score(s) and the predicted label of each row."""
     with _user_errors(ctx):
-        from gammatune.export import predict_csv
+        from gammatune.scoring import predict_csv
 
-        n_rows = predict_csv(model, data, out_csv)
-        _say(f"wrote {n_rows} rows to {out_csv}")
+        _say(predict_csv(model, data, out_csv).text)
 
 
 @app.command()

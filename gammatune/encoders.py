@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -47,6 +47,7 @@ class TextEncoder:
     texts are truncated).
     """
 
+    kind: ClassVar[str] = "encoder"  # a column step (see gammatune.columns)
     column: str
     name: str
     path: str
@@ -55,9 +56,22 @@ class TextEncoder:
     max_tokens: int
     key: str
 
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.column,)
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return tuple(f"{self.column}:e{i}" for i in range(self.dim))
+
+    def transform(self, frame: Any, *, where: str) -> np.ndarray:
+        """Encode the column's texts ``(N, dim)`` as at training (a missing text is empty)."""
+        texts = frame[self.column].astype(object).fillna("").astype(str).tolist()
+        return embed_texts(self, texts, where=where)
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe dict; :meth:`from_json` reads it back."""
-        return asdict(self)
+        return {"kind": self.kind, **asdict(self)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TextEncoder:

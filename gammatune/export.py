@@ -23,7 +23,8 @@ from gammatune.fingerprint import check_studies, fingerprint
 from gammatune.metrics import best_f1_threshold
 from gammatune.record import Setting
 from gammatune.report import setting_mask, study_summary
-from gammatune.saved_model import load_model, predict_csv, save_model, score_frame
+from gammatune.saved_model import load_model, save_model
+from gammatune.scoring import predict_csv, score_frame
 from gammatune.storage import load_scores_file, open_storage, storage_errors
 from gammatune.training import FitResult, Keep, predict_logits, scores_from_logits
 from gammatune.tuning import loss_terms, new_member, train_members
@@ -232,7 +233,7 @@ def _estimator(config: Config, setting: Setting, splits: Splits, seed: int) -> F
         hidden=tuple(config.model.hidden),
         dropout=config.model.dropout,
         epochs=train.epochs,
-        batch_size=train.batch_size,
+        batch_size=train.batch_rows(len(splits.x_train)),
         lr=train.lr if setting.lr is None else setting.lr,
         weight_decay=train.weight_decay,
         patience=train.patience,
@@ -240,4 +241,5 @@ def _estimator(config: Config, setting: Setting, splits: Splits, seed: int) -> F
         validation_fraction=config.split.val,
         random_state=seed,
         device="cpu",
+        pos_label=splits.class_names[-1] if splits.n_classes == 2 else None,
     )

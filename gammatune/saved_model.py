@@ -1,5 +1,4 @@
-"""A saved model folder: write it whole (``save_model``), read it back checked (``load_model``),
-score a table's rows with it.
+"""A saved model folder: write it whole (``save_model``), read it back checked (``load_model``).
 
 A model folder holds ``weights.pt`` (a ``torch.save`` of the state dict, read back with
 ``weights_only=True``: never a pickle of objects) and ``model.json``: the model spec, the
@@ -15,7 +14,7 @@ import dataclasses
 import hashlib
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,16 +22,13 @@ import torch
 from gammatune.config import ModelConfig
 from gammatune.errors import DataError
 from gammatune.estimator import FocalClassifier, fitted_classifier
-from gammatune.features import Preprocessing, frame_features
+from gammatune.features import Preprocessing
 from gammatune.loss import GammaSchedule
 from gammatune.models import build_model
-from gammatune.outputs import refuse_inputs, whole_file, whole_folder
-
-if TYPE_CHECKING:
-    import pandas as pd
+from gammatune.outputs import whole_folder
 
 FORMAT = "gammatune-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the preprocessing as steps (categorical, missing values, an id)
 WEIGHTS, CARD = "weights.pt", "model.json"
 DIGEST = "weights_sha256"  # in the card: the weights.pt it was saved with
 
@@ -65,12 +61,14 @@ def save_model(
     spec = model or ModelConfig(
         kind="mlp", hidden=list(classifier.hidden), dropout=classifier.dropout
     )
-    columns = tuple(f"x{i}" for i in range(classifier.n_features_in_))
+    names = getattr(classifier, "feature_names_in_", None)
+    columns = [f"x{i}" for i in range(classifier.n_features_in_)] if names is None else names
     mean, std = (tuple(map(float, v)) for v in (classifier.mean_, classifier.std_))
-    preprocessing = preprocessing or Preprocessing(columns, mean, std)
+    preprocessing = preprocessing or Preprocessing.numeric(map(str, columns), mean, std)
     params = {k: _json_param(v) for k, v in classifier.get_params().items()}
     if not isinstance(params["random_state"], int | None):
         params["random_state"] = None
+    params["pos_label"] = _json_label(params["pos_label"])
     state = {k: v.detach().cpu().contiguous() for k, v in classifier.model_.state_dict().items()}
     card = {
         "format": FORMAT,
@@ -80,6 +78,7 @@ def save_model(
         "n_outputs": 1 if len(classifier.classes_) == 2 else len(classifier.classes_),
         "image_shape": None if image_shape is None else list(image_shape),
         "classes": [_json_label(c) for c in classifier.classes_],
+        "pos_label": _json_label(classifier.pos_label_),
         "threshold": classifier.threshold_,
         "gamma": params["gamma"],
         "alpha": params["alpha"],
@@ -103,8 +102,10 @@ def _digest(weights: Path) -> str:
 def load_model(path: str | Path) -> FocalClassifier:
     """Load a model folder as a fitted ``FocalClassifier``; ``preprocessing_`` holds its inputs.
 
-    Its ``predict_proba`` takes the raw features ``(N, F)`` (standardized inside); to score a
-    table by column names, use :func:`score_frame`.
+    Its ``predict_proba`` takes a pandas DataFrame with the model's input columns, taken by
+    name in any order (a missing one is an error naming it; the target, id and excluded columns
+    may be there), or the encoded features ``(N, F)`` (standardized inside). To score a table
+    with its id and labels, use :func:`gammatune.scoring.score_frame`.
 
     Raises:
         DataError: The folder holds no gammatune model, or one of a newer format.
@@ -150,56 +151,9 @@ def load_model(path: str | Path) -> FocalClassifier:
         threshold=card["threshold"],
     )
     classifier.preprocessing_ = preprocessing
+    if "pos_label" in card:
+        classifier.pos_label_ = card["pos_label"]
     return classifier
-
-
-def score_frame(classifier: FocalClassifier, frame: pd.DataFrame, *, where: str) -> pd.DataFrame:
-    """Score a table's rows: ``score`` (binary: the positive class's probability) or
-    ``score_<class>`` per class, and ``label``; one row per input row, in order.
-
-    Raises:
-        DataError: A column is missing or extra, or not numeric (the message names them).
-    """
-    import pandas as pd
-
-    features = frame_features(frame, classifier.preprocessing_, where=where)
-    probs = classifier.predict_proba(features)
-    labels = classifier.predict(features)
-    if probs.shape[1] == 2:
-        columns = {"score": probs[:, 1]}
-    else:
-        columns = {f"score_{name}": probs[:, c] for c, name in enumerate(classifier.classes_)}
-    return pd.DataFrame({**columns, "label": labels})
-
-
-def predict_csv(model: str | Path, data: str | Path, out: str | Path) -> int:
-    """Score the CSV ``data`` with the model folder ``model`` into the CSV ``out``; return its
-    number of rows.
-
-    Raises:
-        DataError: The model or the CSV cannot be read, or the CSV's columns are not the
-            model's inputs.
-        ConfigError: ``out`` is the data file, inside the model folder, or a SQLite database.
-    """
-    import pandas as pd
-
-    data, out = Path(data), Path(out)
-    folder = Path(model)
-    inputs = {data: "the --data file", folder: "the --model folder"}
-    refuse_inputs({"--out": out}, inputs)
-    classifier = load_model(folder)
-    try:
-        frame = pd.read_csv(data)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"--data: cannot read {data}: {exc}") from None
-    scored = score_frame(classifier, frame, where=data.name)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with whole_file(out) as partial:  # interrupted: no partial file that looks complete
-            scored.to_csv(partial, index=False)
-    except OSError as exc:
-        raise DataError(f"--out: cannot write {out}: {exc.strerror}.") from None
-    return len(scored)
 
 
 def _json_param(value: Any) -> Any:

@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 from gammatune import FocalClassifier, load_config, load_data, load_model, save_model
 from gammatune.cli import app
 from gammatune.errors import ConfigError
-from gammatune.export import score_frame
 from gammatune.report import setting_mask, study_summary
+from gammatune.scoring import score_frame
 from gammatune.storage import load_scores_file
 from tests.conftest import write_config
 
@@ -57,7 +57,7 @@ def test_run_exports_weights_and_a_json_card(exported: Path) -> None:
     assert verdict.recommended is not None
     assert [card["gamma"], card["alpha"]] == [verdict.recommended.gamma, verdict.recommended.alpha]
     assert card["verdict"]["kind"] == verdict.kind and card["trained_on"] == "train"
-    assert card["classes"] == ["not fraud", "fraud"] and card["threshold"] == 0.5
+    assert card["classes"] == ["ok", "fraud"] and card["threshold"] == 0.5  # the user's labels
     assert card["preprocessing"]["columns"] == COLUMNS
     assert card["preprocessing"]["target"] == "label"
     assert card["model"] == {"kind": "mlp", "hidden": [16], "dropout": 0.0, "channels": [16, 32]}
@@ -132,7 +132,7 @@ def test_many_missing_columns_stay_one_short_line() -> None:
     from gammatune.features import Preprocessing, frame_features
 
     columns = tuple(f"x{i}" for i in range(64))
-    preprocessing = Preprocessing(columns, (0.0,) * 64, (1.0,) * 64)
+    preprocessing = Preprocessing.numeric(columns, (0.0,) * 64, (1.0,) * 64)
     with pytest.raises(DataError) as caught:
         frame_features(pd.DataFrame({"x0": [1.0], "x1": [2.0]}), preprocessing, where="new.csv")
     message = str(caught.value)

@@ -101,15 +101,44 @@ class SyntheticData(_Strict):
         return self
 
 
-class TableData(_Source):
+class _Columns(_Source):
+    """How a table's columns are used: options of the sources that give named columns."""
+
+    features: list[str] | None = Field(
+        None, description="The input columns; default every column not named elsewhere."
+    )
+    exclude: list[str] = Field([], description="Columns never used (an input or a label).")
+    id: str | None = Field(
+        None,
+        min_length=1,
+        description="A row identifier: never an input; `predict` writes it beside each score.",
+    )
+    categorical: list[str] = Field(
+        [],
+        description="Numeric columns to one-hot encode as categories (text, category and "
+        "boolean columns always are).",
+    )
+    max_categories: int = Field(
+        20,
+        ge=1,
+        le=1000,
+        description="A categorical column's most frequent training values that get a column "
+        "each; the rest, and values never seen in training, share one 'other' column.",
+    )
+    max_distinct: int = Field(
+        1000,
+        ge=2,
+        description="More distinct values than this in a categorical column is an error (an id "
+        "or free text, not a category).",
+    )
+
+
+class TableData(_Columns):
     """A CSV or Parquet file: a label column and feature columns."""
 
     source: Literal["csv", "parquet"]
     path: Path = Field(description="The file (parquet needs pyarrow).")
     target: str = Field(min_length=1, description="The label column.")
-    features: list[str] | None = Field(
-        None, description="The feature columns; default every other column."
-    )
     text: str | None = Field(
         None, min_length=1, description="A text column, turned into TF-IDF features."
     )
@@ -169,8 +198,12 @@ class SklearnData(_Source):
     )
 
 
-class PythonData(_Source):
-    """Your own loader: ``'package.module:function'`` returning ``(features, labels)``."""
+class PythonData(_Columns):
+    """Your own loader: ``'package.module:function'`` returning ``(features, labels)``.
+
+    Features as a pandas DataFrame keep their column names (and may hold categorical columns
+    and missing values, as a CSV); the column options need a DataFrame.
+    """
 
     source: Literal["python"]
     ref: str = Field(

@@ -156,13 +156,14 @@ def fit_stacked(
     dtype = torch.promote_types(next(models[0].parameters()).dtype, torch.float32)
     x_work = x_train.to(stacked.input_dtype)  # cast once, gathered every batch
     trackers = [EpochTracker(config, keep) for _ in members]
+    batch_rows = config.batch_rows(len(x_train))
     best = [stacked.member_state(k) for k in range(len(members))]
     rows = list(range(len(members)))  # the member at each row of the stack
     loss_fn = _stacked_loss(members, n_classes, minority, device, dtype)
     for epoch in range(1, config.epochs + 1):
         order = torch.stack([torch.randperm(len(x_train), generator=generators[k]) for k in rows])
         train_losses = _train_epoch(
-            stacked, x_work, y_train, order.to(device), loss_fn, config.batch_size
+            stacked, x_work, y_train, order.to(device), loss_fn, batch_rows
         )
         val_losses, monitors = _validate(stacked, x_val, y_val, loss_fn, config.monitor)
         for row, k in enumerate(rows):
