@@ -149,14 +149,14 @@ def embed_texts(encoder: TextEncoder, texts: Sequence[str], *, where: str) -> np
         fix = INSTALL if encoder.name == MINILM else "put the encoder's folder back there"
         raise DataError(
             f"{where}: the model's text encoder {encoder.name!r} is not found at "
-            f"{encoder.path} (model.json: preprocessing.encoder.path); {fix}, or set that path "
-            "to the encoder's folder."
+            f"{encoder.path} (model.json: the encoder step's path in preprocessing.steps); "
+            f"{fix}, or set that path to the encoder's folder."
         ) from None
     if model_key(path) != encoder.key:
         raise DataError(
             f"{where}: the text encoder at {path} is not the one this model was trained with "
-            f"(sha256 {model_key(path)[:12]}, recorded {encoder.key[:12]}); point the model's "
-            "model.json preprocessing.encoder.path at the original folder."
+            f"(sha256 {model_key(path)[:12]}, recorded {encoder.key[:12]}); point the encoder "
+            "step's path in model.json's preprocessing.steps at the original folder."
         )
     unique, inverse = np.unique(np.asarray(texts, dtype=object).astype(str), return_inverse=True)
     try:

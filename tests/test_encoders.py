@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -67,12 +68,18 @@ def minilm_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def _encoder_step(card: dict[str, Any]) -> dict[str, Any]:
+    """The text encoder's step in a model card's preprocessing (one per model)."""
+    (step,) = [s for s in card["preprocessing"]["steps"] if s["kind"] == "encoder"]
+    return step
+
+
 def test_a_run_encodes_once_and_predict_encodes_alike(minilm_run: Path, tmp_path: Path) -> None:
     path = minilm_run
     runner = CliRunner()
     assert len(_cached(path)) == 1  # every stage and the export read the one cache file
     card = json.loads((load_config(path).run_dir / "model" / "model.json").read_text())
-    record = card["preprocessing"]["encoder"]
+    record = _encoder_step(card)
     assert record["name"] == "minilm" and record["column"] == "message"
     assert record["dim"] == MINILM_DIM and record["normalize"] is True
     assert record["max_tokens"] == 256 and len(record["key"]) == 64
@@ -123,7 +130,9 @@ def test_other_texts_or_another_model_change_the_key(tmp_path: Path) -> None:
     splits = load_data(config)
     pre = splits.preprocessing
     assert pre is not None and pre.encoder is not None
-    other = dataclasses.replace(pre, encoder=dataclasses.replace(pre.encoder, key="0" * 64))
+    moved = dataclasses.replace(pre.encoder, key="0" * 64)
+    steps = tuple(moved if step is pre.encoder else step for step in pre.steps)
+    other = dataclasses.replace(pre, steps=steps)
     changed = dataclasses.replace(splits, preprocessing=other)
     assert fingerprint(config, changed)[CONTENT] != fingerprint(config, splits)[CONTENT]
     frame = pd.read_csv(tmp_path / "t.csv")
@@ -213,7 +222,7 @@ def test_a_model_folder_whose_encoder_is_gone(minilm_run: Path, tmp_path: Path) 
     model = tmp_path / "model"
     shutil.copytree(load_config(minilm_run).run_dir / "model", model)
     card = json.loads((model / "model.json").read_text())
-    card["preprocessing"]["encoder"].update(name="/gone/encoder", path="/gone/encoder")
+    _encoder_step(card).update(name="/gone/encoder", path="/gone/encoder")
     (model / "model.json").write_text(json.dumps(card))
     pd.read_csv(minilm_run.parent / "t.csv").drop(columns="label").head(5).to_csv(
         tmp_path / "new.csv", index=False
@@ -223,7 +232,8 @@ def test_a_model_folder_whose_encoder_is_gone(minilm_run: Path, tmp_path: Path) 
     assert result.exit_code == 3
     assert result.stderr.strip() == (
         "gammatune: error: new.csv: the model's text encoder '/gone/encoder' is not found at "
-        "/gone/encoder (model.json: preprocessing.encoder.path); put the encoder's folder back "
+        "/gone/encoder (model.json: the encoder step's path in preprocessing.steps); put the "
+        "encoder's folder back "
         "there, or set that path to the encoder's folder."
     )
     assert not (tmp_path / "s.csv").exists()

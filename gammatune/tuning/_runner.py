@@ -42,13 +42,7 @@ from gammatune.tuning._optuna import (
     tag,
     waiting_params,
 )
-from gammatune.tuning._samplers import (
-    check_directions,
-    own_sampler,
-    pruner,
-    reporter,
-    sampler,
-)
+from gammatune.tuning._samplers import check_directions, own_sampler, pruner, reporter, sampler
 from gammatune.tuning._stages import (
     WARM_START,
     StagePlan,
