@@ -22,6 +22,8 @@ _EXPORTS = {
     "run_stages": "gammatune.tuning",
     "trials_frame": "gammatune.report",
     "GammatuneError": "gammatune.errors",
+    "Pruned": "gammatune.errors",
+    "TrialSpec": "gammatune.spec",
     "FocalClassifier": "gammatune.estimator",
     "load_model": "gammatune.export",
     "save_model": "gammatune.export",

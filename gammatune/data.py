@@ -24,8 +24,10 @@ from gammatune.config import (
 from gammatune.encoders import embed_configured
 from gammatune.errors import DataError
 from gammatune.features import Preprocessing
+from gammatune.labels import encode_labels, subsample_minority
 from gammatune.plugins import call_ref, describe
 from gammatune.tables import Table, fit_steps, frame_table, read_table
+from gammatune.units import Units, load_units, refold_units
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +51,7 @@ class Splits:
     class_names: tuple[str, ...]
     image_shape: tuple[int, int, int] | None = None
     preprocessing: Preprocessing | None = None
+    units: Units | None = None  # with a trainer: the table and each split's row ids
 
     @property
     def n_classes(self) -> int:
@@ -83,13 +86,15 @@ def load_data(config: Config) -> Splits:
         DataError: Missing file or column, one class only, NaN/inf features, too few samples of
             a class to split, or a minority fraction that the data cannot give.
     """
+    if config.trainer is not None:  # rows of a table, for the user's own trainer
+        return unit_splits(*load_units(config))
     source = config.data
     raw = _read(source, config.split_seed)
-    labels, class_names = _encode(raw.labels, source.positive_label)
+    labels, class_names = encode_labels(raw.labels, source.positive_label)
     rng = np.random.default_rng(config.split_seed)
     keep = None
     if not isinstance(source, SyntheticData) and source.minority_fraction is not None:
-        keep = _subsample_minority(labels, source.minority_fraction, rng)
+        keep = subsample_minority(labels, source.minority_fraction, rng)
         labels = labels[keep]
     parts = _split(labels, config.split, rng, class_names)
     features, steps = _features(config, raw, keep, parts[0])
@@ -141,6 +146,8 @@ def refold(splits: Splits, fold: int, *, seed: int) -> Splits:
     """
     if fold == 0:
         return splits
+    if splits.units is not None:
+        return unit_splits(refold_units(splits.units, fold, seed=seed), splits.class_names)
     x = torch.cat([splits.x_train, splits.x_val])
     y = torch.cat([splits.y_train, splits.y_val])
     val_counts = torch.bincount(splits.y_val, minlength=splits.n_classes).tolist()
@@ -318,53 +325,6 @@ def _check_finite(features: np.ndarray) -> None:
         )
 
 
-def _encode(
-    raw: np.ndarray, positive_label: str | int | None
-) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Return labels as ``0..C-1`` and the class names; binary puts the positive class at 1."""
-    values, counts = np.unique(raw, return_counts=True)
-    if positive_label is not None:
-        matches = [v for v in values if str(v) == str(positive_label)]
-        if not matches:
-            shown = ", ".join(map(str, values[:10]))
-            raise DataError(
-                f"data.positive_label: {positive_label!r} is not a label (labels: {shown})."
-            )
-        positive = raw == matches[0]
-        others = [v for v in values if str(v) != str(matches[0])]
-        # Two labels keep both names (``ok`` stays ``ok``); more become one "not <label>".
-        negative = str(others[0]) if len(others) == 1 else f"not {matches[0]}"
-        return positive.astype(np.int64), (negative, str(matches[0]))
-    if len(values) < 2:
-        raise DataError(
-            f"data: the labels hold one class only ({str(values[0])!r}); a classifier needs two."
-        )
-    if len(values) == 2:
-        # The positive class (label 1) is the minority; a tie keeps the sorted order.
-        negative, positive = (values[1], values[0]) if counts[0] < counts[1] else values
-        return (raw == positive).astype(np.int64), (str(negative), str(positive))
-    return np.searchsorted(values, raw).astype(np.int64), tuple(map(str, values))
-
-
-def _subsample_minority(
-    labels: np.ndarray, fraction: float, rng: np.random.Generator
-) -> np.ndarray:
-    """Return sorted indices that keep part of the rarest class, making it ``fraction`` of all."""
-    counts = np.bincount(labels)
-    minority = int(np.argmin(counts)) if len(counts) > 2 else 1
-    others = int(counts.sum() - counts[minority])
-    wanted = int(round(fraction * others / (1 - fraction)))
-    if wanted > counts[minority]:
-        raise DataError(
-            f"data.minority_fraction: {fraction} needs {wanted} samples of the minority class, "
-            f"but the data has {counts[minority]}; use at most "
-            f"{counts[minority] / counts.sum():.3f}."
-        )
-    members = np.flatnonzero(labels == minority)
-    dropped = rng.choice(members, size=len(members) - wanted, replace=False)
-    return np.setdiff1d(np.arange(len(labels)), dropped)
-
-
 def _split(
     labels: np.ndarray, split: SplitConfig, rng: np.random.Generator, class_names: tuple[str, ...]
 ) -> list[np.ndarray]:
@@ -390,3 +350,17 @@ def _split(
         parts[2].append(members[n_val : n_val + n_test])
         parts[0].append(members[n_val + n_test :])
     return [np.sort(np.concatenate(part)) for part in parts]
+
+
+def unit_splits(units: Units, class_names: tuple[str, ...]) -> Splits:
+    """Splits of a trainer's units: their labels, empty features, and the units themselves."""
+
+    def part(ids: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.zeros((len(ids), 0)), torch.from_numpy(units.labels[ids].copy())
+
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = (
+        part(ids) for ids in (units.train_ids, units.val_ids, units.test_ids)
+    )
+    return Splits(
+        x_train, y_train, x_val, y_val, x_test, y_test, class_names=class_names, units=units
+    )

@@ -56,3 +56,8 @@ def secret_of(url: str) -> str | None:
         return userinfo.split(":", 1)[1] or None
     found = re.search(r"(?i)(?:^|&)(?:password|passwd|pwd)=([^&]*)", query)
     return found.group(1) or None if found else None
+
+
+class Pruned(Exception):  # noqa: N818 - the name users catch: ``except gammatune.Pruned``
+    """Raised by ``spec.report(step, value)`` when the pruner stops the trial: let it propagate
+    (or catch it, clean up, and raise it again); gammatune records the trial as pruned."""

@@ -28,7 +28,7 @@ from gammatune.scoring import predict_csv, score_frame
 from gammatune.storage import load_scores_file, open_storage, storage_errors
 from gammatune.training import FitResult, Keep, predict_logits, scores_from_logits
 from gammatune.tuning import loss_terms, new_member, train_members
-from gammatune.weights import kept_weights
+from gammatune.weights import export_user_model, kept_weights
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -88,8 +88,10 @@ def export_model(config: Config, *, fit_on: FitOn = "train") -> Exported:
             f"export: the verdict ({verdict.kind}) recommends no setting: {verdict.reason}; "
             "run `gammatune confirm` first."
         )
-    setting = verdict.recommended
-    trials = _confirm_trials(frame, setting)
+    setting, trials = verdict.recommended, _confirm_trials(frame, verdict.recommended)
+    if config.trainer is not None:  # a user's model: its card and the weights it kept
+        folder = export_user_model(config, setting, trials, verdict=verdict.kind)
+        return Exported(folder, setting, verdict.kind, "train", 0, 0.5)
     epochs = int(statistics.median(trials["best_epoch"])) if fit_on == "train+val" else None
     first = trials.sort_values(["fold", "repeat"])
     seed = int(first["seed"].iloc[0]) if len(first) else config.seed

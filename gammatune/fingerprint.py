@@ -37,8 +37,10 @@ _NOT_RESULTS: dict[str, Any] = {
     "baseline": True,
     "search": True,
     "refine": True,
-    "confirm": {"top_k", "repeats", "min_positives"},
+    "confirm": {"top_k", "repeats", "min_positives", "check_determinism"},
+    "trainer": {"timeout_s", "resources"},
 }
+TRAINER_SOURCE = "trainer.source"  # a hash of the user's training code
 
 
 def config_facts(config: Config) -> dict[str, Any]:
@@ -70,7 +72,31 @@ def fingerprint(config: Config, splits: Splits) -> dict[str, Any]:
     if encoder is not None:  # the embeddings' cache key: the model files' hash (with the file's)
         digest.update(encoder.key.encode())
     facts[CONTENT] = f"sha256:{digest.hexdigest()[:16]}"
+    if config.trainer is not None:
+        facts[TRAINER_SOURCE] = trainer_source(config)
     return facts
+
+
+def trainer_source(config: Config) -> str | None:
+    """A hash of the user's training code: ``trainer.function``'s module file, or the files
+    that ``trainer.command``'s arguments name in the experiment's folder; None if none found.
+    (``trainer.version`` covers what the hash cannot see: other modules, installed code.)"""
+    from gammatune.spec import module_file
+
+    trainer = config.trainer
+    assert trainer is not None
+    if trainer.function is not None:
+        found = module_file(trainer.function, trainer.base_dir)
+        files = [] if found is None else [found]
+    else:
+        named = (trainer.base_dir / a for a in trainer.command or [] if "{" not in a)
+        files = [p for p in named if p.suffix and p.is_file()]
+    if not files:
+        return None
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(file.read_bytes())
+    return f"sha256:{digest.hexdigest()[:16]}"
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

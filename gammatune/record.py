@@ -206,6 +206,10 @@ class TrialRecord:
     reused_from: int | None = None
     values: list[float] | None = None
     feasible: bool = True
+    weights_file: str | None = None  # a user trainer's kept weights (its payload's "weights")
+    extra: dict[str, Any] | None = None  # a user trainer's figures, shown, never decided on
+    # confirm.check_determinism: the largest |score| difference of this trial trained twice
+    repeat_difference: float | None = None
 
     @property
     def failed(self) -> bool:

@@ -13,6 +13,7 @@ import hashlib
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -61,3 +62,40 @@ def kept_weights(config: Config, setting: Setting) -> dict[str, torch.Tensor] | 
         logger.warning("cannot read the kept weights %s: %s", path, exc)
         return None
     return state if isinstance(state, dict) else None
+
+
+def export_user_model(config: Config, setting: Setting, trials: Any, *, verdict: str) -> Path:
+    """A user trainer's recommended model: ``runs/<name>/model/card.json`` (the setting, the
+    seed, the fold, the classes, the confirm trial) and a copy of the weights file that trial
+    returned as ``"weights"``, if it did. gammatune cannot rebuild a user's model: the card says
+    how to train it again. ``trials``: the setting's confirm trials (a report frame).
+
+    Raises:
+        StudyError: The confirm trial is not in the storage.
+    """
+    import json
+    import shutil
+
+    from gammatune.errors import StudyError
+    from gammatune.storage import load_record, load_study, open_storage
+
+    number = int(trials.sort_values(["fold", "repeat"])["number"].iloc[0])  # the first trial
+    study = load_study(config, "confirm", open_storage(config))
+    trial = None if study is None else study.get_trials(deepcopy=False)[number]
+    record = None if trial is None else load_record(trial)
+    if record is None:
+        raise StudyError(f"export: confirm trial {number} of {config.name!r} has no record.")
+    folder = config.run_dir / "model"
+    folder.mkdir(parents=True, exist_ok=True)
+    copied = None
+    if record.weights_file and Path(record.weights_file).is_file():
+        source = Path(record.weights_file)
+        copied = folder / source.name
+        shutil.copyfile(source, copied)
+    card = {
+        "setting": setting.params(), "verdict": verdict, "seed": record.seed,
+        "fold": setting.fold, "confirm_trial": number, "trainer": config.trainer and
+        config.trainer.model_dump(mode="json"), "weights": copied and copied.name,
+    }  # fmt: skip
+    (folder / "card.json").write_text(json.dumps(card, indent=2), encoding="utf-8")
+    return folder

@@ -30,7 +30,9 @@ def _stand_in(gains: dict[tuple[float, float | None], float], seen: list[Setting
     """Objective = 0.5 + the planted gain of the setting + what its seed does to every setting
     (the paired part) + a little noise of its own."""
 
-    def objective(settings: list[Setting], _reporters=None) -> list[tuple[TrialRecord, None]]:
+    def objective(
+        settings: list[Setting], _reporters=None, _trials=None
+    ) -> list[tuple[TrialRecord, None]]:
         out = []
         for s in settings:
             seen.append(s)

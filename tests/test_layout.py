@@ -15,10 +15,10 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "gammatune"
 ORDER = [
-    "config", "outputs", "encoders", "columns", "features", "tables", "data", "models",
-    "training", "estimator", "record", "journal", "watchdog", "damage", "storage", "weights",
-    "fingerprint", "tuning", "report", "saved_model", "scoring", "export", "suggest",
-    "overview", "progress", "cli",
+    "config", "outputs", "encoders", "columns", "features", "tables", "labels", "units", "data",
+    "models", "training", "spec", "estimator", "record", "tasks", "journal", "watchdog",
+    "damage", "storage", "weights", "fingerprint", "tuning", "report", "saved_model", "scoring",
+    "export", "suggest", "overview", "progress", "cli",
 ]  # fmt: skip
 LEAVES = {"errors", "device", "metrics", "bootstrap", "plugins", "loss"}
 SUBPACKAGES = {"config", "loss", "training", "tuning", "report"}

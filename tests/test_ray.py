@@ -437,3 +437,21 @@ def test_the_dashboard_never_shows_the_storage_password(tmp_path: Path, cluster:
         if path.is_file() and not path.is_socket():
             with contextlib.suppress(OSError):
                 assert password.encode() not in path.read_bytes(), path
+
+
+def test_ray_runs_a_users_trainer_function_one_trial_a_task(
+    tmp_path: Path, cluster: _Cluster
+) -> None:
+    from tests.test_trainer import experiment, records
+
+    resources = {"env": {"MODE": ""}, "resources": {"cpus": 1}}
+    config = experiment(tmp_path, trainer=resources, search={"gamma": [0, 1, 2], "alpha": [0.75]})
+    command = ["search", "-c", str(config), "--executor", "ray", "--address", cluster.address]
+    result = runner.invoke(app, command)
+    assert result.exit_code == 0, result.output
+    done = [r for t, r in records(config, "search") if t.state == TrialState.COMPLETE]
+    assert sorted(r.setting.gamma for r in done) == [0.0, 1.0, 2.0]
+    local = experiment(tmp_path / "local", search={"gamma": [0, 1, 2], "alpha": [0.75]})
+    assert runner.invoke(app, ["search", "-c", str(local)]).exit_code == 0
+    expected = {r.setting.gamma: r.value for _, r in records(local, "search")}
+    assert {r.setting.gamma: r.value for r in done} == expected  # the same trials as locally

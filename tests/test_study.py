@@ -13,7 +13,7 @@ from gammatune.tuning import run_stages
 from tests.conftest import TINY
 
 
-def _objective(settings: list, _reporters=None) -> list[tuple[TrialRecord, None]]:
+def _objective(settings: list, _reporters=None, _trials=None) -> list[tuple[TrialRecord, None]]:
     return [(TrialRecord(s, seed=0, value=s.gamma * (s.alpha or 0.5)), None) for s in settings]
 
 

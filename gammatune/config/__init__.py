@@ -25,6 +25,7 @@ from gammatune.config._sources import (
     TableData,
     Task,
 )
+from gammatune.config._trainer import TrainerConfig
 
 __all__ = [
     "BUILTIN_MODELS",
@@ -46,6 +47,7 @@ __all__ = [
     "TableData",
     "Task",
     "TrainConfig",
+    "TrainerConfig",
     "dump_without_secrets",
     "load_config",
 ]

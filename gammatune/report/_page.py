@@ -16,7 +16,7 @@ import pandas as pd
 
 from gammatune.config import Config
 from gammatune.errors import GammatuneError
-from gammatune.fingerprint import CONTENT, check_studies, config_facts
+from gammatune.fingerprint import CONTENT, TRAINER_SOURCE, check_studies, config_facts
 from gammatune.outputs import refuse_inputs, write_whole
 from gammatune.record import format_alpha
 from gammatune.report._arms import setting_mask
@@ -146,7 +146,7 @@ def write_report(
     frame, summary, facts = study_summary(config, storage)
     try:
         csv = write_csv(_with_verdict(frame, summary), csv_file)
-        _write_json(config.run_dir / "summary.json", summary)
+        _write_json(config.run_dir / "summary.json", summary, frame)
         drawn = figures(frame, summary, [str(n) for n in facts.get("class_names", [])])
         written = write_plots(plots, drawn) if plots is not None else []
         page.parent.mkdir(parents=True, exist_ok=True)
@@ -170,7 +170,9 @@ def study_summary(
             here, so only the file's facts are compared).
     """
     storage = storage or open_storage(config)
-    check_studies(config, storage, config_facts(config), ignore=frozenset({CONTENT}))
+    check_studies(
+        config, storage, config_facts(config), ignore=frozenset({CONTENT, TRAINER_SOURCE})
+    )
     frame = trials_frame(config, storage)
     facts = experiment_facts(config, storage)
     planned = confirm_plan(config, storage)
@@ -200,9 +202,12 @@ def _with_verdict(frame: pd.DataFrame, summary: Summary) -> pd.DataFrame:
     return table
 
 
-def _write_json(path: Path, summary: Summary) -> None:
-    """``summary.json``: the verdict with its paired comparisons, and the test report."""
+def _write_json(path: Path, summary: Summary, frame: pd.DataFrame) -> None:
+    """``summary.json``: the verdict with its paired comparisons, the test report, and the
+    largest score difference of a trial trained twice (``confirm.check_determinism``)."""
+    twice = frame.get("repeat_difference", pd.Series(dtype=float)).dropna()
     data = {
+        "determinism_max_difference": None if twice.empty else float(twice.max()),
         "objective": summary.objective,
         "verdict": summary.verdict.to_json(),
         "text": summary.text,

@@ -65,6 +65,7 @@ _TRAILING = [
     "reused_from",
     "scores_file",
     "feasible",
+    "repeat_difference",
 ]
 
 
@@ -192,7 +193,7 @@ def _row(stage: str, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
 
 _RECORD_FIELDS = (
     "seed", "device", "duration_s", "epochs_run", "best_epoch", "stop_reason", "fail_reason",
-    "warm_start_from", "reused_from", "scores_file", "feasible",
+    "warm_start_from", "reused_from", "scores_file", "feasible", "repeat_difference",
 )  # fmt: skip
 
 

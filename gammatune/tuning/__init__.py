@@ -14,6 +14,7 @@ from gammatune.tuning._objective import (
 )
 from gammatune.tuning._runner import TrialEvent, run_stages
 from gammatune.tuning._stages import StagePlan, plan_stage
+from gammatune.tuning._trainer import trial_spec
 from gammatune.tuning._workers import run_with_workers
 from gammatune.tuning._workflow import run_workflow
 
@@ -28,5 +29,6 @@ __all__ = [
     "run_stages",
     "run_with_workers",
     "train_members",
+    "trial_spec",
     "run_workflow",
 ]

@@ -85,11 +85,18 @@ def make_objective(
     regression. A trial fails (the others go on) on a non-finite training loss or a CUDA
     out-of-memory error: its record says why.
     """
+    if config.trainer is not None:  # the user's own training code
+        from gammatune.tuning._trainer import trainer_objective
+
+        return trainer_objective(config, splits, device=device)
     context = _Context(config, splits, device, autocast, on_epoch)
 
     def objective(
-        settings: list[Setting], reporters: list[Reporter | None] | None = None
+        settings: list[Setting],
+        reporters: list[Reporter | None] | None = None,
+        trials: list[tuple[str, int]] | None = None,
     ) -> list[Outcome]:
+        del trials  # who the trials are does not change how they train
         hears = reporters or [None] * len(settings)
         outcomes: dict[int, Outcome] = {}
         groups: dict[tuple[str, int, float | None], list[int]] = {}
@@ -111,6 +118,8 @@ def make_objective(
 
 def parallel_trials(config: Config, splits: Splits, device: torch.device) -> int:
     """How many trials to train at once: ``train.parallel``, or sized to the model and device."""
+    if config.trainer is not None:  # a user's trials run one process each
+        return 1
     context = _Context(config, splits, device, None, None)
     model = _member(context, Setting(0.0), splits).model
     if not _stacks(model, splits.n_features):

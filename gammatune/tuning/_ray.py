@@ -89,11 +89,15 @@ def ray_objective(
     parallel = _gather(ray, [sizing.remote(key, shipped)], head=head)[0]
 
     def objective(
-        settings: list[Setting], reporters: list[Reporter | None] | None = None
+        settings: list[Setting],
+        reporters: list[Reporter | None] | None = None,
+        trials: list[tuple[str, int]] | None = None,
     ) -> list[Outcome]:
         del reporters  # an Optuna trial lives in this process: no pruning on the cluster
-        groups = [settings[i : i + parallel] for i in range(0, len(settings), parallel)]
-        done = _gather(ray, [remote.remote(key, shipped, group) for group in groups], head=head)
+        names = trials or [("trial", i) for i in range(len(settings))]
+        starts = range(0, len(settings), parallel)
+        groups = [(settings[i : i + parallel], names[i : i + parallel]) for i in starts]
+        done = _gather(ray, [remote.remote(key, shipped, *group) for group in groups], head=head)
         return [outcome for outcomes in done for outcome in outcomes]
 
     return objective, parallel * slots
@@ -238,6 +242,15 @@ def _bootstrap_address(address: str) -> str:
 
 def _task_resources(ray: ModuleType, config: Config) -> tuple[dict[str, float], int]:
     """What one group asks of the cluster (a GPU, else a CPU), and how many fit at once."""
+    if config.trainer is not None and config.trainer.resources:  # what one user trial needs
+        asked = config.trainer.resources
+        names = {"gpus": "num_gpus", "cpus": "num_cpus", "memory": "memory"}
+        wanted = {names[k]: float(v) for k, v in asked.items()}
+        cluster = ray.cluster_resources()
+        have = {"num_gpus": cluster.get("GPU", 0), "num_cpus": cluster.get("CPU", 1),
+                "memory": cluster.get("memory", 0)}  # fmt: skip
+        fits = [have[k] / v for k, v in wanted.items() if v > 0]
+        return wanted, max(1, int(min(fits, default=1)))
     available = ray.cluster_resources()
     n_gpus, n_cpus = int(available.get("GPU", 0)), int(available.get("CPU", 0))
     if config.train.device.startswith("cuda") and n_gpus == 0:
@@ -309,6 +322,8 @@ def _parallel(key: str, shipped: list[Any]) -> int:
     return _local(key, shipped)[1]
 
 
-def _train_group(key: str, shipped: list[Any], settings: list[Setting]) -> list[Outcome]:
+def _train_group(
+    key: str, shipped: list[Any], settings: list[Setting], trials: list[tuple[str, int]]
+) -> list[Outcome]:
     """Train ``settings`` as one stack on this worker; the records go back to the driver."""
-    return _local(key, shipped)[0](settings, [None] * len(settings))
+    return _local(key, shipped)[0](settings, [None] * len(settings), trials)

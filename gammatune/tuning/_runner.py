@@ -57,8 +57,9 @@ logger = logging.getLogger(__name__)
 _ACTIVE = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
 Role = Literal["single", "worker"]
 Outcome = tuple[TrialRecord, SampleScores | None]
-# (settings, who hears each one's epochs) -> one outcome per setting, in order.
-Objective = Callable[[list[Setting], list[Reporter | None]], list[Outcome]]
+# (settings, who hears each one's epochs, (stage, trial number) of each) -> one outcome per
+# setting, in order.
+Objective = Callable[[list[Setting], list[Reporter | None], list[tuple[str, int]]], list[Outcome]]
 # (stage, trial number) -> who else hears that trial's epochs (live tracking), or None.
 Live = Callable[[Stage, int], Reporter | None]
 
@@ -337,7 +338,8 @@ def _run_slots(
                 reporter(config, s.plan, s.trial, live and live(s.plan.stage, s.trial.number))
                 for s in new
             ]
-            fresh = iter(objective([s.setting for s in new], hears))
+            names: list[tuple[str, int]] = [(s.plan.stage, s.trial.number) for s in new]
+            fresh = iter(objective([s.setting for s in new], hears, names))
             raise_if_terminated()
     except BaseException:
         # KeyboardInterrupt, SIGTERM or a bug: these points are retried on the next run.

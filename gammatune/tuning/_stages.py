@@ -155,7 +155,7 @@ def _baseline_points(config: Config) -> list[Setting]:
     points = [Setting(0.0, None, repeat=r) for r in range(config.baseline.repeats)]
     if config.baseline.balanced:
         points += [w for w in _weights(config) if w.is_weighted]
-    if config.baseline.linear:
+    if config.baseline.linear and config.trainer is None:  # a trainer's units have no features
         points += [Setting(0.0, None, model=role) for role in ROLES[1:]]
     return points
 

@@ -1,0 +1,260 @@
+"""The user's trainer behind the objective: a function in a process of its own, or a command.
+
+Each trial gets a :class:`~gammatune.spec.TrialSpec` (setting, seed, split ids, loss, report
+callback), runs in a fresh process (a function) or subprocess (a command), one at a time, and
+its payload goes through :mod:`gammatune.tasks` into the same record and per-sample scores as a
+built-in trial: nothing after this module knows who trained.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from gammatune.config import Config
+from gammatune.data import Splits, refold
+from gammatune.errors import ConfigError
+from gammatune.record import Setting, TrialRecord
+from gammatune.spec import Job, Report, TrialSpec, child_main, load_function, one_line
+from gammatune.tasks import PayloadError, SplitIds, classification_payload
+from gammatune.training import EpochEvent, Reporter
+from gammatune.tuning._objective import _Context, _evaluated, _minority, loss_terms
+from gammatune.tuning._runner import Objective, Outcome
+
+Trial = tuple[str, int]  # (stage, number)
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """How a user's trial ended: ``payload`` (done), ``reason`` (failed) or ``pruned``."""
+
+    payload: object = None
+    reason: str | None = None
+    pruned: tuple[int, float] | None = None
+    curve: tuple[float, ...] = ()
+
+
+def trainer_objective(config: Config, splits: Splits, *, device: torch.device) -> Objective:
+    """Return the objective of a ``trainer`` experiment: each setting one user trial.
+
+    Raises:
+        ConfigError: ``trainer.function`` cannot be imported or is not callable, or a
+            ``trainer.command`` placeholder or program is unknown.
+    """
+    trainer = config.trainer
+    assert trainer is not None and splits.units is not None
+    if trainer.function is not None:
+        try:
+            load_function(trainer.function, trainer.base_dir)
+        except Exception as exc:  # noqa: BLE001 - any error the user's module raises
+            raise ConfigError(
+                f"trainer.function: cannot use {trainer.function!r}: {one_line(exc)}"
+            ) from None
+    else:
+        from gammatune.tuning._command import check_command
+
+        check_command(trainer.command or [], trainer.base_dir)
+    context = _Context(config, splits, device, None, None)
+
+    def objective(
+        settings: list[Setting],
+        reporters: list[Reporter | None] | None = None,
+        trials: list[Trial] | None = None,
+    ) -> list[Outcome]:
+        hears = reporters or [None] * len(settings)
+        names = trials or [("trial", i) for i in range(len(settings))]
+        return [
+            _one(context, setting, hear, name)
+            for setting, hear, name in zip(settings, hears, names, strict=True)
+        ]
+
+    return objective
+
+
+def _one(context: _Context, setting: Setting, hear: Reporter | None, trial: Trial) -> Outcome:
+    config, trainer = context.config, context.config.trainer
+    assert trainer is not None
+    splits = refold(context.splits, setting.fold, seed=config.split_seed)
+    spec = make_spec(context, setting, splits, trial)
+    started = time.perf_counter()
+    ended = _train(config, spec, None if hear is None else _reporting(hear, config.train.epochs))
+    record = TrialRecord(
+        setting,
+        seed=spec.seed,
+        device=spec.device,
+        duration_s=round(time.perf_counter() - started, 3),
+        epochs_run=len(ended.curve),
+        best_epoch=len(ended.curve),
+        stop_reason="pruned" if ended.pruned else "completed",
+        curves={"val_monitor": [round(v, 6) if math.isfinite(v) else None for v in ended.curve]},
+    )
+    if ended.pruned is not None:
+        return replace(record, value=ended.pruned[1]), None
+    if ended.reason is not None:
+        return replace(record, fail_reason=ended.reason), None
+    units = splits.units
+    assert units is not None
+    ids = SplitIds(
+        units.val_ids, units.test_ids, splits.y_val.numpy(), splits.y_test.numpy(),
+        splits.n_classes,
+    )  # fmt: skip
+    try:
+        checked = classification_payload(ended.payload, ids)
+    except PayloadError as exc:
+        return replace(record, fail_reason=f"payload: {exc}"), None
+    weights = None if checked.weights is None else str(spec.workdir / checked.weights)
+    record = replace(record, weights_file=weights, extra=checked.extra)
+    if config.confirm.check_determinism and _checks(config, setting, trial):
+        again = replace(spec, workdir=spec.workdir.with_name(spec.workdir.name + "-again"))
+        again.workdir.mkdir(exist_ok=True)
+        difference = _difference(checked.scores.val, _train(config, again, None), ids)
+        record = replace(record, repeat_difference=difference)
+    return _evaluated(context, record, checked.scores, splits)
+
+
+def _train(config: Config, spec: TrialSpec, report: Report | None) -> Ended:
+    trainer = config.trainer
+    assert trainer is not None
+    if trainer.function is not None:
+        job = Job(trainer.function, trainer.base_dir, dict(trainer.env), spec, os.getpid())
+        return run_function(job, report, timeout_s=trainer.timeout_s)
+    from gammatune.tuning._command import run_command
+
+    return run_command(trainer.command or [], spec, trainer, report)
+
+
+def _checks(config: Config, setting: Setting, trial: Trial) -> bool:
+    """Whether this trial is the one ``confirm.check_determinism`` trains twice: confirm's
+    plain cross-entropy trial of the first repeat and fold."""
+    first = setting.repeat == config.confirm_repeats[0] and setting.fold <= 1
+    return trial[0] == "confirm" and first and not setting.is_focal and not setting.is_weighted
+
+
+def _difference(scores: np.ndarray, ended: Ended, ids: SplitIds) -> float:
+    """The largest absolute difference of validation scores between two trainings (NaN where
+    the second one failed)."""
+    try:
+        again = classification_payload(ended.payload, ids).scores.val
+    except PayloadError:
+        return math.nan
+    return float(np.max(np.abs(scores - again)))
+
+
+def trial_spec(
+    config: Config, splits: Splits, setting: Setting, *, trial: Trial, device: torch.device
+) -> TrialSpec:
+    """The :class:`~gammatune.spec.TrialSpec` a user's trainer gets for ``setting`` as trial
+    ``(stage, number)``; its workdir is made."""
+    context = _Context(config, splits, device, None, None)
+    return make_spec(context, setting, refold(splits, setting.fold, seed=config.split_seed), trial)
+
+
+def make_spec(context: _Context, setting: Setting, splits: Splits, trial: Trial) -> TrialSpec:
+    """The spec of ``setting`` on ``splits``: a setting and its twin share seed and ids."""
+    config, units = context.config, splits.units
+    assert units is not None
+    gamma, alpha = loss_terms(config, setting, splits)
+    stage, number = trial
+    workdir = config.run_dir / "workdirs" / f"{stage}-{number:05d}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    binary = splits.n_classes == 2
+    return TrialSpec(
+        gamma=setting.gamma,
+        alpha=setting.alpha,
+        params={**setting.params(), "lr": setting.lr or config.train.lr},
+        seed=context.seed(setting),
+        repeat=setting.repeat,
+        fold=setting.fold,
+        stage=stage,
+        train_ids=units.train_ids,
+        val_ids=units.val_ids,
+        test_ids=units.test_ids,
+        table=units.table,
+        classes=splits.class_names,
+        positive=splits.class_names[1] if binary else None,
+        device=context.device.type,
+        epochs=config.train.epochs,
+        workdir=workdir.resolve(),
+        loss_terms=(gamma, alpha, _minority(splits)),
+    )
+
+
+def _reporting(hear: Reporter, epochs: int) -> Report:
+    """``(step, value) -> stop?``: a reported value as an epoch event, to the pruner."""
+
+    def report(step: int, value: float) -> bool:
+        nan = math.nan
+        return bool(hear(EpochEvent(step, epochs, nan, nan, value, value)))
+
+    return report
+
+
+def run_function(job: Job, report: Report | None, *, timeout_s: float | None) -> Ended:
+    """Run ``job`` in a fresh process; answer its reports; stop it after ``timeout_s``."""
+    context = _processes()
+    ours, theirs = context.Pipe()
+    process = context.Process(target=child_main, args=(theirs, job), name="gammatune-trial")
+    deadline = math.inf if timeout_s is None else time.monotonic() + timeout_s
+    curve: list[float] = []
+    try:
+        process.start()  # the first waits for the fork server to import (Ctrl-C may land here)
+        theirs.close()
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return Ended(
+                    reason=f"timed out after {timeout_s:g} s (trainer.timeout_s)",
+                    curve=tuple(curve),
+                )
+            if not ours.poll(min(left, 1.0)):
+                continue
+            try:
+                message = ours.recv()
+            except EOFError:  # the process died without a word (a crash, kill -9, OOM killer)
+                process.join(5)
+                return Ended(
+                    reason=f"the trial's process ended with exit code {process.exitcode}",
+                    curve=tuple(curve),
+                )
+            if message[0] == "report":
+                curve.append(float(message[2]))
+                ours.send(False if report is None else report(message[1], message[2]))
+            elif message[0] == "done":
+                return Ended(payload=message[1], curve=tuple(curve))
+            elif message[0] == "pruned":
+                return Ended(pruned=(message[1], message[2]), curve=tuple(curve))
+            else:
+                return Ended(reason=message[1], curve=tuple(curve))
+    finally:
+        _stop(process)
+
+
+def _processes() -> Any:  # a SpawnContext or a ForkServerContext
+    """Fresh processes for users' trials: forked from a server that imported torch, pandas
+    and scikit-learn's metrics once (a trial starts in ~0.1 s, not ~1 s), never from this
+    process, whose threads (heartbeats) and CUDA state a fork would copy; spawned where there
+    is no fork server."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["gammatune.spec", "pandas", "torch", "sklearn.metrics"])
+    return context
+
+
+def _stop(process: multiprocessing.process.BaseProcess) -> None:
+    if process.pid is None:  # never started (its child, if forked, sees this process go)
+        return
+    process.join(2)
+    if process.is_alive():
+        process.terminate()
+        process.join(5)
+    if process.is_alive():
+        process.kill()
+        process.join()
