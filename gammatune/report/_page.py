@@ -37,12 +37,7 @@ from gammatune.report._plots import (
 )
 from gammatune.report._resample import validation_spread
 from gammatune.report._summary import CAPTION, Summary, SummaryRow, interval_text, summarize
-from gammatune.report._table import (
-    confirm_plan,
-    experiment_facts,
-    trials_frame,
-    write_csv,
-)
+from gammatune.report._table import confirm_plan, experiment_facts, trials_frame, write_csv
 from gammatune.storage import open_storage
 
 # (file stem, the question it answers, caption)
