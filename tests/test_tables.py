@@ -203,11 +203,11 @@ def test_a_python_loader_dataframe_keeps_its_names(
 
 
 def test_a_binary_positive_label_keeps_the_other_label() -> None:
-    from gammatune.data import _encode
+    from gammatune.labels import encode_labels
 
     labels = np.array(["ok", "fraud", "ok"])
-    assert _encode(labels, "fraud")[1] == ("ok", "fraud")
-    assert _encode(np.array(["a", "b", "c"]), "c")[1] == ("not c", "c")
+    assert encode_labels(labels, "fraud")[1] == ("ok", "fraud")
+    assert encode_labels(np.array(["a", "b", "c"]), "c")[1] == ("not c", "c")
 
 
 def test_run_then_predict_on_the_raw_csv_keeps_ids_and_labels(tmp_path: Path) -> None:
