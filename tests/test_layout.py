@@ -19,7 +19,7 @@ ORDER = [
     "record", "tasks", "storage", "weights", "fingerprint", "tuning", "report", "export",
     "suggest", "progress", "cli",
 ]  # fmt: skip
-LEAVES = {"errors", "device", "metrics", "bootstrap", "plugins", "loss"}
+LEAVES = {"errors", "device", "metrics", "bootstrap", "segmentation", "plugins", "loss"}
 SUBPACKAGES = {"config", "loss", "training", "tuning", "report"}
 
 
