@@ -29,6 +29,7 @@ import optuna
 from gammatune.config import Config
 from gammatune.errors import StudyError, redact, secret_of
 from gammatune.record import SampleScores, TrialRecord
+from gammatune.segmentation import SegmentationScores
 
 Stage = Literal["baseline", "search", "refine", "confirm"]
 STAGES: tuple[Stage, ...] = ("baseline", "search", "refine", "confirm")
@@ -338,17 +339,22 @@ def load_record(trial: optuna.trial.FrozenTrial) -> TrialRecord | None:
 def save_scores(config: Config, name: str, scores: SampleScores) -> str:
     """Write per-sample scores to ``runs/<name>/scores/<name>.npz``; return the path relative
     to the run folder (stored in the record)."""
+    return _write_npz(
+        config,
+        name,
+        val=scores.val.astype(np.float32),
+        test=scores.test.astype(np.float32),
+        val_labels=scores.val_labels.astype(np.int32),
+        test_labels=scores.test_labels.astype(np.int32),
+    )
+
+
+def _write_npz(config: Config, name: str, **arrays: np.ndarray) -> str:
     relative = Path("scores") / f"{name}.npz"
     path = config.run_dir / relative
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(
-            path,
-            val=scores.val.astype(np.float32),
-            test=scores.test.astype(np.float32),
-            val_labels=scores.val_labels.astype(np.int32),
-            test_labels=scores.test_labels.astype(np.int32),
-        )
+        np.savez_compressed(path, **arrays)  # type: ignore[arg-type]  # stubs: allow_pickle
     except OSError as exc:  # a full disk: the write fails without naming the file
         raise StudyError(
             f"output_dir: cannot write {path}: {exc.strerror}; {_KEPT}: {_FREE}"
@@ -363,7 +369,28 @@ def load_scores_file(config: Config, scores_file: str) -> SampleScores | None:
     if not path.is_file():
         return None
     with np.load(path) as data:
+        if "val_counts" in data:  # a segmentation trial's: see load_counts_file
+            return None
         return SampleScores(**{k: data[k] for k in ("val", "test", "val_labels", "test_labels")})
+
+
+def save_counts(config: Config, name: str, counts: SegmentationScores) -> str:
+    """Write a segmentation trial's per-image, per-class pixel counts ``(n, C, 4)`` beside
+    the scores files (keys ``val_counts``, ``test_counts``); return the path, as
+    :func:`save_scores`."""
+    return _write_npz(config, name, val_counts=counts.val, test_counts=counts.test)
+
+
+def load_counts_file(config: Config, scores_file: str) -> SegmentationScores | None:
+    """The pixel counts a segmentation record references, or None where the file is not here
+    or holds classification scores."""
+    path = config.run_dir / scores_file
+    if not path.is_file():
+        return None
+    with np.load(path) as data:
+        if "val_counts" not in data:
+            return None
+        return SegmentationScores(data["val_counts"], data["test_counts"])
 
 
 def load_study(

@@ -3,9 +3,13 @@ the split's, shapes right, counts whole and non-negative) and comes back as (n, 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from gammatune.config import load_config
+from gammatune.storage import load_counts_file, load_scores_file, save_counts
 from gammatune.tasks import (
     Checked,
     CheckedCounts,
@@ -84,3 +88,15 @@ def test_a_bad_segmentation_payload_names_its_field(change, message) -> None:  #
     change(val)
     with pytest.raises(PayloadError, match=message):
         segmentation_payload({"val": val, "test": part(TEST, 3)}, split(3))
+
+
+def test_counts_are_kept_in_the_trials_scores_file(tiny_config: Path) -> None:
+    config = load_config(tiny_config)
+    counts = segmentation_payload({"val": part(VAL, 3), "test": part(TEST, 3)}, split(3)).scores
+    name = save_counts(config, "confirm-00001", counts)
+    again = load_counts_file(config, name)
+    assert again is not None and again.val.dtype.kind == "i"
+    np.testing.assert_array_equal(again.val, counts.val)
+    np.testing.assert_array_equal(again.test, counts.test)
+    assert load_scores_file(config, name) is None  # classification readers skip it
+    assert load_counts_file(config, "scores/absent.npz") is None
