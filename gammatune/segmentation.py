@@ -168,6 +168,27 @@ def paired_image_bootstrap(
     Raises:
         ValueError: Shapes differ, or the two do not share the masks (``tp + fn``).
     """
+    value_a, value_b, differences = resampled_dice_differences(
+        counts_a, counts_b, groups=groups, n_resamples=n_resamples, seed=seed
+    )
+    low, high = map(float, np.percentile(differences, [2.5, 97.5]))
+    return PairedDifference(
+        "dice", value_a, value_b, value_a - value_b, low, high, n_resamples,
+        float(np.mean(differences <= 0)),
+    )  # fmt: skip
+
+
+def resampled_dice_differences(
+    counts_a: np.ndarray,
+    counts_b: np.ndarray,
+    *,
+    groups: np.ndarray | None = None,
+    n_resamples: int = 2000,
+    seed: int | Sequence[int] = 0,
+) -> tuple[float, float, np.ndarray]:
+    """A's and B's mean foreground Dice (averaged over repeats) on all images, and the
+    ``(n_resamples,)`` resampled differences behind :func:`paired_image_bootstrap` (same
+    arguments), for a caller that pools several folds' differences as the verdict does."""
     a, b = (_repeats(x) for x in (counts_a, counts_b))
     if a.shape != b.shape:
         raise ValueError(f"paired_image_bootstrap: shapes differ: {a.shape} and {b.shape}.")
@@ -184,11 +205,7 @@ def paired_image_bootstrap(
         [weighted_dice(x, weights) - weighted_dice(y, weights) for x, y in zip(a, b, strict=True)],
         axis=0,
     )
-    low, high = map(float, np.percentile(differences, [2.5, 97.5]))
-    return PairedDifference(
-        "dice", value_a, value_b, value_a - value_b, low, high, n_resamples,
-        float(np.mean(differences <= 0)),
-    )  # fmt: skip
+    return value_a, value_b, differences
 
 
 def _repeats(counts: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ from gammatune.segmentation import (
     image_strata,
     image_weights,
     paired_image_bootstrap,
+    resampled_dice_differences,
     weighted_dice,
 )
 
@@ -124,3 +125,15 @@ def test_bootstrap_refuses_other_masks() -> None:
     b[0, 1] = [4, 1, 0, 5]
     with pytest.raises(ValueError, match="same masks"):
         paired_image_bootstrap(a, b)
+
+
+def test_bootstrap_draws_whole_groups() -> None:
+    # The better image's group (five images of ten) is left out of a resample of two groups
+    # one time in four; drawn as single images, image 0 is left out ~35% of the time.
+    a = np.tile(np.array([[1000, 0, 0, 0], [500, 100, 100, 300]]), (10, 1, 1))
+    b = a.copy()
+    b[0, 1] = [100, 500, 500, 300]
+    groups = np.repeat([3, 8], 5)
+    _, _, differences = resampled_dice_differences(a, b, groups=groups, n_resamples=4000)
+    assert np.mean(differences <= 0) == pytest.approx(0.25, abs=0.03)
+    assert set(np.round(differences * 10 / (400 / 600), 6)) <= {0.0, 1.0, 2.0}  # 0, 1, 2 copies
