@@ -364,33 +364,29 @@ def _write_npz(config: Config, name: str, **arrays: np.ndarray) -> str:
 
 def load_scores_file(config: Config, scores_file: str) -> SampleScores | None:
     """The per-sample scores a record references (its ``scores_file``), or None where the file
-    is not here (a study shared through a server whose trials ran on other machines)."""
-    path = config.run_dir / scores_file
-    if not path.is_file():
-        return None
-    with np.load(path) as data:
-        if "val_counts" in data:  # a segmentation trial's: see load_counts_file
-            return None
-        return SampleScores(**{k: data[k] for k in ("val", "test", "val_labels", "test_labels")})
+    is not here (a study shared through a server whose trials ran on other machines) or holds
+    a segmentation trial's counts (:func:`load_counts_file`)."""
+    data = _read_npz(config, scores_file, ("val", "test", "val_labels", "test_labels"))
+    return None if data is None else SampleScores(**data)
 
 
 def save_counts(config: Config, name: str, counts: SegmentationScores) -> str:
-    """Write a segmentation trial's per-image, per-class pixel counts ``(n, C, 4)`` beside
-    the scores files (keys ``val_counts``, ``test_counts``); return the path, as
-    :func:`save_scores`."""
+    """Write a segmentation trial's pixel counts ``(n, C, 4)`` as :func:`save_scores` does."""
     return _write_npz(config, name, val_counts=counts.val, test_counts=counts.test)
 
 
 def load_counts_file(config: Config, scores_file: str) -> SegmentationScores | None:
-    """The pixel counts a segmentation record references, or None where the file is not here
-    or holds classification scores."""
-    path = config.run_dir / scores_file
+    """A segmentation record's pixel counts, or None (not here, or classification scores)."""
+    data = _read_npz(config, scores_file, ("val_counts", "test_counts"))
+    return None if data is None else SegmentationScores(data["val_counts"], data["test_counts"])
+
+
+def _read_npz(config: Config, name: str, keys: tuple[str, ...]) -> dict[str, np.ndarray] | None:
+    path = config.run_dir / name
     if not path.is_file():
         return None
     with np.load(path) as data:
-        if "val_counts" not in data:
-            return None
-        return SegmentationScores(data["val_counts"], data["test_counts"])
+        return {k: data[k] for k in keys} if keys[0] in data else None
 
 
 def load_study(
