@@ -157,6 +157,9 @@ def _counts(payload: Mapping[str, Any], name: str, ids: np.ndarray, n_classes: i
             bad = x[(x < 0) | (x != np.round(x))][0]
             raise PayloadError(f"{name}.{field} must be whole counts >= 0; got {bad:g}")
         arrays.append(x.astype(np.int64))
+    if len({x.shape for x in arrays}) > 1:
+        shapes = ", ".join(f"{f} {x.shape}" for f, x in zip(COUNTS, arrays, strict=True))
+        raise PayloadError(f"{name}: tp, fp, fn and tn must have one shape; got {shapes}")
     counts = np.stack(arrays, axis=-1)[order]  # (n, C or 1, 4)
     if counts.shape[1] == 1:  # binary, the foreground's: the background is its mirror
         counts = np.concatenate([counts[:, :, [3, 2, 1, 0]], counts], axis=1)

@@ -52,6 +52,12 @@ def test_binary_foreground_counts_get_their_background() -> None:
     assert counts[0].tolist() == [[12, 0, 1, 3], [3, 1, 0, 12]]  # background mirrors it
 
 
+def test_binary_counts_of_two_shapes_are_refused() -> None:
+    val = {**part(VAL, 2), "tp": np.zeros(3, int)}
+    with pytest.raises(PayloadError, match=r"val: tp, fp, fn and tn must have one shape; got tp"):
+        segmentation_payload({"val": val, "test": part(TEST, 2)}, split(2))
+
+
 def test_the_payload_says_its_task() -> None:
     seg = {"val": part(VAL, 2), "test": part(TEST, 2)}
     assert payload_task(seg) == "segmentation"
