@@ -20,7 +20,7 @@ ORDER = [
     "damage", "storage", "weights", "fingerprint", "tuning", "report", "saved_model", "scoring",
     "export", "suggest", "overview", "progress", "cli",
 ]  # fmt: skip
-LEAVES = {"errors", "device", "metrics", "bootstrap", "plugins", "loss"}
+LEAVES = {"errors", "device", "metrics", "bootstrap", "segmentation", "plugins", "loss"}
 SUBPACKAGES = {"config", "loss", "training", "tuning", "report"}
 
 
