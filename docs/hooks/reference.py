@@ -405,8 +405,13 @@ _COLUMN_DOC = {
     "(scikit-learn yardsticks of the baseline)",
     "seed": "the training seed",
     "objective": "the validation objective (the value Optuna maximizes)",
-    "curve_flags": "`overfitting` and/or `unstable`, from the training curves up to the kept "
-    "epoch; empty if neither",
+    "curve_flags": "`overconfident` (validation loss up 20 % above its minimum by the kept "
+    "epoch while ranking still improved: calibration, not a fault) and/or `unstable`; empty if "
+    "neither",
+    "undertrained": "true when the trial ran to `train.epochs` with its best epoch among the "
+    "last max(2, ceil(epochs / 10)): it was still improving (raise `train.epochs`)",
+    "repeat_difference": "with `confirm.check_determinism`: the largest validation-score "
+    "difference between two trainings of this trial's setting and seed",
     "delta_vs_ce": "`objective` minus plain cross-entropy's (the mean over the baseline repeats)",
     "delta_vs_balanced_ce": "`objective` minus cross-entropy's at the same alpha",
     "test_delta_vs_ce": "the same on the test split (to read only; nothing decides on test)",
@@ -421,8 +426,8 @@ _COLUMN_DOC = {
     "reused_from": "a result reused from an identical earlier trial: its stage and number",
     "scores_file": "the per-sample scores (`runs/<name>/scores/<study>-<number>.npz`)",
     "feasible": "false when the trial misses `constraints`",
-    "verdict": "the study's verdict, on every row: `focal`, `class-weight`, `cross-entropy` or "
-    "`not-measurable`",
+    "verdict": "the study's verdict, on every row: `focal`, `class-weight`, `focal-with-weight`, "
+    "`cross-entropy` or `not-measurable`",
     "recommended": "true on the recommended setting's confirm trials",
 }
 
