@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 # TORCH_SPEC=torch for the CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: venv test lint typecheck bench demo clean
+.PHONY: venv test lint typecheck docs bench demo clean
 
 venv: $(VENV)/.installed
 
@@ -19,22 +19,37 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 lint: venv
-	$(VENV)/bin/ruff check gammatune tests bench examples
-	$(VENV)/bin/ruff format --check gammatune tests bench examples
+	$(VENV)/bin/ruff check gammatune tests bench examples docs/hooks
+	$(VENV)/bin/ruff format --check gammatune tests bench examples docs/hooks
 
 typecheck: venv
 	$(VENV)/bin/mypy gammatune
 
-test: lint typecheck
+test: lint typecheck docs
 	$(PY) -m pytest --doctest-modules gammatune tests
+
+# The docs site, offline and --strict: a broken link, a missing page or snippet, or a reference
+# page that cannot be generated from the code fails it. Output in site/.
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict  # not --quiet: it hides the warnings --strict counts
 
 bench: venv
 	$(PY) bench/kernel.py
 	$(PY) bench/workflow.py
 	$(PY) bench/verdict.py --skip-verdicts
 
-demo: venv
-	$(VENV)/bin/gammatune run --config configs/demo.yaml
+# The demo on the lean install (the package and its dependencies, no dev extras), in a venv of
+# its own, as a user would run it: `make demo` on a fresh clone.
+DEMO_VENV ?= .venv-demo
+demo: $(DEMO_VENV)/.installed
+	$(DEMO_VENV)/bin/gammatune run --config configs/demo.yaml
+
+$(DEMO_VENV)/.installed: pyproject.toml
+	test -x $(DEMO_VENV)/bin/python || $(PYTHON) -m venv $(DEMO_VENV)
+	$(DEMO_VENV)/bin/python -c "import torch" 2>/dev/null \
+		|| $(DEMO_VENV)/bin/python -m pip install -q "$(TORCH_SPEC)"
+	$(DEMO_VENV)/bin/python -m pip install -q -e .
+	touch $@
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) $(DEMO_VENV) runs site .pytest_cache .ruff_cache .mypy_cache

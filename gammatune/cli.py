@@ -1,7 +1,6 @@
 """The gammatune command line: thin commands; the only place that prints or exits.
 
-torch, optuna and pandas are imported inside the commands that use them, so ``--help`` and
-``check`` start fast.
+torch, optuna and pandas are imported inside the commands, so ``--help`` and ``check`` start fast.
 """
 
 from __future__ import annotations
@@ -55,6 +54,9 @@ Workers = Annotated[
     ),
 ]
 
+Threads = Annotated[Optional[int], typer.Option(  # noqa: UP045
+    "--threads", min=1, show_default=False, help="CPU threads per training process; overrides "
+    "train.threads [default: auto, the CPUs the machine's load leaves idle].")]  # fmt: skip
 Executor = Annotated[str, typer.Option("--executor", help="local, or ray: on a Ray cluster.")]
 RayAddress = Annotated[
     Optional[str],  # noqa: UP045
@@ -114,9 +116,8 @@ def main(
     from rich.logging import RichHandler
 
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
-    logging.basicConfig(
-        level=level, handlers=[RichHandler(console=err, show_path=False)], force=True
-    )
+    handler = RichHandler(console=err, show_path=False)  # it shows the level itself
+    logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
 
 
 @contextmanager
@@ -141,24 +142,24 @@ def _say(text: str) -> None:
     err.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
-def _load(config_path: Path, storage: str | None = None) -> Config:
+def _load(config_path: Path, storage: str | None = None, threads: int | None = None) -> Config:
     from gammatune.config import load_config
 
-    return load_config(config_path, storage=storage)
+    return load_config(config_path, storage=storage, **{"train.threads": threads})
 
 
 @app.command()
 def check(ctx: typer.Context, config: ConfigPath) -> None:
-    """Validate an experiment file and print it with every default filled in."""
-    import yaml
-
+    """Validate an experiment file, load its data and print both (the data as YAML comments)."""
     with _user_errors(ctx):
+        from gammatune.overview import describe_data
+
         resolved = _load(config)
-        dumped = resolved.model_dump(mode="json")
-        if dumped.get("storage"):
-            dumped["storage"] = redact(dumped["storage"])  # never a password on the screen
-        out.print(yaml.safe_dump(dumped, sort_keys=False), markup=False)
-        _say(f"{config}: valid; storage {redact(resolved.storage_url)}")
+        overview = describe_data(resolved)
+        out.print(overview.text, markup=False, highlight=False, soft_wrap=True)
+        for warning in overview.warnings:
+            _say(f"warning: {warning}")
+        _say(f"{config}: valid; data loaded; storage {redact(resolved.storage_url)}")
 
 
 def _stage_command(stages: list[Stage], summary: str) -> Callable[..., None]:
@@ -169,14 +170,14 @@ def _stage_command(stages: list[Stage], summary: str) -> Callable[..., None]:
         config: ConfigPath,
         storage: Storage = None,
         workers: Workers = 1,
+        threads: Threads = None,
         tensorboard: TensorBoardDir = None,
         executor: Executor = "local",
         address: RayAddress = None,
         force_new: ForceNew = False,
     ) -> None:
-        _run_stages(
-            ctx, config, storage, stages, workers, tensorboard, executor, address, force_new
-        )
+        _run_stages(ctx, config, storage, stages, workers, tensorboard, executor, address,
+                    force_new, threads=threads)  # fmt: skip
 
     command.__doc__ = summary
     return command
@@ -230,6 +231,7 @@ def run(
     storage: Storage = None,
     out_csv: OutCsv = None,
     workers: Workers = 1,
+    threads: Threads = None,
     tensorboard: TensorBoardDir = None,
     executor: Executor = "local",
     address: RayAddress = None,
@@ -237,7 +239,8 @@ def run(
 ) -> None:
     """Run baseline, search, refine and confirm, then report and export the model."""
     stages: list[Stage] = ["baseline", "search", "refine", "confirm"]
-    _run_stages(ctx, config, storage, stages, workers, tensorboard, executor, address, force_new)
+    _run_stages(ctx, config, storage, stages, workers, tensorboard, executor, address, force_new,
+                threads=threads)  # fmt: skip
     report(ctx, config, storage, out_csv, html=None, plots=None)
     export(ctx, config, storage, refit=False)
 
@@ -267,10 +270,9 @@ def predict(
 ) -> None:
     """Score a CSV with an exported model: the score(s) and the predicted label of each row."""
     with _user_errors(ctx):
-        from gammatune.export import predict_csv
+        from gammatune.scoring import predict_csv
 
-        n_rows = predict_csv(model, data, out_csv)
-        _say(f"wrote {n_rows} rows to {out_csv}")
+        _say(predict_csv(model, data, out_csv).text)
 
 
 @app.command()
@@ -296,7 +298,8 @@ def report(
         _freeze_imports()
         resolved = _load(config, storage)
         with storage_errors(resolved.storage_url):
-            written = write_report(resolved, csv_path=out_csv, html_path=html, plots_dir=plots)
+            paths = {"csv_path": out_csv, "html_path": html, "plots_dir": plots}
+            written = write_report(resolved, **paths, experiment_file=config)
         render_summary(out, written.summary)
         _say(
             f"wrote {written.n_trials} trials to {written.csv}, the report to {written.html}"
@@ -314,12 +317,14 @@ def _run_stages(
     executor: str = "local",
     address: str | None = None,
     force_new: bool = False,
+    *,
+    threads: int | None = None,
 ) -> None:
     if_changed: IfChanged = "replace" if force_new else "refuse"
     with _user_errors(ctx):
         if executor not in ("local", "ray") or executor == "ray" and workers > 1:
             raise ConfigError(f"--executor {executor}: must be local, or ray with --workers 1.")
-        resolved = _load(config_path, storage)
+        resolved = _load(config_path, storage, threads)
         from gammatune.report import render_summary, study_summary
         from gammatune.storage import storage_errors
 
@@ -342,18 +347,11 @@ def _run_stages(
                     _freeze_imports()  # the data reader's imports (scikit-learn, pandas) too
 
                 run_workflow(
-                    resolved,
-                    stages,
-                    on_data=on_data,
-                    on_stage=progress.start_stage,
-                    on_trial=progress.trial_done,
-                    on_epoch=progress.epoch_done,
-                    tensorboard=tensorboard,
-                    executor="ray" if executor == "ray" else "local",
-                    address=address,
-                    if_changed=if_changed,
-                    on_set_aside=_say,
-                )
+                    resolved, stages, on_data=on_data, on_stage=progress.start_stage,
+                    on_trial=progress.trial_done, on_epoch=progress.epoch_done,
+                    tensorboard=tensorboard, executor="ray" if executor == "ray" else "local",
+                    address=address, if_changed=if_changed, on_set_aside=_say,
+                )  # fmt: skip
         if len(stages) == 1:
             with storage_errors(resolved.storage_url):
                 render_summary(out, study_summary(resolved)[1])
@@ -376,13 +374,10 @@ def worker(
         _quiet_optuna()
         prefix = f"worker {index}: "
         run_workflow(
-            _load(config, storage),
-            [s for s in stages.split(",") if s],  # type: ignore[misc]
-            on_trial=lambda event: _say(prefix + trial_line(event)),
-            role="worker",
-            worker=index,
-            tensorboard=tensorboard,
-        )
+            _load(config, storage), [s for s in stages.split(",") if s],  # type: ignore[misc]
+            on_trial=lambda event: _say(prefix + trial_line(event)), role="worker",
+            worker=index, tensorboard=tensorboard,
+        )  # fmt: skip
 
 
 def _freeze_imports() -> None:

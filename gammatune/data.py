@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gammatune.columns import NumericStep, Step
 from gammatune.config import (
     Config,
     NpzData,
@@ -20,10 +21,12 @@ from gammatune.config import (
     SyntheticData,
     TableData,
 )
+from gammatune.encoders import embed_configured
 from gammatune.errors import DataError
-from gammatune.features import Preprocessing, fit_text, text_features
+from gammatune.features import Preprocessing
 from gammatune.labels import encode_labels, subsample_minority
-from gammatune.plugins import import_ref
+from gammatune.plugins import call_ref, describe
+from gammatune.tables import Table, fit_steps, frame_table, read_table
 from gammatune.units import Units, load_units, refold_units
 
 logger = logging.getLogger(__name__)
@@ -87,31 +90,26 @@ def load_data(config: Config) -> Splits:
         return unit_splits(*load_units(config))
     source = config.data
     raw = _read(source, config.split_seed)
-    features, texts = raw.features, raw.texts
-    _check_finite(features, raw.feature_names)
     labels, class_names = encode_labels(raw.labels, source.positive_label)
     rng = np.random.default_rng(config.split_seed)
+    keep = None
     if not isinstance(source, SyntheticData) and source.minority_fraction is not None:
         keep = subsample_minority(labels, source.minority_fraction, rng)
-        features, labels = features[keep], labels[keep]
-        texts = None if texts is None else texts[keep]
+        labels = labels[keep]
     parts = _split(labels, config.split, rng, class_names)
-    vocabulary = None
-    if texts is not None and isinstance(source, TableData) and source.text is not None:
-        # Fitted after the split, on training rows only: the vocabulary must not see val/test.
-        vocabulary = fit_text(source.text, texts[parts[0]], max_features=source.text_max_features)
-        features = np.hstack([features, text_features(vocabulary, texts)])
+    features, steps = _features(config, raw, keep, parts[0])
     mean = features[parts[0]].mean(axis=0)
     std = features[parts[0]].std(axis=0)
     std[std < 1e-12] = 1.0  # a constant feature stays 0 instead of dividing by 0
     scaled = ((features - mean) / std).astype(np.float32)
-    names = raw.feature_names or [f"x{i}" for i in range(raw.features.shape[1])]
+    plan = None if raw.table is None else raw.table.plan
     preprocessing = Preprocessing(
-        tuple(names),
+        steps,
         tuple(mean.tolist()),
         tuple(std.tolist()),
-        vocabulary,
-        target=source.target if isinstance(source, TableData) else None,
+        target=None if plan is None else plan.target,
+        id=None if plan is None else plan.id,
+        ignored=() if plan is None else plan.excluded,
     )
     tensors: list[torch.Tensor] = []
     for index in parts:
@@ -172,11 +170,36 @@ def refold(splits: Splits, fold: int, *, seed: int) -> Splits:
 
 @dataclass(frozen=True, slots=True)
 class _Raw:
-    features: np.ndarray  # (N, F) float64
+    features: np.ndarray | None  # (N, F) float64; None for a table
     labels: np.ndarray  # (N,) as the source gives them
     image_shape: tuple[int, int, int] | None = None
-    feature_names: list[str] | None = None
-    texts: np.ndarray | None = None  # (N,) str: the text column, vectorized after the split
+    table: Table | None = None  # named columns, encoded after the split
+
+
+def _features(
+    config: Config, raw: _Raw, keep: np.ndarray | None, train: np.ndarray
+) -> tuple[np.ndarray, tuple[Step, ...]]:
+    """The raw features ``(N, F)`` float64 of the kept rows, and the steps that made them:
+    a table's encodings fitted on the ``train`` rows only; an array's columns as they are.
+    A text column with ``data.text_encoder`` fits nothing: every row is embedded alike, once
+    (cached in the run folder)."""
+    if raw.table is None:
+        assert raw.features is not None  # every source gives a table or an array
+        features = raw.features if keep is None else raw.features[keep]
+        _check_finite(features)
+        names = tuple(f"x{i}" for i in range(features.shape[1]))
+        return features, (NumericStep(names, None),)
+    frame = raw.table.frame if keep is None else raw.table.frame.iloc[keep]
+    frame = frame.reset_index(drop=True)
+    plan = raw.table.plan
+    encoded = isinstance(config.data, TableData) and config.data.text_encoder is not None
+    steps = fit_steps(frame.iloc[train], dataclasses.replace(plan, text=None) if encoded else plan)
+    parts = [step.transform(frame, where="data") for step in steps]
+    if encoded and plan.text is not None:
+        texts = frame[plan.text].astype(object).fillna("").astype(str).tolist()
+        encoder, embedded = embed_configured(config, texts)
+        steps, parts = (*steps, encoder), [*parts, embedded]
+    return np.hstack(parts), steps
 
 
 def _read(source: Any, seed: int) -> _Raw:
@@ -184,7 +207,8 @@ def _read(source: Any, seed: int) -> _Raw:
         case SyntheticData():
             return _synthetic(source, seed)
         case TableData():
-            return _table(source)
+            table = read_table(source)
+            return _Raw(None, table.labels, table=table)
         case NpzData():
             return _npz(source)
         case SklearnData():
@@ -220,53 +244,16 @@ def _synthetic(source: SyntheticData, seed: int) -> _Raw:
     return _Raw(x, y)
 
 
-def _table(source: TableData) -> _Raw:
-    import pandas as pd
-
-    if not source.path.is_file():
-        raise DataError(f"data.path: no such file: {source.path}.")
-    try:
-        if source.source == "csv":
-            frame = pd.read_csv(source.path)
-        else:
-            frame = pd.read_parquet(source.path)
-    except ImportError as exc:
-        raise DataError(
-            f"data.source: parquet needs pyarrow: pip install pyarrow ({exc})."
-        ) from None
-    except (ValueError, OSError, pd.errors.ParserError) as exc:
-        raise DataError(f"data.path: cannot read {source.path}: {exc}") from None
-    columns = list(frame.columns)
-    if source.target not in columns:
-        raise DataError(
-            f"data.target: no column {source.target!r} in {source.path.name} "
-            f"(columns: {', '.join(map(str, columns[:20]))})."
-        )
-    if source.text is not None and source.text not in columns:
-        raise DataError(f"data.text: no column {source.text!r} in {source.path.name}.")
-    names = source.features or [c for c in columns if c not in (source.target, source.text)]
-    missing = [name for name in names if name not in columns]
-    if missing:
-        raise DataError(f"data.features: no column {missing[0]!r} in {source.path.name}.")
-    text = [name for name in names if not pd.api.types.is_numeric_dtype(frame[name])]
-    if text:
-        raise DataError(
-            f"data.features: column {text[0]!r} is not numeric; encode it, name it in data.text "
-            "(one text column), or list only numeric columns in data.features."
-        )
-    labels = frame[source.target]
-    if labels.isna().any():
-        raise DataError(
-            f"data.target: column {source.target!r} has {int(labels.isna().sum())} missing labels."
-        )
-    texts = None if source.text is None else frame[source.text].fillna("").astype(str).to_numpy()
-    features = frame[names].to_numpy(dtype=np.float64)
-    return _Raw(features, labels.to_numpy(), feature_names=names, texts=texts)
-
-
 def _npz(source: NpzData) -> _Raw:
     if not source.path.is_file():
         raise DataError(f"data.path: no such file: {source.path}.")
+    with source.path.open("rb") as file:
+        start = file.read(6)
+    if not start.startswith(b"PK"):  # an .npz is a zip of .npy files
+        raise DataError(
+            f"data.path: {source.path.name} is not a NumPy .npz file (it starts with "
+            f"{start!r}); write one with numpy.savez, or use source: csv for a table."
+        )
     try:
         with np.load(source.path, allow_pickle=False) as arrays:
             for field, key in (("x_key", source.x_key), ("y_key", source.y_key)):
@@ -283,12 +270,28 @@ def _npz(source: NpzData) -> _Raw:
 
 
 def _python(source: PythonData) -> _Raw:
-    result = import_ref(source.ref, field="data.ref")()
+    result = call_ref(source.ref, field="data.ref", error=DataError)
     if not (isinstance(result, tuple) and len(result) == 2):
         raise DataError(
             f"data.ref: {source.ref} must return (features, labels); got {type(result).__name__}."
         )
-    x, y = (np.asarray(part) for part in result)
+    import pandas as pd
+
+    if isinstance(result[0], pd.DataFrame):
+        table = frame_table(result[0], _as_labels(np.asarray(result[1]), len(result[0])), source)
+        return _Raw(None, table.labels, table=table)
+    given = [f for f in ("id", "exclude", "categorical", "features") if getattr(source, f)]
+    if given:
+        raise DataError(
+            f"data.{given[0]}: names columns, but {source.ref} returns features as an array; "
+            "return a pandas DataFrame."
+        )
+    try:
+        x, y = (np.asarray(part) for part in result)
+    except ValueError as exc:  # ragged lists: rows of different lengths
+        raise DataError(
+            f"data.ref: {source.ref} must return (features, labels) as arrays; {describe(exc)}."
+        ) from None
     image_shape = (int(x.shape[1]), int(x.shape[2]), int(x.shape[3])) if x.ndim == 4 else None
     return _Raw(_as_features(x, field="data.ref"), _as_labels(y, len(x)), image_shape)
 
@@ -311,17 +314,14 @@ def _as_labels(y: np.ndarray, n: int) -> np.ndarray:
     return y
 
 
-def _check_finite(features: np.ndarray, names: list[str] | None) -> None:
+def _check_finite(features: np.ndarray) -> None:
     bad = ~np.isfinite(features)
     if bad.any():
         per_column = bad.sum(axis=0)
-        shown = ", ".join(
-            f"{names[c] if names else c!r} ({per_column[c]})"
-            for c in np.flatnonzero(per_column)[:5]
-        )
+        shown = ", ".join(f"{c} ({per_column[c]})" for c in np.flatnonzero(per_column)[:5])
         raise DataError(
             f"data: {int(bad.sum())} NaN or infinite feature values, in column(s) {shown}; "
-            "impute or drop them first."
+            "impute or drop them first (or return a DataFrame: its missing values are imputed)."
         )
 
 

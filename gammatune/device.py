@@ -37,6 +37,34 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+def cpu_threads(setting: int | str = "auto") -> int:
+    """Return the CPU threads a training process should use (``train.threads``).
+
+    An integer is taken as it is. ``auto`` takes the CPUs this process may run on less the
+    machine's load (the 1-minute load average, rounded), at least 1 and at most torch's
+    default (the physical cores); an ``OMP_NUM_THREADS`` in the environment is the user's
+    choice and wins. The small networks gammatune trains gain little from a second thread and
+    lose much when the threads wait for CPUs that others hold: on a busy 2-core machine one
+    thread ran the demo 1.7x faster than two (docs/guide/speed-threads.md).
+    """
+    if isinstance(setting, int):
+        return setting
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    available = available or os.cpu_count() or 1
+    busy = round(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
+    return max(1, min(torch.get_num_threads(), available - busy))
+
+
+def use_threads(setting: int | str = "auto") -> int:
+    """Set torch's intra-op threads to :func:`cpu_threads` and return the number."""
+    threads = cpu_threads(setting)
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return threads
+
+
 def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
     """Return the autocast dtype for ``train.precision`` on ``device``, or None for float32.
 

@@ -25,7 +25,7 @@ class DataError(GammatuneError):
 
 
 class StudyError(GammatuneError):
-    """The study storage cannot be reached, or a stage is run out of order."""
+    """The study storage or a Ray cluster cannot be reached, or a stage is run out of order."""
 
     exit_code = 4
 

@@ -21,6 +21,7 @@ from torch import nn
 
 from gammatune.config import ModelConfig, TrainConfig
 from gammatune.device import resolve_device, seed_everything
+from gammatune.features import frame_features
 from gammatune.loss import GammaSchedule
 from gammatune.models import build_model, init_output_bias
 from gammatune.training import fit, make_loss, predict_logits, scores_from_logits
@@ -36,9 +37,12 @@ except ImportError:  # pragma: no cover - older scikit-learn
 class FocalClassifier(ClassifierMixin, BaseEstimator):
     """An MLP trained with focal loss (Lin et al. 2017), early-stopped on a validation split.
 
-    Binary and multiclass. For binary tasks ``alpha`` weights ``classes_[1]`` (scikit-learn's
-    positive class) and ``1 - alpha`` the other; for multiclass, the rarest training class
-    against the others. ``gamma=0, alpha=None`` is plain cross-entropy.
+    Binary and multiclass. A number ``alpha`` weights the class ``pos_label`` (default: the
+    rarest class seen in ``fit``; a tie takes the later of the sorted labels) and ``1 - alpha``
+    every other class, whatever the labels' alphabetical order: with labels ``fraud`` and
+    ``ok``, ``alpha=0.9`` weights ``fraud`` if it is the rarer one. ``gamma=0, alpha=None`` is
+    plain cross-entropy. A loaded model (:func:`gammatune.export.load_model`) takes a pandas
+    DataFrame by column names, in any order.
 
     ``fit`` standardizes the features (mean and std of the training part), holds out a
     stratified ``validation_fraction`` for early stopping on the validation loss, sets the output
@@ -47,8 +51,9 @@ class FocalClassifier(ClassifierMixin, BaseEstimator):
     Args:
         gamma: Focusing exponent, >= 0; a tuple of one per class (binary: negatives,
             positives); or a :class:`gammatune.loss.GammaSchedule` (adaptive). Default 2.0.
-        alpha: Positive (minority) class weight in [0, 1]; a tuple of one positive weight per
-            class; or None for none. Default 0.25.
+        alpha: The weight of ``pos_label`` in [0, 1] (the others get ``1 - alpha``); a tuple
+            of one positive weight per class (binary: the other class, then ``pos_label``); or
+            None for none. Default 0.25.
         hidden: Widths of the hidden layers; ``()`` is a linear model. Default (128, 128).
         dropout: Dropout after each hidden layer, in [0, 1). Default 0.1.
         epochs: Most epochs to train. Default 30.
@@ -62,6 +67,8 @@ class FocalClassifier(ClassifierMixin, BaseEstimator):
         random_state: Seeds the split, the initial weights, batch order and dropout: an int, a
             ``RandomState`` or None. Default 0.
         device: ``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``auto``. Default "cpu".
+        pos_label: The class ``alpha`` weights (binary: the positive class, whose probability
+            ``threshold_`` cuts); None for the rarest class seen in ``fit``. Default None.
 
     Attributes:
         classes_: The class labels ``(C,)``; column ``c`` of ``predict_proba`` is ``classes_[c]``.
@@ -69,8 +76,9 @@ class FocalClassifier(ClassifierMixin, BaseEstimator):
         model_: The trained ``nn.Module`` (on the CPU), mapping standardized ``(N, F)`` to
             ``(N, 1)`` logits (binary) or ``(N, C)``.
         mean_, std_: The standardization ``(F,)``.
-        threshold_: Binary decision threshold on ``predict_proba[:, 1]``: 0.5 after ``fit``; a
-            loaded model keeps the one it was tuned with.
+        pos_label_: The class ``alpha`` weights (the chosen or given ``pos_label``).
+        threshold_: Binary decision threshold on ``pos_label_``'s probability: 0.5 after
+            ``fit``; a loaded model keeps the one it was tuned with.
         best_epoch_, n_iter_: The kept epoch and the epochs trained.
     """
 
@@ -89,6 +97,7 @@ class FocalClassifier(ClassifierMixin, BaseEstimator):
         validation_fraction: float = 0.2,
         random_state: int | np.random.RandomState | None = 0,
         device: str = "cpu",
+        pos_label: Any = None,
     ) -> None:
         self.gamma = gamma
         self.alpha = alpha
@@ -103,6 +112,7 @@ class FocalClassifier(ClassifierMixin, BaseEstimator):
         self.validation_fraction = validation_fraction
         self.random_state = random_state
         self.device = device
+        self.pos_label = pos_label
 
     def fit(self, X: Any, y: Any) -> FocalClassifier:  # noqa: N803 - scikit-learn's names
         """Train on ``X`` ``(N, F)`` and labels ``y`` ``(N,)``; return ``self``.
@@ -119,6 +129,9 @@ class FocalClassifier(ClassifierMixin, BaseEstimator):
                 f"FocalClassifier needs samples of at least 2 classes; got 1 class "
                 f"({self.classes_[0]!r})."
             )
+        self.pos_label_ = self._positive(encoded)
+        if len(self.classes_) == 2:  # the network's one output is the positive class's logit
+            encoded = (encoded == self._positive_index()).astype(np.int64)
         seed = _seed(self.random_state)
         train, val = _validation_split(encoded, self.validation_fraction, seed)
         self.mean_ = X[train].mean(axis=0)
@@ -132,6 +145,32 @@ class FocalClassifier(ClassifierMixin, BaseEstimator):
         self.best_epoch_, self.n_iter_ = result.best_epoch, result.epochs_run
         self.threshold_ = 0.5
         return self
+
+    def _positive(self, encoded: np.ndarray) -> Any:
+        """The class ``alpha`` weights: ``pos_label``, else the rarest (a tie: the later)."""
+        if self.pos_label is None:
+            counts = np.bincount(encoded, minlength=len(self.classes_))
+            return self.classes_[len(counts) - 1 - int(np.argmin(counts[::-1]))]
+        if self.pos_label not in self.classes_.tolist():
+            raise ValueError(
+                f"FocalClassifier: pos_label must be one of the classes "
+                f"{self.classes_.tolist()!r}; got {self.pos_label!r}."
+            )
+        return self.pos_label
+
+    def _positive_index(self) -> int:
+        return int(np.flatnonzero(self.classes_ == self.pos_label_)[0])
+
+    def __repr__(self, N_CHAR_MAX: int = 700) -> str:  # noqa: N803 - scikit-learn's signature
+        """``FocalClassifier(gamma=2.0, alpha=0.25, ...)``: gamma and alpha always, then the
+        parameters that differ from their defaults."""
+        defaults = FocalClassifier().get_params()
+        shown = {"gamma": self.gamma, "alpha": self.alpha}
+        for name, value in self.get_params().items():
+            if name not in shown and not _same(value, defaults[name]):
+                shown[name] = value
+        text = ", ".join(f"{name}={value!r}" for name, value in shown.items())
+        return f"{type(self).__name__}({text})"
 
     def _check_params(self) -> None:
         if not (isinstance(self.gamma, GammaSchedule) or _numbers(self.gamma, 0, math.inf)):
@@ -177,7 +216,7 @@ class FocalClassifier(ClassifierMixin, BaseEstimator):
         )
         counts = torch.bincount(y[train_index], minlength=n_classes).double()
         init_output_bias(model, counts / counts.sum())
-        minority = int(torch.argmin(counts))
+        minority = 1 if n_classes == 2 else self._positive_index()
         gamma, alpha = (
             tuple(map(float, v)) if isinstance(v, tuple | list) else v
             for v in (self.gamma, self.alpha)
@@ -204,24 +243,41 @@ class FocalClassifier(ClassifierMixin, BaseEstimator):
 
     def decision_function(self, X: Any) -> np.ndarray:  # noqa: N803
         """Return the logits: ``(N,)`` for binary (of ``classes_[1]``), else ``(N, C)``."""
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=np.float64)
-        logits = predict_logits(self.model_, self._standardize(X)).double().numpy()
-        return logits[:, 0] if logits.shape[1] == 1 else logits
+        x = self._inputs(X)  # first: it checks that the model is fitted
+        logits = predict_logits(self.model_, x).double().numpy()
+        if logits.shape[1] > 1:
+            return logits
+        return logits[:, 0] if self._positive_index() == 1 else -logits[:, 0]
 
     def predict_proba(self, X: Any) -> np.ndarray:  # noqa: N803
         """Return class probabilities ``(N, C)``, columns in the order of ``classes_``."""
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=np.float64)
-        scores = scores_from_logits(predict_logits(self.model_, self._standardize(X)))
-        return np.column_stack([1 - scores, scores]) if scores.ndim == 1 else scores
+        x = self._inputs(X)  # first: it checks that the model is fitted
+        scores = scores_from_logits(predict_logits(self.model_, x))
+        if scores.ndim > 1:
+            return scores
+        pairs = [1 - scores, scores]
+        return np.column_stack(pairs if self._positive_index() == 1 else pairs[::-1])
 
     def predict(self, X: Any) -> np.ndarray:  # noqa: N803
-        """Return labels ``(N,)``: binary at ``threshold_`` on ``classes_[1]``, else the argmax."""
+        """Return labels ``(N,)``: binary ``pos_label_`` where its probability is at least
+        ``threshold_``, else the other class; multiclass the argmax."""
         probs = self.predict_proba(X)
-        if probs.shape[1] == 2:
-            return self.classes_[(probs[:, 1] >= self.threshold_).astype(int)]
-        return self.classes_[probs.argmax(axis=1)]
+        if probs.shape[1] > 2:
+            return self.classes_[probs.argmax(axis=1)]
+        positive = self._positive_index()
+        is_positive = probs[:, positive] >= self.threshold_
+        return self.classes_[np.where(is_positive, positive, 1 - positive)]
+
+    def _inputs(self, X: Any) -> torch.Tensor:  # noqa: N803
+        """Standardized features: a loaded model's DataFrame taken by column names (see
+        :func:`gammatune.features.frame_features`), else ``(N, F)`` as they are."""
+        check_is_fitted(self)
+        preprocessing = getattr(self, "preprocessing_", None)
+        if preprocessing is not None and hasattr(X, "columns"):
+            X = frame_features(X, preprocessing, where="predict: the DataFrame")
+        else:
+            X = validate_data(self, X, reset=False, dtype=np.float64)
+        return self._standardize(X)
 
 
 def fitted_classifier(
@@ -239,7 +295,8 @@ def fitted_classifier(
     Args:
         classifier: The estimator, with the parameters ``model`` was trained with.
         model: Maps standardized ``(N, F)`` to ``(N, 1)`` (binary) or ``(N, C)`` logits.
-        classes: The labels ``(C,)``, in the order of the model's outputs.
+        classes: The labels ``(C,)``, in the order of the model's outputs (binary: the
+            negative class, then the positive one, whose logit the model outputs).
         mean, std: The standardization ``(F,)``.
         threshold: Binary decision threshold on ``classes[1]``'s probability. Default 0.5.
         feature_names: The input columns, checked against a DataFrame's; None for none.
@@ -248,6 +305,9 @@ def fitted_classifier(
     classifier.classes_ = np.asarray(classes)
     classifier.mean_, classifier.std_ = np.asarray(mean), np.asarray(std)
     classifier.threshold_ = float(threshold)
+    # binary: the model's one output is the last class's logit
+    binary = len(classifier.classes_) == 2
+    classifier.pos_label_ = classifier.classes_[-1] if binary else classifier.pos_label
     classifier.n_features_in_ = len(classifier.mean_)
     if feature_names is not None:
         classifier.feature_names_in_ = np.asarray(feature_names, dtype=object)
@@ -268,6 +328,13 @@ def _validation_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[n
     stratify = labels if counts.min() >= 2 and n_val >= len(counts) else None
     train, val = train_test_split(index, test_size=n_val, stratify=stratify, random_state=seed)
     return np.sort(train), np.sort(val)
+
+
+def _same(value: Any, default: Any) -> bool:
+    try:
+        return bool(value == default) and type(value) is type(default)
+    except (TypeError, ValueError):  # e.g. arrays
+        return False
 
 
 def _numbers(value: Any, low: float, high: float) -> bool:

@@ -1,35 +1,30 @@
-"""The tuned model: retrain the verdict's setting, save it in one folder, load it, score rows.
-
-A model folder holds ``weights.pt`` (a ``torch.save`` of the state dict, read back with
-``weights_only=True``: never a pickle of objects) and ``model.json``: the model spec, the
-preprocessing (input columns, standardization, a text column's vocabulary), the label names,
-the decision threshold, gamma, alpha and the verdict.
+"""The tuned model: retrain (or take the kept model of) the verdict's setting and save it as
+one model folder (see :mod:`gammatune.saved_model`, whose ``save_model``, ``load_model``,
+``score_frame`` and ``predict_csv`` are re-exported here).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
 
-from gammatune.config import Config, ModelConfig
+from gammatune.config import Config
 from gammatune.data import Splits, load_data, refold
 from gammatune.device import autocast_dtype, resolve_device
-from gammatune.errors import DataError, StudyError
+from gammatune.errors import StudyError
 from gammatune.estimator import FocalClassifier, fitted_classifier
-from gammatune.features import Preprocessing, frame_features
 from gammatune.fingerprint import check_studies, fingerprint
-from gammatune.loss import GammaSchedule
 from gammatune.metrics import best_f1_threshold
-from gammatune.models import build_model
 from gammatune.record import Setting
 from gammatune.report import setting_mask, study_summary
+from gammatune.saved_model import load_model, save_model
+from gammatune.scoring import predict_csv, score_frame
 from gammatune.storage import load_scores_file, open_storage, storage_errors
 from gammatune.training import FitResult, Keep, predict_logits, scores_from_logits
 from gammatune.tuning import loss_terms, new_member, train_members
@@ -39,9 +34,10 @@ if TYPE_CHECKING:
     import pandas as pd
 
 FitOn = Literal["train", "train+val"]
-FORMAT = "gammatune-model"
-FORMAT_VERSION = 1
-WEIGHTS, CARD = "weights.pt", "model.json"
+__all__ = [
+    "Exported", "export_model", "load_model", "predict_csv", "save_model", "score_frame",
+    "train_setting",
+]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,145 +202,6 @@ def train_setting(
     return model, result
 
 
-def save_model(
-    classifier: FocalClassifier,
-    path: str | Path,
-    *,
-    model: ModelConfig | None = None,
-    preprocessing: Preprocessing | None = None,
-    image_shape: tuple[int, int, int] | None = None,
-    extra: dict[str, Any] | None = None,
-) -> Path:
-    """Save a fitted classifier to the folder ``path`` (created); :func:`load_model` reads it.
-
-    Args:
-        classifier: Fitted (by ``fit``, or holding a tuned model).
-        path: The folder.
-        model: The spec that builds ``classifier.model_``; default the classifier's MLP.
-        preprocessing: The input columns and standardization; default columns ``x0, x1, ...``
-            with the classifier's standardization.
-        image_shape: For a ``cnn`` model.
-        extra: JSON-safe facts to keep in ``model.json`` (the verdict, how it was trained).
-    """
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    spec = model or ModelConfig(
-        kind="mlp", hidden=list(classifier.hidden), dropout=classifier.dropout
-    )
-    columns = tuple(f"x{i}" for i in range(classifier.n_features_in_))
-    mean, std = (tuple(map(float, v)) for v in (classifier.mean_, classifier.std_))
-    preprocessing = preprocessing or Preprocessing(columns, mean, std)
-    params = {k: _json_param(v) for k, v in classifier.get_params().items()}
-    if not isinstance(params["random_state"], int | None):
-        params["random_state"] = None
-    state = {k: v.detach().cpu().contiguous() for k, v in classifier.model_.state_dict().items()}
-    torch.save(state, path / WEIGHTS)
-    card = {
-        "format": FORMAT,
-        "version": FORMAT_VERSION,
-        "model": spec.model_dump(mode="json"),
-        "n_features": classifier.n_features_in_,
-        "n_outputs": 1 if len(classifier.classes_) == 2 else len(classifier.classes_),
-        "image_shape": None if image_shape is None else list(image_shape),
-        "classes": [_json_label(c) for c in classifier.classes_],
-        "threshold": classifier.threshold_,
-        "gamma": params["gamma"],
-        "alpha": params["alpha"],
-        "estimator": params,
-        "preprocessing": preprocessing.to_json(),
-        **(extra or {}),
-    }
-    (path / CARD).write_text(json.dumps(card, indent=2), encoding="utf-8")
-    return path
-
-
-def load_model(path: str | Path) -> FocalClassifier:
-    """Load a model folder as a fitted ``FocalClassifier``; ``preprocessing_`` holds its inputs.
-
-    Its ``predict_proba`` takes the raw features ``(N, F)`` (standardized inside); to score a
-    table by column names, use :func:`score_frame`.
-
-    Raises:
-        DataError: The folder holds no gammatune model, or one of a newer format.
-    """
-    path = Path(path)
-    try:
-        card = json.loads((path / CARD).read_text(encoding="utf-8"))
-        state = torch.load(path / WEIGHTS, map_location="cpu", weights_only=True)
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise DataError(f"--model: {path} is not a gammatune model folder ({exc}).") from None
-    if card.get("format") != FORMAT or card.get("version", 0) > FORMAT_VERSION:
-        raise DataError(f"--model: {path / CARD} is not a model this gammatune reads.")
-    shape = card["image_shape"]
-    module = build_model(
-        ModelConfig.model_validate(card["model"]),
-        n_features=card["n_features"],
-        n_outputs=card["n_outputs"],
-        image_shape=None if shape is None else (shape[0], shape[1], shape[2]),
-    )
-    module.load_state_dict(state)
-    preprocessing = Preprocessing.from_json(card["preprocessing"])
-    params = card["estimator"]
-    params["hidden"] = tuple(params["hidden"])
-    for name in ("gamma", "alpha"):
-        value = params[name]
-        if isinstance(value, dict):
-            params[name] = GammaSchedule(**value)
-        elif isinstance(value, list):
-            params[name] = tuple(value)
-    classifier = fitted_classifier(
-        FocalClassifier(**params),
-        module,
-        classes=np.asarray(card["classes"]),
-        mean=np.asarray(preprocessing.mean),
-        std=np.asarray(preprocessing.std),
-        threshold=card["threshold"],
-    )
-    classifier.preprocessing_ = preprocessing
-    return classifier
-
-
-def score_frame(classifier: FocalClassifier, frame: pd.DataFrame, *, where: str) -> pd.DataFrame:
-    """Score a table's rows: ``score`` (binary: the positive class's probability) or
-    ``score_<class>`` per class, and ``label``; one row per input row, in order.
-
-    Raises:
-        DataError: A column is missing or extra, or not numeric (the message names them).
-    """
-    import pandas as pd
-
-    features = frame_features(frame, classifier.preprocessing_, where=where)
-    probs = classifier.predict_proba(features)
-    labels = classifier.predict(features)
-    if probs.shape[1] == 2:
-        columns = {"score": probs[:, 1]}
-    else:
-        columns = {f"score_{name}": probs[:, c] for c, name in enumerate(classifier.classes_)}
-    return pd.DataFrame({**columns, "label": labels})
-
-
-def predict_csv(model: str | Path, data: str | Path, out: str | Path) -> int:
-    """Score the CSV ``data`` with the model folder ``model`` into the CSV ``out``; return its
-    number of rows.
-
-    Raises:
-        DataError: The model or the CSV cannot be read, or the CSV's columns are not the
-            model's inputs.
-    """
-    import pandas as pd
-
-    data = Path(data)
-    classifier = load_model(model)
-    try:
-        frame = pd.read_csv(data)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"--data: cannot read {data}: {exc}") from None
-    scored = score_frame(classifier, frame, where=data.name)
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    scored.to_csv(out, index=False)
-    return len(scored)
-
-
 def _confirm_trials(frame: pd.DataFrame, setting: Setting) -> pd.DataFrame:
     done = (frame["stage"] == "confirm") & (frame["state"] == "COMPLETE")
     return frame[done & setting_mask(frame, setting)]
@@ -378,7 +235,7 @@ def _estimator(config: Config, setting: Setting, splits: Splits, seed: int) -> F
         hidden=tuple(config.model.hidden),
         dropout=config.model.dropout,
         epochs=train.epochs,
-        batch_size=train.batch_size,
+        batch_size=train.batch_rows(len(splits.x_train)),
         lr=train.lr if setting.lr is None else setting.lr,
         weight_decay=train.weight_decay,
         patience=train.patience,
@@ -386,15 +243,5 @@ def _estimator(config: Config, setting: Setting, splits: Splits, seed: int) -> F
         validation_fraction=config.split.val,
         random_state=seed,
         device="cpu",
+        pos_label=splits.class_names[-1] if splits.n_classes == 2 else None,
     )
-
-
-def _json_param(value: Any) -> Any:
-    """An estimator parameter as JSON: tuples as lists, a gamma schedule as its fields."""
-    if isinstance(value, GammaSchedule):
-        return dataclasses.asdict(value)
-    return list(value) if isinstance(value, tuple) else value
-
-
-def _json_label(label: Any) -> Any:
-    return label.item() if isinstance(label, np.generic) else label

@@ -1,19 +1,21 @@
 """Rows of a table -> the numbers a model reads: the fitted preprocessing, kept as plain data.
 
 ``data`` fits it on the training split; ``export`` saves it as JSON beside a model's weights;
-``predict`` applies it to new rows. Nothing here is a pickle: a text column's vocabulary and
-inverse document frequencies are lists, and the transform is written out, so training and
-scoring run the same code.
+``predict`` applies it to new rows. Nothing here is a pickle: each column kind's step (see
+:mod:`gammatune.columns`; a text column's vocabulary and inverse document frequencies here)
+is lists, and the transform is written out, so training and scoring run the same code.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from gammatune.columns import STEP_KINDS, NumericStep, Step
+from gammatune.encoders import TextEncoder
 from gammatune.errors import DataError
 
 if TYPE_CHECKING:
@@ -27,55 +29,128 @@ _NGRAMS = (1, 2)
 class TextVocabulary:
     """A text column's TF-IDF: ``terms[i]`` is feature ``i``, weighted by ``idf[i]``."""
 
+    kind: ClassVar[str] = "text"
     column: str
     terms: tuple[str, ...]
     idf: tuple[float, ...]
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.column,)
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return tuple(f"{self.column}:{term}" for term in self.terms)
+
+    def transform(self, frame: pd.DataFrame, *, where: str) -> np.ndarray:
+        """Return the TF-IDF features ``(N, len(terms))``; a missing text is empty."""
+        return text_features(self, frame[self.column].fillna("").astype(str).tolist())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "column": self.column,
+            "terms": list(self.terms),
+            "idf": list(self.idf),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TextVocabulary:
+        return cls(data["column"], tuple(data["terms"]), tuple(float(v) for v in data["idf"]))
+
+
+_KINDS: dict[str, Any] = {
+    **STEP_KINDS,
+    TextVocabulary.kind: TextVocabulary,
+    TextEncoder.kind: TextEncoder,
+}
 
 
 @dataclass(frozen=True, slots=True)
 class Preprocessing:
     """What turns a table's rows into standardized model inputs ``(N, F)``, fitted on train.
 
-    ``columns`` are the numeric input columns, in order; a ``text`` column's TF-IDF features
-    follow them. ``mean`` and ``std`` (``F`` each) standardize all of them. ``target``, the
-    label column, may be present in rows to score, and is then ignored.
+    ``steps`` encode the input columns, one kind each (see :mod:`gammatune.columns`): numeric
+    columns first, then categorical ones, then a text column (TF-IDF, or a pretrained
+    ``encoder``'s embeddings); their outputs, in order, are the ``F`` features, and ``mean``
+    and ``std`` (``F`` each) standardize them. ``target`` (the label column), ``id`` and the
+    ``ignored`` (excluded) columns may be present in rows to
+    score: they are not inputs.
     """
 
-    columns: tuple[str, ...]
+    steps: tuple[Step, ...]
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    text: TextVocabulary | None = None
     target: str | None = None
+    id: str | None = None
+    ignored: tuple[str, ...] = ()
+
+    @classmethod
+    def numeric(
+        cls, columns: Iterable[str], mean: Iterable[float], std: Iterable[float]
+    ) -> Preprocessing:
+        """Numeric columns without missing values (one is an error when scoring),
+        standardized by ``mean`` and ``std``."""
+        columns = tuple(columns)
+        return cls((NumericStep(columns, None),), tuple(mean), tuple(std))
 
     @property
     def inputs(self) -> tuple[str, ...]:
-        """The columns a row must have: the numeric ones, then the text column."""
-        return self.columns + ((self.text.column,) if self.text else ())
+        """The columns a row must have, in the steps' order."""
+        return tuple(column for step in self.steps for column in step.inputs)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The input columns other than a text column."""
+        return tuple(c for step in self.steps if step.kind != "text" for c in step.inputs)
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """The ``F`` model inputs' names: ``amount``, ``amount=missing``, ``city=Paris``, ..."""
+        return tuple(name for step in self.steps for name in step.outputs)
+
+    @property
+    def text(self) -> TextVocabulary | None:
+        """The text column's vocabulary, if any."""
+        found = [step for step in self.steps if isinstance(step, TextVocabulary)]
+        return found[0] if found else None
+
+    @property
+    def encoder(self) -> TextEncoder | None:
+        """The text column's pretrained encoder, if any (``data.text_encoder``)."""
+        found = [step for step in self.steps if isinstance(step, TextEncoder)]
+        return found[0] if found else None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe dict; :meth:`from_json` reads it back."""
-        text = self.text
         return {
-            "columns": list(self.columns),
+            "columns": list(self.inputs),
+            "steps": [step.to_json() for step in self.steps],
             "mean": list(self.mean),
             "std": list(self.std),
             "target": self.target,
-            "text": None
-            if text is None
-            else {"column": text.column, "terms": list(text.terms), "idf": list(text.idf)},
+            "id": self.id,
+            "ignored": list(self.ignored),
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Preprocessing:
-        text = data.get("text")
+        """Read :meth:`to_json`'s dict, or the first format's (numeric columns, a text)."""
+        if "steps" in data:
+            steps = tuple(_KINDS[step["kind"]].from_json(step) for step in data["steps"])
+        else:
+            columns = tuple(data["columns"])
+            text = data.get("text")
+            steps = (NumericStep(columns, None),) + (
+                () if text is None else (TextVocabulary.from_json(text),)
+            )
         return cls(
-            columns=tuple(data["columns"]),
+            steps=steps,
             mean=tuple(float(v) for v in data["mean"]),
             std=tuple(float(v) for v in data["std"]),
             target=data.get("target"),
-            text=None
-            if text is None
-            else TextVocabulary(text["column"], tuple(text["terms"]), tuple(text["idf"])),
+            id=data.get("id"),
+            ignored=tuple(data.get("ignored", ())),
         )
 
 
@@ -114,18 +189,22 @@ def text_features(vocabulary: TextVocabulary, texts: Iterable[str]) -> np.ndarra
 def frame_features(frame: pd.DataFrame, preprocessing: Preprocessing, *, where: str) -> np.ndarray:
     """Return the raw (not yet standardized) features ``(N, F)`` float64 of a table's rows.
 
+    Columns are taken by name, in any order; missing values are filled as in training, and a
+    categorical value never seen in training goes to its column's ``other`` feature.
+
     Args:
-        frame: The rows, with exactly the columns ``preprocessing.inputs`` (any order), and
-            perhaps the target column.
+        frame: The rows, with the columns ``preprocessing.inputs`` and perhaps the target, id
+            and excluded columns.
         preprocessing: As fitted on the training split.
         where: The file's name, for error messages.
 
     Raises:
-        DataError: A column is missing or extra, not numeric, or has missing values.
+        DataError: A column is missing or extra, not numeric where it must be, or infinite.
     """
     expected = list(preprocessing.inputs)
+    known = {*expected, preprocessing.target, preprocessing.id, *preprocessing.ignored}
     missing = [c for c in expected if c not in frame.columns]
-    extra = [str(c) for c in frame.columns if c not in expected and c != preprocessing.target]
+    extra = [str(c) for c in frame.columns if c not in known]
     if missing or extra:
         parts = [f"missing {_few(missing, quote=True)}" if missing else ""]
         parts.append(f"extra {_few(extra, quote=True)}" if extra else "")
@@ -133,18 +212,8 @@ def frame_features(frame: pd.DataFrame, preprocessing: Preprocessing, *, where: 
             f"{where}: the columns must be the model's {len(expected)} inputs "
             f"({_few(expected)}); {'; '.join(p for p in parts if p)}."
         )
-    numeric = frame[list(preprocessing.columns)]
-    for column in numeric.columns:
-        values = numeric[column]
-        if values.dtype.kind not in "biuf":
-            raise DataError(f"{where}: column {column!r} must be numeric; got {values.dtype}.")
-        if not np.isfinite(values.to_numpy(dtype=np.float64)).all():
-            raise DataError(f"{where}: column {column!r} has missing or infinite values.")
-    features = numeric.to_numpy(dtype=np.float64)
-    if preprocessing.text is not None:
-        texts = frame[preprocessing.text.column].fillna("").astype(str).tolist()
-        features = np.hstack([features, text_features(preprocessing.text, texts)])
-    return features
+    encoded = [step.transform(frame, where=where) for step in preprocessing.steps]
+    return np.hstack(encoded) if encoded else np.empty((len(frame), 0))
 
 
 def _few(names: list[str], *, quote: bool = False, most: int = 8) -> str:

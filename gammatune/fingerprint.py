@@ -30,8 +30,10 @@ _NOT_RESULTS: dict[str, Any] = {
     "name": True,
     "storage": True,
     "output_dir": True,
-    "data": {"path"},  # the file's content is hashed instead: it may move, or sit elsewhere
-    "train": {"device", "parallel", "tensorboard", "mlflow", "wandb", "report_epochs"},
+    # The file's content is hashed instead: it may move, or sit elsewhere; so is the text
+    # encoder's (a folder may move, `minilm` is wherever its package is installed).
+    "data": {"path", "text_encoder"},
+    "train": {"device", "threads", "parallel", "tensorboard", "mlflow", "wandb", "report_epochs"},
     "baseline": True,
     "search": True,
     "refine": True,
@@ -51,7 +53,8 @@ def fingerprint(config: Config, splits: Splits) -> dict[str, Any]:
     on each study, so that a rerun on an edited experiment is refused, not mixed in.
 
     The loaded data is in it as ``data.content``: a hash of the labels of each split, the
-    feature shapes and, for a file source, the file's bytes. The standardized features are
+    feature shapes, for a file source the file's bytes, and for a text encoder the hash of its
+    model files (with the texts, the key of the cached embeddings). The standardized features are
     not hashed bit for bit: CPUs sharing a study may round them differently in the last bit.
     """
     facts = config_facts(config)
@@ -65,6 +68,9 @@ def fingerprint(config: Config, splits: Splits) -> dict[str, Any]:
         with path.open("rb") as handle:
             while block := handle.read(1 << 20):
                 digest.update(block)
+    encoder = splits.preprocessing.encoder if splits.preprocessing else None
+    if encoder is not None:  # the embeddings' cache key: the model files' hash (with the file's)
+        digest.update(encoder.key.encode())
     facts[CONTENT] = f"sha256:{digest.hexdigest()[:16]}"
     if config.trainer is not None:
         facts[TRAINER_SOURCE] = trainer_source(config)

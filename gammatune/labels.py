@@ -21,7 +21,10 @@ def encode_labels(
                 f"data.positive_label: {positive_label!r} is not a label (labels: {shown})."
             )
         positive = raw == matches[0]
-        return positive.astype(np.int64), (f"not {matches[0]}", str(matches[0]))
+        others = [v for v in values if str(v) != str(matches[0])]
+        # Two labels keep both names (``ok`` stays ``ok``); more become one "not <label>".
+        negative = str(others[0]) if len(others) == 1 else f"not {matches[0]}"
+        return positive.astype(np.int64), (negative, str(matches[0]))
     if len(values) < 2:
         raise DataError(
             f"data: the labels hold one class only ({str(values[0])!r}); a classifier needs two."

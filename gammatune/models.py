@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import reprlib
 
 import torch
 from torch import nn
 
 from gammatune.config import ModelConfig
 from gammatune.errors import ConfigError
-from gammatune.plugins import import_ref
+from gammatune.plugins import call_ref, describe
 
 logger = logging.getLogger(__name__)
 
@@ -24,10 +25,13 @@ def build_model(
     """Build the configured model for inputs ``(N, n_features)`` and outputs ``(N, n_outputs)``.
 
     A plugin ``'module:function'`` is called as ``function(n_features=..., n_outputs=...)`` and
-    must return an ``nn.Module`` mapping ``(N, n_features)`` to ``(N, n_outputs)`` logits.
+    must return an ``nn.Module`` mapping ``(N, n_features)`` to ``(N, n_outputs)`` logits;
+    that is checked here, on a batch of zeros, before any training step.
 
     Raises:
-        ConfigError: The cnn without an image shape, or a plugin that cannot be built.
+        ConfigError: The cnn without an image shape, or a plugin that cannot be imported or
+            built (it raised, or takes other arguments), or whose model fails on a batch or
+            returns logits of another shape (``n_outputs`` a sample: 1 for a binary task).
     """
     match config.kind:
         case "linear":
@@ -41,12 +45,65 @@ def build_model(
                     "[channels, height, width] (the features are reshaped to it)."
                 )
             return _cnn(image_shape, config.channels, n_outputs, config.dropout)
-    model = import_ref(config.kind, field="model.kind")(n_features=n_features, n_outputs=n_outputs)
+    model = call_ref(
+        config.kind,
+        field="model.kind",
+        error=ConfigError,
+        n_features=n_features,
+        n_outputs=n_outputs,
+    )
     if not isinstance(model, nn.Module):
         raise ConfigError(
-            f"model.kind: {config.kind} must return a torch.nn.Module; got {model!r}."
+            f"model.kind: {config.kind} must return a torch.nn.Module; got {reprlib.repr(model)}."
         )
+    check_outputs(model, config.kind, n_features=n_features, n_outputs=n_outputs)
     return model
+
+
+PROBE_ROWS = 3  # a batch size no model has a reason to special-case (1 squeezes, 2 halves)
+
+
+def check_outputs(model: nn.Module, kind: str, *, n_features: int, n_outputs: int) -> None:
+    """Run ``model`` on a batch of zeros ``(PROBE_ROWS, n_features)`` (eval mode, no gradient,
+    where its parameters are) and refuse what would train wrong: logits of another shape than
+    ``(PROBE_ROWS, n_outputs)`` (7 outputs for a binary task would be scored as 7 classes).
+
+    Raises:
+        ConfigError: The forward raised, or returned something else than float logits of that
+            shape; one line naming ``model.kind``, the shapes and what the task needs.
+    """
+    parameter = next(model.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    batch = torch.zeros(PROBE_ROWS, n_features, device=device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            logits = model(batch)
+    except Exception as exc:  # noqa: BLE001 - the user's forward: one line, whatever it raised
+        raise ConfigError(
+            f"model.kind: {kind} fails on a batch of shape {tuple(batch.shape)} (samples, "
+            f"features): {describe(exc)}."
+        ) from None
+    finally:
+        model.train(was_training)
+    wanted = (PROBE_ROWS, n_outputs)
+    task = (
+        "one logit a sample: the task is binary"
+        if n_outputs == 1
+        else f"one logit a class: {n_outputs} classes"
+    )
+    if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
+        got = type(logits).__name__ if not isinstance(logits, torch.Tensor) else logits.dtype
+        raise ConfigError(
+            f"model.kind: {kind} must return a float tensor of logits {wanted} for a batch of "
+            f"{PROBE_ROWS} samples ({task}); got {got}."
+        )
+    if tuple(logits.shape) != wanted:
+        raise ConfigError(
+            f"model.kind: {kind} returns logits of shape {tuple(logits.shape)} for a batch of "
+            f"{PROBE_ROWS} samples; the task needs {wanted} ({task})."
+        )
 
 
 def _mlp(n_features: int, hidden: list[int], n_outputs: int, dropout: float) -> nn.Sequential:

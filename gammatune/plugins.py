@@ -1,16 +1,19 @@
-"""Resolve a user's ``'package.module:function'`` reference (data loaders, model builders)."""
+"""Resolve a user's ``'package.module:function'`` reference (data loaders, model builders),
+and call it: whatever the user's code raises (at import, at the call) becomes one line naming
+the field, the reference and the exception, never a traceback."""
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from gammatune.errors import ConfigError
+from gammatune.errors import ConfigError, GammatuneError
 
 
 def _local_module(name: str) -> ModuleType | None:
@@ -38,15 +41,66 @@ def import_ref(ref: str, *, field: str) -> Callable[..., Any]:
     installed module.
 
     Raises:
-        ConfigError: The module cannot be imported or has no such callable; the message names
-            ``field`` and ``ref``.
+        ConfigError: The module cannot be imported (missing, or its code raised) or has no
+            such callable; the message names ``field`` and ``ref``.
     """
     module_name, _, attribute = ref.partition(":")
     try:
         module = _local_module(module_name) or importlib.import_module(module_name)
     except ImportError as exc:
         raise ConfigError(f"{field}: cannot import module {module_name!r} ({exc}).") from None
+    except Exception as exc:  # noqa: BLE001 - the module's own code raised while importing
+        raise ConfigError(
+            f"{field}: cannot import module {module_name!r}: it raised {describe(exc)}."
+        ) from None
     function = getattr(module, attribute, None)
     if not callable(function):
         raise ConfigError(f"{field}: module {module_name!r} has no function {attribute!r}.")
     return function
+
+
+def call_ref(ref: str, *, field: str, error: type[GammatuneError], **arguments: Any) -> Any:
+    """Import ``ref`` and call it with ``arguments`` (keywords).
+
+    Args:
+        ref: ``'package.module:function'``.
+        field: The config field that names it, for the message (``model.kind``).
+        error: What a call that fails raises: ``ConfigError`` for a model, ``DataError`` for
+            a data loader.
+        **arguments: Passed by keyword.
+
+    Returns:
+        What the function returned (unchecked).
+
+    Raises:
+        ConfigError: ``ref`` cannot be imported, or its signature does not take ``arguments``.
+        GammatuneError: ``error``, the function raised; gammatune's own errors pass as they
+            are.
+    """
+    function = import_ref(ref, field=field)
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):  # a builtin without one: the call itself will tell
+        signature = None
+    if signature is not None:
+        try:
+            signature.bind(**arguments)
+        except TypeError:
+            wanted = ", ".join(f"{name}=..." for name in arguments) or "no arguments"
+            raise ConfigError(
+                f"{field}: {ref} must accept ({wanted}); its signature is {signature}."
+            ) from None
+    try:
+        return function(**arguments)
+    except GammatuneError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the user's code: one line, whatever it raised
+        raise error(f"{field}: {ref} raised {describe(exc)}.") from None
+
+
+def describe(exc: BaseException, *, limit: int = 200) -> str:
+    """``Type: first line of the message`` (at most ``limit`` characters), for a one-line
+    error about someone else's exception."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = f"{type(exc).__name__}: {lines[0].rstrip('.')}" if lines else type(exc).__name__
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."

@@ -8,27 +8,32 @@ trial's :class:`~gammatune.record.TrialRecord` is one user attribute, ``result``
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
-import threading
+import time
 import warnings
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from shutil import disk_usage
-from typing import IO, Any, Literal
+from typing import Any, Literal
 
 try:
     import fcntl
-except ImportError:  # Windows: Optuna's own journal lock there
+except ImportError:  # Windows: no lock around creating a SQLite file
     fcntl = None  # type: ignore[assignment]
 
 import numpy as np
 import optuna
 
 from gammatune.config import Config
+from gammatune.damage import damaged_value
 from gammatune.errors import StudyError, redact, secret_of
+from gammatune.journal import JOURNAL, journal_lock_file, open_journal
 from gammatune.record import SampleScores, TrialRecord
+from gammatune.segmentation import SegmentationScores
+from gammatune.watchdog import WAIT_S, server_options, waits_ended, watch
 
 Stage = Literal["baseline", "search", "refine", "confirm"]
 STAGES: tuple[Stage, ...] = ("baseline", "search", "refine", "confirm")
@@ -52,7 +57,6 @@ HEARTBEAT_INTERVAL_S = 10
 GRACE_PERIOD_S = 90
 CONNECT_TIMEOUT_S = 10  # a server that accepts and never answers fails instead of hanging
 SQLITE_TIMEOUT_S = 60  # how long a write waits for another process's lock on a SQLite file
-JOURNAL = "journal://"  # an Optuna JournalStorage file: journal:///abs/path, or journal://rel
 
 # The driver module SQLAlchemy names in an ImportError -> the pip package that provides it.
 _DRIVERS = {
@@ -77,25 +81,23 @@ def open_storage(config: Config) -> optuna.storages.BaseStorage:
 
     url = config.storage_url
     if url.startswith(JOURNAL):
-        return open_journal(config)
+        if not Path(url.removeprefix(JOURNAL)).is_absolute():
+            make_run_dir(config)
+        return open_journal(url, config.run_dir)
     if url.startswith("sqlite:///"):
         if config.storage is None:
             make_run_dir(config)
         engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
     else:
-        url = _with_driver(url)
+        url = _with_driver(_quote_at(url))
         engine_kwargs = {"pool_pre_ping": True}
-        if url.startswith("postgresql"):
-            engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+        if url.startswith("postgresql"):  # bounded: connecting, locks, a frozen server
+            engine_kwargs["connect_args"] = {
+                "connect_timeout": CONNECT_TIMEOUT_S,
+                **server_options(),
+            }
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = optuna.storages.RDBStorage(
-                url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=HEARTBEAT_INTERVAL_S,
-                grace_period=GRACE_PERIOD_S,
-            )
+        storage = _create(url, engine_kwargs)
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
         missing = exc if isinstance(exc, ModuleNotFoundError) else exc.__cause__
         if isinstance(missing, ModuleNotFoundError):  # Optuna re-raises it as an ImportError
@@ -107,41 +109,49 @@ def open_storage(config: Config) -> optuna.storages.BaseStorage:
         raise StudyError(_failed("cannot open", exc, url)) from None
     if url.startswith("sqlite:///"):
         _tune_sqlite(storage)
+    elif url.startswith("postgresql"):
+        watch(storage.engine)
     # Close the pooled connections when the storage goes, or at exit: SQLite then folds its
     # write-ahead log into the .db file, so that the file alone holds the whole study.
     weakref.finalize(storage, storage.engine.dispose)
     return storage
 
 
-def open_journal(config: Config) -> optuna.storages.JournalStorage:
-    """Open (and create) a JournalStorage file: many processes on one host, no server.
+def _create(url: str, engine_kwargs: dict[str, Any]) -> optuna.storages.RDBStorage:
+    """Optuna's RDBStorage, whose first opening creates the tables: two processes creating
+    one fresh database at once failed with ``UNIQUE constraint failed: alembic_version``. A
+    SQLite file is created under its lock file; a server's creation is tried again."""
+    import sqlalchemy.exc
 
-    ``journal:///abs/path/study.log``, or ``journal://study.log`` in the run folder. Writes
-    take an ``fcntl`` lock, which the kernel lets go when its process dies (Optuna's default, a
-    symlink for NFS, stays after a kill -9 and holds the others for 30 s). JournalStorage has
-    no heartbeats: a dead process's trials are found by its pid (this host: a journal's only).
-
-    Raises:
-        StudyError: The file cannot be created or read.
-    """
-    url = config.storage_url
-    path = Path(url.removeprefix(JOURNAL))
-    if not path.is_absolute():
-        make_run_dir(config)
-        path = config.run_dir / path
-    from optuna.storages.journal import JournalFileBackend
-
-    try:
-        lock = None if fcntl is None else _FileLock(f"{path}.write.lock")
-        storage = optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
-    except OSError as exc:
-        raise StudyError(f"storage: cannot open {url}: {exc.strerror}.") from None
-    _LOCK_FILES[storage] = f"{path}.claim.lock"
-    return storage
+    for attempt in range(1, 4):
+        try:
+            with _sqlite_lock(url), warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=HEARTBEAT_INTERVAL_S,
+                    grace_period=GRACE_PERIOD_S,
+                )
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            if attempt == 3:
+                raise
+            time.sleep(0.2 * attempt)  # another process created it at this very moment
+    raise AssertionError("unreachable")
 
 
-# File-backed storages -> the file that serializes claiming trials (see tuning's claim_lock).
-_LOCK_FILES = weakref.WeakKeyDictionary[optuna.storages.BaseStorage, str]()
+@contextmanager
+def _sqlite_lock(url: str) -> Iterator[None]:
+    """Hold ``<file>.lock`` (the claim lock's file) while a SQLite file's tables are made."""
+    if not url.startswith("sqlite:///") or fcntl is None:
+        yield
+        return
+    with open(f"{url.removeprefix('sqlite:///')}.lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def lock_file(storage: optuna.storages.BaseStorage) -> str | None:
@@ -149,30 +159,21 @@ def lock_file(storage: optuna.storages.BaseStorage) -> str | None:
     url = str(getattr(storage, "url", ""))
     if url.startswith("sqlite:///"):
         return f"{url.removeprefix('sqlite:///')}.lock"
-    return _LOCK_FILES.get(storage)
+    return journal_lock_file(storage)
 
 
-class _FileLock(optuna.storages.journal.JournalFileOpenLock):
-    """An exclusive ``fcntl`` lock on a file (Optuna's public lock class, methods replaced)."""
-
-    def __init__(self, path: str) -> None:
-        super().__init__(path)
-        self._path = path
-        self._handle: IO[bytes] | None = None
-        self._thread = threading.Lock()  # flock does not exclude the threads of one process
-
-    def acquire(self) -> bool:
-        self._thread.acquire()
-        self._handle = open(self._path, "a+b")  # noqa: SIM115 - held until release()
-        fcntl.flock(self._handle, fcntl.LOCK_EX)
-        return True
-
-    def release(self) -> None:
-        handle, self._handle = self._handle, None
-        if handle is not None:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            handle.close()
-        self._thread.release()
+def _quote_at(url: str) -> str:
+    """Percent-encode a raw ``@`` in the password (``me:p@ss@db`` -> ``me:p%40ss@db``), as a URL
+    must: SQLAlchemy would end the password at the first ``@`` and send the rest of it to the
+    server as part of the host name, which its error then shows."""
+    scheme, sep, rest = url.partition("://")
+    base, query_sep, query = rest.partition("?")
+    userinfo, at, host = base.rpartition("@")  # the last @ ends the user's part, as in redact
+    user, colon, password = userinfo.partition(":")
+    if not (sep and at and colon and "@" in password):
+        return url
+    password = password.replace("@", "%40")
+    return f"{scheme}{sep}{user}:{password}@{host}{query_sep}{query}"
 
 
 def _with_driver(url: str) -> str:
@@ -204,6 +205,11 @@ def storage_errors(url: str) -> Iterator[None]:
         yield
     except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
         raise StudyError(_failed("lost", exc, url)) from None
+    except json.JSONDecodeError:  # Optuna reading a stored value that is not JSON
+        found = None if url.startswith(JOURNAL) else damaged_value(_with_driver(url), redact(url))
+        if found is None:
+            raise
+        raise StudyError(found) from None
     except OSError as exc:  # a full or read-only run folder, a journal file gone
         line = f"storage: cannot write {exc.filename or redact(url)}: {exc.strerror}; {_KEPT}"
         raise StudyError(f"{line}: {_FREE}") from None
@@ -226,6 +232,10 @@ def _failed(what: str, exc: BaseException, url: str) -> str:
         return f"storage: cannot write {shown}: the disk is full; {_KEPT}: {_FREE}"
     if what == "cannot open":
         return f"storage: cannot open {shown}: {reason}"
+    if waits_ended():
+        return (f"storage: {shown} did not answer for {WAIT_S} s (a frozen server, or "
+                f"a lock held by another session); {_KEPT}: run the same command again once it "
+                "answers.")  # fmt: skip
     if reason.startswith("database disk image is malformed"):
         return f"storage: {shown} is damaged: {reason.rstrip('.')}; restore it from a backup."
     return f"storage: lost {shown}: {reason.rstrip('.')}; {_KEPT}: {_BACK}"
@@ -246,8 +256,8 @@ def _reason(exc: BaseException, url: str) -> str:
     lines = [line.strip() for line in str(inner).splitlines() if line.strip()]
     reason = lines[0] if lines else type(inner).__name__
     secret = secret_of(url)
-    if secret:
-        reason = reason.replace(secret, "***")
+    if secret:  # as written, and as sent (a raw @ encoded)
+        reason = reason.replace(secret, "***").replace(secret.replace("@", "%40"), "***")
     return reason.split(" (Background on this error")[0].rstrip(".") + "."
 
 
@@ -338,32 +348,46 @@ def load_record(trial: optuna.trial.FrozenTrial) -> TrialRecord | None:
 def save_scores(config: Config, name: str, scores: SampleScores) -> str:
     """Write per-sample scores to ``runs/<name>/scores/<name>.npz``; return the path relative
     to the run folder (stored in the record)."""
-    relative = Path("scores") / f"{name}.npz"
-    path = config.run_dir / relative
+    val, test = scores.val.astype(np.float32), scores.test.astype(np.float32)
+    labels = {k: getattr(scores, k).astype(np.int32) for k in ("val_labels", "test_labels")}
+    return _write_npz(config, name, val=val, test=test, **labels)
+
+
+def _write_npz(config: Config, name: str, **arrays: np.ndarray) -> str:
+    path = config.run_dir / (relative := Path("scores") / f"{name}.npz")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(
-            path,
-            val=scores.val.astype(np.float32),
-            test=scores.test.astype(np.float32),
-            val_labels=scores.val_labels.astype(np.int32),
-            test_labels=scores.test_labels.astype(np.int32),
-        )
+        np.savez_compressed(path, **arrays)  # type: ignore[arg-type]  # stubs: allow_pickle
     except OSError as exc:  # a full disk: the write fails without naming the file
-        raise StudyError(
-            f"output_dir: cannot write {path}: {exc.strerror}; {_KEPT}: {_FREE}"
-        ) from None
+        why = f"output_dir: cannot write {path}: {exc.strerror}; {_KEPT}: {_FREE}"
+        raise StudyError(why) from None
     return relative.as_posix()
 
 
 def load_scores_file(config: Config, scores_file: str) -> SampleScores | None:
     """The per-sample scores a record references (its ``scores_file``), or None where the file
-    is not here (a study shared through a server whose trials ran on other machines)."""
-    path = config.run_dir / scores_file
-    if not path.is_file():
+    is not here (a study shared through a server whose trials ran on other machines) or holds
+    a segmentation trial's counts (:func:`load_counts_file`)."""
+    data = _read_npz(config, scores_file, ("val", "test", "val_labels", "test_labels"))
+    return None if data is None else SampleScores(**data)
+
+
+def save_counts(config: Config, name: str, counts: SegmentationScores) -> str:
+    """Write a segmentation trial's pixel counts ``(n, C, 4)`` as :func:`save_scores` does."""
+    return _write_npz(config, name, val_counts=counts.val, test_counts=counts.test)
+
+
+def load_counts_file(config: Config, scores_file: str) -> SegmentationScores | None:
+    """A segmentation record's pixel counts, or None (not here, or classification scores)."""
+    data = _read_npz(config, scores_file, ("val_counts", "test_counts"))
+    return None if data is None else SegmentationScores(data["val_counts"], data["test_counts"])
+
+
+def _read_npz(config: Config, name: str, keys: tuple[str, ...]) -> dict[str, np.ndarray] | None:
+    if not (path := config.run_dir / name).is_file():
         return None
     with np.load(path) as data:
-        return SampleScores(**{k: data[k] for k in ("val", "test", "val_labels", "test_labels")})
+        return {k: data[k] for k in keys} if keys[0] in data else None
 
 
 def load_study(

@@ -9,9 +9,11 @@ from typing import Any
 
 import yaml
 
-from gammatune.config import Config, Task, load_config
-from gammatune.data import load_data
+from gammatune.config import Config, TableData, Task, load_config
+from gammatune.data import Splits, load_data
+from gammatune.encoders import INSTALL
 from gammatune.errors import ConfigError
+from gammatune.outputs import refuse_inputs, write_whole
 
 MILD_RATIO, STRONG_RATIO = 3.0, 10.0  # 1:3 or milder; 1:10 or stronger
 TASK_RANGES: dict[Task, tuple[float, float]] = {
@@ -32,6 +34,7 @@ class Suggestion:
     ``counts`` are over the whole data set (all three splits, after any ``minority_fraction``
     subsampling), in the order of ``class_names``; ``ratio`` is majority over minority count.
     ``experiment`` is the file's own keys with ``search.gamma``/``alpha`` (and ``task``) set.
+    ``text_path`` says how a text column becomes features (None: no text column, no text task).
     """
 
     config_path: Path
@@ -44,6 +47,7 @@ class Suggestion:
     reason: str
     warnings: tuple[str, ...]
     experiment: dict[str, Any]
+    text_path: str | None = None
 
 
 def choose_range(ratio: float, task: Task | None = None) -> tuple[tuple[float, float], str]:
@@ -126,6 +130,28 @@ def suggest(config_path: str | Path, *, task: Task | None = None) -> Suggestion:
         reason=reason,
         warnings=_warnings(config, splits.class_names, counts, per_split["val"]),
         experiment=experiment,
+        text_path=_text_path(config, splits),
+    )
+
+
+def _text_path(config: Config, splits: Splits) -> str | None:
+    """One sentence: which text path the experiment uses, and the other one."""
+    source, pre = config.data, splits.preprocessing
+    column = source.text if isinstance(source, TableData) else None
+    if column is None and config.task == "text":
+        return "no text column (data.text): the model reads the numeric columns only."
+    if column is None:
+        return None
+    if pre is not None and pre.encoder is not None:
+        return (
+            f"column {column!r} as {pre.encoder.name} sentence embeddings ({pre.encoder.dim} "
+            f"per row, cached in {config.run_dir / 'embeddings'}); TF-IDF instead: remove "
+            "data.text_encoder."
+        )
+    terms = len(pre.text.terms) if pre is not None and pre.text is not None else 0
+    return (
+        f"column {column!r} as TF-IDF ({terms} terms fitted on the training split); sentence "
+        f"embeddings instead: data.text_encoder: minilm ({INSTALL})."
     )
 
 
@@ -145,10 +171,12 @@ def write_suggestion(
         The path written.
 
     Raises:
-        ConfigError: ``out`` exists and ``force`` is False.
+        ConfigError: ``out`` exists and ``force`` is False; or it is the experiment file, its
+            data, its study storage or a file of its run folder (see :mod:`gammatune.outputs`).
     """
     source = suggestion.config_path
     path = Path(out) if out is not None else source.with_name(f"{source.stem}.suggested.yaml")
+    refuse_inputs({"--out": path}, load_config(source), source)  # even with --force
     if path.exists() and not force:
         raise ConfigError(f"{path}: already exists; choose another --out, or --force to replace.")
     experiment = _rebased(suggestion.experiment, source.parent, path.parent)
@@ -156,11 +184,12 @@ def write_suggestion(
     header = (
         f"# Suggested by `gammatune suggest` from {source.name}: starting points, not answers.\n"
         f"# Why: {suggestion.reason}\n"
-        "# Run the stages; the verdict (`gammatune confirm`) decides whether focal loss helps.\n"
+        + (f"# Text: {suggestion.text_path}\n" if suggestion.text_path else "")
+        + "# Run the stages; the verdict (`gammatune confirm`) decides whether focal loss helps.\n"
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     body = yaml.safe_dump(experiment, sort_keys=False, allow_unicode=True)
-    path.write_text(header + body, encoding="utf-8")
+    write_whole(path, header + body)
     return path
 
 
@@ -178,6 +207,7 @@ def format_suggestion(suggestion: Suggestion) -> list[str]:
         f"why: {suggestion.reason}",
         f"search.gamma: {list(suggestion.gamma)}",
         f"search.alpha: {list(suggestion.alpha)}",
+        *([f"text: {suggestion.text_path}"] if suggestion.text_path else []),
     ]
 
 

@@ -4,8 +4,10 @@ Whoever trained (gammatune's engine, a user's function, a command), a trial ends
 for the validation and test splits. This module checks it against the split it was trained on
 and returns what metrics, records and the verdict read. Classification is the task here: per
 unit, ``scores`` of shape ``(n,)`` (P(positive), binary) or ``(n, C)`` (class probabilities).
-Another task (per-image pixel counts, per-image boxes) is another ``*_payload`` function beside
-:func:`classification_payload`, leaving the trainers untouched.
+Segmentation: per image, pixel counts ``tp, fp, fn, tn`` of shape ``(n, C)``
+(:func:`segmentation_payload`). The payload says which task it is (:func:`payload_task`):
+``tp`` in place of ``scores``. Another task (per-image boxes) is another ``*_payload`` function,
+leaving the trainers untouched.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from typing import Any
 import numpy as np
 
 from gammatune.record import SampleScores
+from gammatune.segmentation import SegmentationScores
+
+COUNTS = ("tp", "fp", "fn", "tn")
 
 
 class PayloadError(Exception):
@@ -43,6 +48,15 @@ class Checked:
     extra: dict[str, Any] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class CheckedCounts:
+    """A checked segmentation payload: per-image, per-class pixel counts of both splits."""
+
+    scores: SegmentationScores
+    weights: str | None = None
+    extra: dict[str, Any] | None = None
+
+
 def classification_payload(payload: Any, split: SplitIds) -> Checked:
     """Check a classification payload and return its scores in the split's unit order.
 
@@ -54,6 +68,51 @@ def classification_payload(payload: Any, split: SplitIds) -> Checked:
     Raises:
         PayloadError: Naming the field and what is wrong with it.
     """
+    _mapping(payload)
+    val = _part(payload, "val", split.val_ids, split.n_classes)
+    test = _part(payload, "test", split.test_ids, split.n_classes)
+    weights, extra = _kept(payload)
+    return Checked(SampleScores(val, test, split.val_labels, split.test_labels), weights, extra)
+
+
+def payload_task(payload: Any) -> str:
+    """``"segmentation"`` where the payload's ``val`` holds pixel counts (``tp``), else
+    ``"classification"`` (whose check then names what is missing)."""
+    val = payload.get("val") if isinstance(payload, Mapping) else None
+    return "segmentation" if isinstance(val, Mapping) and "tp" in val else "classification"
+
+
+def check_payload(payload: Any, split: SplitIds) -> Checked | CheckedCounts:
+    """Check a payload of the task it is (:func:`payload_task`).
+
+    Raises:
+        PayloadError: Naming the field and what is wrong with it.
+    """
+    if payload_task(payload) == "segmentation":
+        return segmentation_payload(payload, split)
+    return classification_payload(payload, split)
+
+
+def segmentation_payload(payload: Any, split: SplitIds) -> CheckedCounts:
+    """Check a segmentation payload; return its counts ``(n, C, 4)`` in the split's order.
+
+    ``payload`` is ``{"val": {"ids", "tp", "fp", "fn", "tn"}, "test": {...}}`` (plus optional
+    ``weights`` and ``extra``): per image (a unit) and class, pixel counts, each ``(n, C)`` with
+    C = ``len(spec.classes)`` and column 0 the background (smp's ``get_stats``, stacked), or,
+    with two classes, ``(n,)`` or ``(n, 1)``: the foreground's only. Counts are non-negative
+    whole numbers and every class of an image counts the same pixels.
+
+    Raises:
+        PayloadError: Naming the field and what is wrong with it.
+    """
+    _mapping(payload)
+    val = _counts(payload, "val", split.val_ids, split.n_classes)
+    test = _counts(payload, "test", split.test_ids, split.n_classes)
+    weights, extra = _kept(payload)
+    return CheckedCounts(SegmentationScores(val, test), weights, extra)
+
+
+def _mapping(payload: Any) -> None:
     if not isinstance(payload, Mapping):
         raise PayloadError(
             "the trainer returned "
@@ -63,20 +122,60 @@ def classification_payload(payload: Any, split: SplitIds) -> Checked:
     unknown = sorted(set(payload) - {"val", "test", "weights", "extra"})
     if unknown:
         raise PayloadError(f"{unknown[0]!r} is not a payload key (val, test, weights, extra)")
-    val = _part(payload, "val", split.val_ids, split.n_classes)
-    test = _part(payload, "test", split.test_ids, split.n_classes)
+
+
+def _kept(payload: Mapping[str, Any]) -> tuple[str | None, dict[str, Any] | None]:
+    """The payload's ``weights`` path and the shown figures of its ``extra``."""
     extra = payload.get("extra")
     if extra is not None and not isinstance(extra, Mapping):
         raise PayloadError(f"extra must be a mapping; got {type(extra).__name__}")
     weights = payload.get("weights")
-    scores = SampleScores(val, test, split.val_labels, split.test_labels)
-    return Checked(scores, None if weights is None else str(weights), _shown(extra))
+    return None if weights is None else str(weights), _shown(extra)
 
 
-def _part(payload: Mapping[str, Any], name: str, ids: np.ndarray, n_classes: int) -> np.ndarray:
+def _counts(payload: Mapping[str, Any], name: str, ids: np.ndarray, n_classes: int) -> np.ndarray:
     part = payload.get(name)
-    if not isinstance(part, Mapping) or "ids" not in part or "scores" not in part:
-        raise PayloadError(f'{name} must be a mapping with "ids" and "scores"; got {part!r:.60}')
+    if not isinstance(part, Mapping) or not {"ids", *COUNTS} <= set(part):
+        raise PayloadError(
+            f'{name} must be a mapping with "ids", "tp", "fp", "fn", "tn"; got {part!r:.60}'
+        )
+    order = _order(part, name, ids)
+    arrays = []
+    for field in COUNTS:
+        x = _array(part[field], f"{name}.{field}")
+        if n_classes == 2 and x.shape in ((len(ids),), (len(ids), 1)):
+            x = x.reshape(len(ids), 1)
+        elif x.shape != (len(ids), n_classes):
+            also = f" (or ({len(ids)},): the foreground)" if n_classes == 2 else ""
+            raise PayloadError(
+                f"{name}.{field} must have shape ({len(ids)}, {n_classes}): images, classes "
+                f"with the background first{also}; got {x.shape}"
+            )
+        if not np.issubdtype(x.dtype, np.number) or not np.isfinite(x).all():
+            raise PayloadError(f"{name}.{field} must be pixel counts; got non-finite or {x.dtype}")
+        if x.min(initial=0) < 0 or not np.array_equal(x, np.round(x)):
+            bad = x[(x < 0) | (x != np.round(x))][0]
+            raise PayloadError(f"{name}.{field} must be whole counts >= 0; got {bad:g}")
+        arrays.append(x.astype(np.int64))
+    if len({x.shape for x in arrays}) > 1:
+        shapes = ", ".join(f"{f} {x.shape}" for f, x in zip(COUNTS, arrays, strict=True))
+        raise PayloadError(f"{name}: tp, fp, fn and tn must have one shape; got {shapes}")
+    counts = np.stack(arrays, axis=-1)[order]  # (n, C or 1, 4)
+    if counts.shape[1] == 1:  # binary, the foreground's: the background is its mirror
+        counts = np.concatenate([counts[:, :, [3, 2, 1, 0]], counts], axis=1)
+    totals = counts.sum(axis=2)
+    uneven = np.flatnonzero((totals != totals[:, :1]).any(axis=1))
+    if len(uneven):
+        i = int(uneven[0])
+        raise PayloadError(
+            f"{name}: image {int(ids[i])}'s classes count different pixel totals "
+            f"(tp + fp + fn + tn = {totals[i].tolist()}); each class counts every pixel"
+        )
+    return counts
+
+
+def _order(part: Mapping[str, Any], name: str, ids: np.ndarray) -> np.ndarray:
+    """The permutation that puts ``part["ids"]`` in the split's order (checked to match)."""
     given = _array(part["ids"], f"{name}.ids")
     if given.ndim != 1 or not np.issubdtype(given.dtype, np.integer):
         raise PayloadError(f"{name}.ids must be integers (n,); got {given.dtype} {given.shape}")
@@ -92,6 +191,14 @@ def _part(payload: Mapping[str, Any], name: str, ids: np.ndarray, n_classes: int
             else f"{len(given) - len(np.unique(given))} ids repeated"
         )
         raise PayloadError(f"{name}.ids must be exactly spec.{name}_ids; {detail}")
+    return order
+
+
+def _part(payload: Mapping[str, Any], name: str, ids: np.ndarray, n_classes: int) -> np.ndarray:
+    part = payload.get(name)
+    if not isinstance(part, Mapping) or "ids" not in part or "scores" not in part:
+        raise PayloadError(f'{name} must be a mapping with "ids" and "scores"; got {part!r:.60}')
+    order = _order(part, name, ids)
     scores = _array(part["scores"], f"{name}.scores")
     wanted = (len(ids),) if n_classes == 2 else (len(ids), n_classes)
     if scores.shape != wanted:

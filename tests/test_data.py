@@ -71,30 +71,25 @@ def test_csv_mistakes_name_field_and_value(tmp_path: Path, change: dict, message
     assert message in str(info.value)
 
 
-def test_nan_features_are_named(tmp_path: Path) -> None:
-    path = _write_csv(tmp_path)
-    frame = pd.read_csv(path)
-    frame.loc[[3, 7], "b"] = np.nan
-    frame.to_csv(path, index=False)
+def test_nan_in_an_array_source_is_named(tmp_path: Path) -> None:
+    x = np.random.default_rng(0).normal(size=(60, 3))
+    x[[3, 7], 1] = np.nan
+    np.savez(tmp_path / "a.npz", X=x, y=np.r_[np.zeros(50), np.ones(10)])
     with pytest.raises(
-        DataError, match=r"2 NaN or infinite feature values, in column\(s\) 'b' \(2\)"
+        DataError, match=r"2 NaN or infinite feature values, in column\(s\) 1 \(2\)"
     ):
-        load_data(_config({"source": "csv", "path": str(path), "target": "label"}))
+        load_data(_config({"source": "npz", "path": str(tmp_path / "a.npz")}))
 
 
-def test_text_feature_and_one_class_are_rejected(tmp_path: Path) -> None:
+def test_one_class_is_rejected(tmp_path: Path) -> None:
     path = tmp_path / "y.csv"
     pd.DataFrame({"a": [1.0] * 10, "city": ["x"] * 10, "label": [1] * 10}).to_csv(
         path, index=False
     )
-    with pytest.raises(DataError, match="column 'city' is not numeric"):
-        load_data(_config({"source": "csv", "path": str(path), "target": "label"}))
     with pytest.raises(
         DataError, match=r"the labels hold one class only \('1'\); a classifier needs two"
     ):
-        load_data(
-            _config({"source": "csv", "path": str(path), "target": "label", "features": ["a"]})
-        )
+        load_data(_config({"source": "csv", "path": str(path), "target": "label"}))
 
 
 def test_too_few_of_a_class_to_split(tmp_path: Path) -> None:
@@ -171,5 +166,5 @@ def test_parquet_without_pyarrow_says_what_to_install(tmp_path: Path, monkeypatc
 def test_a_file_that_is_not_npz(tmp_path: Path) -> None:
     path = tmp_path / "a.npz"
     path.write_text("not a zip", encoding="utf-8")
-    with pytest.raises(DataError, match=r"data.path: cannot read a.npz as .npz"):
+    with pytest.raises(DataError, match=r"data.path: a.npz is not a NumPy .npz file"):
         load_data(_config({"source": "npz", "path": str(path)}))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -50,7 +51,15 @@ def _members(n_outputs: int, settings: list[tuple[float, float | None, int]]) ->
 def _alone(member: Member, data, config: TrainConfig, n_classes: int) -> tuple:
     model = copy.deepcopy(member.model)
     loss = make_loss(gamma=member.gamma, alpha=member.alpha, n_classes=n_classes, minority=2)
-    result = fit(model, data, loss_fn=loss, config=config, device=CPU, seed=member.seed)
+    result = fit(
+        model,
+        data,
+        loss_fn=loss,
+        config=config,
+        device=CPU,
+        seed=member.seed,
+        report=member.report,
+    )
     return model, result
 
 
@@ -307,8 +316,6 @@ def test_auto_parallel_counts_activations_on_cuda(monkeypatch: pytest.MonkeyPatc
 def test_a_member_trains_the_same_beside_an_adaptive_or_per_class_member(neighbour: str) -> None:
     """float32, where a vectorized and a one-by-one loss round differently: a fixed-gamma
     member's path must not depend on the loss of the member beside it."""
-    from dataclasses import replace
-
     from gammatune.loss import GammaSchedule
 
     data = tuple(t.float() if t.is_floating_point() else t for t in _data(2))
@@ -323,3 +330,154 @@ def test_a_member_trains_the_same_beside_an_adaptive_or_per_class_member(neighbo
     found = fit_stacked(pair, data, n_classes=2, minority=1, config=config, device=CPU)
     assert found[0].train_loss == expected.train_loss
     assert found[0].val_monitor == expected.val_monitor
+
+
+def _stopping_group(dropout: float) -> list[Member]:
+    """Six members that stop apart: a NaN weight (failure at epoch 1), pruned after epochs 3
+    and 6, the others by early stopping or at the last epoch."""
+    settings = [(0.0, None, 0), (0.5, 0.25, 1), (2.0, 0.75, 2), (1.0, None, 3), (2.0, None, 4)]
+    members = [
+        _dropout_member(g, a, s) if dropout else _members(1, [(g, a, s)])[0]
+        for g, a, s in [*settings, (0.5, 0.5, 5)]
+    ]
+    members[1] = replace(members[1], report=lambda event: event.epoch >= 3)
+    members[4] = replace(members[4], report=lambda event: event.epoch >= 6)
+    with torch.no_grad():
+        members[2].model[0].weight[0, 0] = math.nan
+    return members
+
+
+def _stack_sizes(monkeypatch: pytest.MonkeyPatch, engine: type) -> list[int]:
+    """Record the number of members of every training step (the real step runs)."""
+    sizes: list[int] = []
+    step = engine.step
+
+    def counting(
+        self: object, inputs: torch.Tensor, targets: torch.Tensor, loss_fn
+    ) -> torch.Tensor:
+        sizes.append(inputs.shape[0])
+        return step(self, inputs, targets, loss_fn)
+
+    monkeypatch.setattr(engine, "step", counting)
+    return sizes
+
+
+STOPPING = TrainConfig(epochs=12, batch_size=32, lr=0.01, patience=2, min_epochs=3)
+
+
+def test_stopped_members_leave_the_stack_and_the_others_train_as_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = _data()
+    members = _stopping_group(dropout=0.0)
+    alone = [_alone(m, data, STOPPING, 2) for m in members]
+    sizes = _stack_sizes(monkeypatch, StackedMLP)
+    together = fit_stacked(members, data, n_classes=2, minority=1, config=STOPPING, device=CPU)
+    stops = [(r.epochs_run, r.stop_reason) for r in together]
+    assert stops[1:3] == [(3, "pruned"), (0, "non_finite_loss")]
+    assert stops[4] == (6, "pruned") and "early_stopping" in {reason for _, reason in stops}
+    for member, (model, result), found in zip(members, alone, together, strict=True):
+        assert (found.epochs_run, found.best_epoch, found.stop_reason, found.failure) == (
+            result.epochs_run, result.best_epoch, result.stop_reason, result.failure,
+        )  # fmt: skip
+        assert found.train_loss == pytest.approx(result.train_loss, rel=1e-10)
+        assert found.val_monitor == pytest.approx(result.val_monitor, rel=1e-10)
+        for got, expected in zip(member.model.parameters(), model.parameters(), strict=True):
+            torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12, equal_nan=True)
+    # 7 steps an epoch; after an epoch in which members stopped, the others step without them.
+    assert len(sizes) == 7 * 12 and sizes[::7] == [6, 5, 5, 4, 4, 4, 3, 3, 3, 2, 2, 2]
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_compaction_changes_no_result(dropout: float) -> None:
+    """Compacted or not (``compact_below=0``: stopped members compute on), each member trains
+    the same, its dropout masks included: only float64 rounding differs (torch's elementwise
+    kernels round an element in a vector's lanes and in a loop's scalar tail differently, and
+    where a member's elements fall depends on the stack's size, compacted or not). With
+    dropout, each member also equals its stack of one: its masks come from its own stream."""
+    data = _data()
+    runs = {}
+    for compact_below in (1.0, 0.5, 0.0):
+        members = _stopping_group(dropout)
+        results = fit_stacked(
+            members, data, n_classes=2, minority=1, config=STOPPING, device=CPU,
+            compact_below=compact_below,
+        )  # fmt: skip
+        runs[compact_below] = (results, [list(m.model.parameters()) for m in members])
+    runs["one"] = ([], [])
+    for member in _stopping_group(dropout) if dropout else []:
+        (one,) = fit_stacked([member], data, n_classes=2, minority=1, config=STOPPING, device=CPU)
+        runs["one"][0].append(one)
+        runs["one"][1].append(list(member.model.parameters()))
+    for compared in (1.0, 0.5, "one") if dropout else (1.0, 0.5):
+        for found, expected in zip(runs[compared][0], runs[0.0][0], strict=True):
+            assert (found.epochs_run, found.best_epoch, found.stop_reason, found.failure) == (
+                expected.epochs_run, expected.best_epoch, expected.stop_reason, expected.failure,
+            )  # fmt: skip
+            for curve in ("train_loss", "val_loss", "val_monitor"):
+                assert getattr(found, curve) == pytest.approx(getattr(expected, curve), rel=1e-12)
+        for got, expected in zip(runs[compared][1], runs[0.0][1], strict=True):
+            for p, q in zip(got, expected, strict=True):
+                torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-14, equal_nan=True)
+
+
+def test_vmapped_members_leave_the_stack_as_they_stop(monkeypatch: pytest.MonkeyPatch) -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(120, 16, generator=g, dtype=torch.float64)
+    y = (x[:, :4].sum(1) > 0.5).long()
+    data = (x[:80], y[:80], x[80:], y[80:])
+    config = TrainConfig(epochs=5, batch_size=16, lr=0.01, patience=10, min_epochs=1)
+    members = []
+    for gamma, alpha, seed, stop in [(0.0, None, 0, 2), (2.0, 0.25, 1, 9), (1.0, 0.75, 2, 4)]:
+        torch.manual_seed(seed)
+        prune = lambda event, stop=stop: event.epoch >= stop  # noqa: E731
+        members.append(Member(_cnn().double(), gamma, alpha, seed, prune))
+    alone = [_alone(m, data, config, 2) for m in members]
+    sizes = _stack_sizes(monkeypatch, VmappedModels)
+    together = fit_stacked(members, data, n_classes=2, minority=1, config=config, device=CPU)
+    assert [r.epochs_run for r in together] == [2, 5, 4]
+    assert sizes[::5] == [3, 3, 2, 2, 1]  # five steps an epoch
+    for member, (model, result), found in zip(members, alone, together, strict=True):
+        assert (found.best_epoch, found.stop_reason) == (result.best_epoch, result.stop_reason)
+        assert found.train_loss == pytest.approx(result.train_loss, rel=1e-10)
+        for name, tensor in model.state_dict().items():  # parameters and running statistics
+            torch.testing.assert_close(
+                member.model.state_dict()[name], tensor, rtol=1e-10, atol=1e-12
+            )
+
+
+def _moments(stack: StackedMLP | VmappedModels) -> list[torch.Tensor]:
+    """AdamW's two moments, as ``(K, ...)`` tensors."""
+    if isinstance(stack, VmappedModels):
+        return [m for o in stack.optimizers for m in (o.exp_avg, o.exp_avg_sq)]
+    flats = (stack.optimizer.exp_avg, stack.optimizer.exp_avg_sq)
+    return [t for flat in flats for pair in stack.layers(flat) for t in pair]
+
+
+@pytest.mark.parametrize("engine", [StackedMLP, VmappedModels])
+def test_compact_takes_each_kept_members_weights_and_optimizer_state(engine: type) -> None:
+    """Batch norm's running statistics too; the compacted stack steps on."""
+    torch.manual_seed(0)
+    mlp = ModelConfig(kind="mlp", hidden=[8, 8], dropout=0.1)
+    vmapped = engine is VmappedModels
+    models = [
+        _batch_norm().double()
+        if vmapped
+        else build_model(mlp, n_features=16, n_outputs=1).double()
+        for _ in range(4)
+    ]
+    stack = engine(models, CPU, lr=0.01, seeds=range(4))
+    loss = lambda logits, _: logits.square().mean(dim=(1, 2))  # noqa: E731
+    for _ in range(3):
+        stack.step(torch.randn(4, 8, 16, dtype=torch.float64), torch.zeros(4, 8), loss)
+    states = [stack.member_state(k) for k in range(4)]
+    moments = [m.clone() for m in _moments(stack)]
+    stack.compact([3, 1])
+    assert stack.k == 2
+    for row, k in enumerate([3, 1]):
+        for name, tensor in stack.member_state(row).items():
+            assert torch.equal(tensor, states[k][name]), name
+    for found, before in zip(_moments(stack), moments, strict=True):
+        assert torch.equal(found, before[[3, 1]])
+    stack.step(torch.randn(2, 8, 16, dtype=torch.float64), torch.zeros(2, 8), loss)
+    assert all(torch.isfinite(t).all() for t in stack.member_state(1).values())

@@ -63,14 +63,43 @@ def test_gamma_changes_the_model_and_the_seed_fixes_it() -> None:
     assert not np.allclose(first.predict_proba(x), focal.predict_proba(x))
 
 
-def test_string_labels_keep_their_order_and_threshold() -> None:
+@pytest.mark.parametrize("majority", ["ok", "clean"])  # after "fraud", then before it
+def test_alpha_weights_the_minority_label_in_either_alphabetical_order(majority: str) -> None:
+    x, y = _imbalanced()
+    labels = np.where(y == 1, "fraud", majority)
+    frauds = {}
+    for alpha in (0.1, 0.9):
+        model = FocalClassifier(**{**FAST, "alpha": alpha}).fit(x, labels)
+        assert model.pos_label_ == "fraud" and list(model.classes_) == sorted(["fraud", majority])
+        frauds[alpha] = int((model.predict(x) == "fraud").sum())
+    assert frauds[0.9] > frauds[0.1]  # more weight on fraud finds more of it
+    probs = model.predict_proba(x)
+    fraud = list(model.classes_).index("fraud")
+    assert np.allclose(probs.sum(axis=1), 1) and probs.shape == (400, 2)
+    # the fraud column is the model's positive score, also when "fraud" sorts first
+    assert np.corrcoef(probs[:, fraud], y)[0, 1] > 0.5
+    model.threshold_ = 0.0  # everything reaches it: every row is the positive label
+    assert set(model.predict(x)) == {"fraud"}
+
+
+def test_an_explicit_pos_label_is_the_one_alpha_weights() -> None:
     x, y = _imbalanced()
     labels = np.where(y == 1, "fraud", "ok")
-    model = FocalClassifier(**FAST).fit(x, labels)
-    assert list(model.classes_) == ["fraud", "ok"]
-    probs = model.predict_proba(x)
-    model.threshold_ = 0.0  # everything reaches it: every row is classes_[1]
-    assert set(model.predict(x)) == {"ok"} and probs.shape == (400, 2)
+    model = FocalClassifier(**{**FAST, "alpha": 0.9, "pos_label": "ok"}).fit(x, labels)
+    assert model.pos_label_ == "ok"
+    default = FocalClassifier(**{**FAST, "alpha": 0.9}).fit(x, labels)
+    assert (model.predict(x) == "fraud").sum() < (default.predict(x) == "fraud").sum()
+    with pytest.raises(
+        ValueError, match=r"pos_label must be one of the classes \['fraud', 'ok'\]"
+    ):
+        FocalClassifier(**{**FAST, "pos_label": "spam"}).fit(x, labels)
+
+
+def test_repr_shows_gamma_and_alpha() -> None:
+    assert repr(FocalClassifier()) == "FocalClassifier(gamma=2.0, alpha=0.25)"
+    assert repr(FocalClassifier(alpha=None, epochs=9)) == (
+        "FocalClassifier(gamma=2.0, alpha=None, epochs=9)"
+    )
 
 
 @pytest.mark.parametrize(

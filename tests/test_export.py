@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -16,8 +17,9 @@ from typer.testing import CliRunner
 
 from gammatune import FocalClassifier, load_config, load_data, load_model, save_model
 from gammatune.cli import app
-from gammatune.export import score_frame
+from gammatune.errors import ConfigError
 from gammatune.report import setting_mask, study_summary
+from gammatune.scoring import score_frame
 from gammatune.storage import load_scores_file
 from tests.conftest import write_config
 
@@ -55,7 +57,7 @@ def test_run_exports_weights_and_a_json_card(exported: Path) -> None:
     assert verdict.recommended is not None
     assert [card["gamma"], card["alpha"]] == [verdict.recommended.gamma, verdict.recommended.alpha]
     assert card["verdict"]["kind"] == verdict.kind and card["trained_on"] == "train"
-    assert card["classes"] == ["not fraud", "fraud"] and card["threshold"] == 0.5
+    assert card["classes"] == ["ok", "fraud"] and card["threshold"] == 0.5  # the user's labels
     assert card["preprocessing"]["columns"] == COLUMNS
     assert card["preprocessing"]["target"] == "label"
     assert card["model"] == {"kind": "mlp", "hidden": [16], "dropout": 0.0, "channels": [16, 32]}
@@ -130,7 +132,7 @@ def test_many_missing_columns_stay_one_short_line() -> None:
     from gammatune.features import Preprocessing, frame_features
 
     columns = tuple(f"x{i}" for i in range(64))
-    preprocessing = Preprocessing(columns, (0.0,) * 64, (1.0,) * 64)
+    preprocessing = Preprocessing.numeric(columns, (0.0,) * 64, (1.0,) * 64)
     with pytest.raises(DataError) as caught:
         frame_features(pd.DataFrame({"x0": [1.0], "x1": [2.0]}), preprocessing, where="new.csv")
     message = str(caught.value)
@@ -223,3 +225,129 @@ def test_a_fitted_estimator_saves_and_loads(tmp_path: Path) -> None:
     assert isinstance(loaded, FocalClassifier) and loaded.get_params() == model.get_params()
     np.testing.assert_allclose(loaded.predict_proba(x), model.predict_proba(x), atol=1e-7)
     assert (loaded.predict(x) == model.predict(x)).all()
+
+
+def _in_a_process(script: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` (which patches a write, then runs the CLI on ``argv``) in its own process,
+    as a user's command would be, so that it can kill itself for real."""
+    code = (
+        f"import os, signal, sys\n{script}\nfrom gammatune.cli import app\napp({list(argv)!r})\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def _folder_bytes(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+KILL_AFTER_WEIGHTS = """
+import torch
+_save = torch.save
+def save(*args, **kwargs):  # the weights are written; kill -9 before model.json is
+    _save(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)
+torch.save = save
+"""
+INTERRUPT_AFTER_WEIGHTS = KILL_AFTER_WEIGHTS.replace(
+    "os.kill(os.getpid(), signal.SIGKILL)", "raise KeyboardInterrupt"
+)
+
+
+@pytest.mark.parametrize(
+    ("script", "exit_code"), [(KILL_AFTER_WEIGHTS, -9), (INTERRUPT_AFTER_WEIGHTS, 130)]
+)
+def test_export_stopped_between_its_writes_keeps_the_previous_model(
+    exported: Path, script: str, exit_code: int
+) -> None:
+    """kill -9 or Ctrl-C after the new weights.pt and before model.json: the previous model
+    folder is whole and still scores; a rerun replaces it whole."""
+    model = load_config(exported).run_dir / "model"
+    before = _folder_bytes(model)
+    stopped = _in_a_process(script, "export", "-c", str(exported))
+    assert stopped.returncode == exit_code, stopped.stderr
+    assert "Traceback" not in stopped.stderr
+    assert _folder_bytes(model) == before
+    table = exported.parent / "table.csv"
+    scores = exported.parent / "after-stop.csv"
+    predicted = runner.invoke(app, ["predict", "--model", str(model), "--data", str(table),
+                                    "--out", str(scores)])  # fmt: skip
+    assert predicted.exit_code == 0, predicted.output
+    result = runner.invoke(app, ["export", "-c", str(exported)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in model.parent.glob(".model.*")) == []  # nothing left beside it
+    assert (model / "weights.pt").read_bytes() == before["weights.pt"]  # the same kept model
+
+
+def test_a_model_folder_of_two_exports_is_refused(exported: Path, tmp_path: Path) -> None:
+    """weights.pt of one export beside model.json of another: one line, exit 3, no scores."""
+    mixed = tmp_path / "mixed"
+    shutil.copytree(load_config(exported).run_dir / "model", mixed)
+    x, y = make_classification(n_samples=200, n_features=8, random_state=2)
+    other = FocalClassifier(epochs=2, hidden=(16,), batch_size=64, min_epochs=1).fit(x, y)
+    save_model(other, tmp_path / "other")
+    shutil.copy(tmp_path / "other" / "weights.pt", mixed / "weights.pt")  # same shapes
+    out = tmp_path / "scores.csv"
+    table = exported.parent / "table.csv"
+    result = runner.invoke(app, ["predict", "--model", str(mixed), "--data", str(table),
+                                 "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 3, result.output
+    assert result.stderr.strip() == (
+        f"gammatune: error: --model: {mixed / 'weights.pt'} does not belong to "
+        f"{mixed / 'model.json'} (its sha256 differs from the one the card records: files of "
+        "two exports mixed); export it again."
+    )
+    assert not out.exists()
+
+
+def test_predict_killed_while_writing_leaves_no_scores_file(exported: Path) -> None:
+    """kill -9 once the scores are written, before they are renamed into place: no file at
+    --out (only a hidden .partial), and an earlier scores file stays whole."""
+    model = load_config(exported).run_dir / "model"
+    table, out = exported.parent / "table.csv", exported.parent / "killed" / "scores.csv"
+    script = (
+        "import pandas\n_to_csv = pandas.DataFrame.to_csv\n"
+        "def to_csv(self, *a, **k):\n    _to_csv(self, *a, **k)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "pandas.DataFrame.to_csv = to_csv\n"
+    )
+    argv = ["predict", "--model", str(model), "--data", str(table), "--out", str(out)]
+    killed = _in_a_process(script, *argv)
+    assert killed.returncode == -9, killed.stderr
+    assert not out.exists()
+    assert [p.name.endswith(".partial") for p in out.parent.iterdir()] == [True]
+    out.write_text("earlier scores\n")
+    assert _in_a_process(script, *argv).returncode == -9
+    assert out.read_text() == "earlier scores\n"
+    assert runner.invoke(app, argv).exit_code == 0
+    assert len(pd.read_csv(out)) == len(pd.read_csv(table))
+
+
+@pytest.mark.parametrize("target", ["table.csv", "model/model.json", "model"])
+def test_predict_refuses_to_write_over_its_inputs(exported: Path, target: str) -> None:
+    run_dir = load_config(exported).run_dir
+    table = exported.parent / "table.csv"
+    out = (table if target == "table.csv" else run_dir / target).resolve()
+    before = out.read_bytes() if out.is_file() else None
+    result = runner.invoke(app, ["predict", "--model", str(run_dir / "model"), "--data",
+                                 str(table), "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"gammatune: error: --out {out}: is ")
+    assert line.endswith("writing there would replace it: choose another path.")
+    assert before is None or out.read_bytes() == before
+
+
+def test_saving_over_a_folder_that_holds_other_files_is_refused(tmp_path: Path) -> None:
+    """A model folder is replaced whole: a folder with anything else in it is not one."""
+    x, y = make_classification(n_samples=200, n_features=5, random_state=1)
+    model = FocalClassifier(epochs=2, hidden=(8,), batch_size=64, min_epochs=1).fit(x, y)
+    (tmp_path / "notes.txt").write_text("mine\n")
+    with pytest.raises(ConfigError, match="replacing it would lose what else it holds"):
+        save_model(model, tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+    save_model(model, tmp_path / "m")
+    save_model(model, tmp_path / "m")  # its own folder: replaced whole
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["model.json", "weights.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "notes.txt"]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -69,8 +70,8 @@ def test_a_process_killed_holding_the_write_lock_leaves_no_lock(tmp_path: Path) 
     assert runner.invoke(app, ["baseline", "-c", str(config)]).exit_code == 0
     lock = tmp_path / "runs" / "tiny" / "study.log.write.lock"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from gammatune.storage import _FileLock; "
-         f"_FileLock({str(lock)!r}).acquire(); print('held', flush=True); time.sleep(600)"],
+        [sys.executable, "-c", "import sys, time; from gammatune.journal import FileLock; "
+         f"FileLock({str(lock)!r}).acquire(); print('held', flush=True); time.sleep(600)"],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert holder.stdout is not None and holder.stdout.readline() == "held\n"
@@ -102,3 +103,56 @@ def test_a_journal_path_that_cannot_be_opened_is_one_line(tmp_path: Path) -> Non
     assert error_lines(result.stderr) == [
         f"gammatune: error: storage: cannot open {url}: No such file or directory."
     ]
+
+
+def _lines_are_whole_json(path: Path) -> bool:
+    data = path.read_bytes()
+    return data.endswith(b"\n") and all(json.loads(line) for line in data.splitlines())
+
+
+@pytest.mark.parametrize("torn", [b"", b"\n"])
+def test_a_torn_last_line_is_set_aside_once_and_every_command_works(
+    tmp_path: Path, torn: bytes
+) -> None:
+    """A write cut short (no newline, or garbage that a power loss ends with one): the next
+    command cuts it off under the write lock, keeps it beside the journal, warns once; nothing
+    is appended behind it, and every later command works."""
+    config = write_config(tmp_path, storage="journal://study.log")
+    assert runner.invoke(app, ["baseline", "-c", str(config)]).exit_code == 0
+    journal = tmp_path / "runs" / "tiny" / "study.log"
+    whole = journal.read_bytes()
+    cut = (
+        b'{"op_code": 5, "worker_id": "x", "trial_id": 3, "user_attr": {"result": "{\\"ver' + torn
+    )
+    journal.write_bytes(whole + cut)
+    result = runner.invoke(app, ["search", "-c", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("ended in a torn line") == 1
+    (kept,) = journal.parent.glob("study.log.torn-*")
+    assert kept.read_bytes() == cut and journal.read_bytes().startswith(whole)
+    assert _lines_are_whole_json(journal)
+    assert_each_point_once(config, 2)
+    for command in ("refine", "report"):
+        result = runner.invoke(app, [command, "-c", str(config)])
+        assert result.exit_code == 0, result.output
+        assert "ended in a torn line" not in result.stderr
+    assert len(list(journal.parent.glob("study.log.torn-*"))) == 1
+
+
+def test_a_damaged_line_inside_a_journal_is_one_line(tmp_path: Path) -> None:
+    config = write_config(tmp_path, storage="journal://study.log")
+    assert runner.invoke(app, ["baseline", "-c", str(config)]).exit_code == 0
+    journal = tmp_path / "runs" / "tiny" / "study.log"
+    lines = journal.read_bytes().splitlines(keepends=True)
+    lines[4] = lines[4][:30] + b"\n"
+    journal.write_bytes(b"".join(lines))
+    damaged = journal.read_bytes()
+    for command in ("search", "report"):
+        result = runner.invoke(app, [command, "-c", str(config)])
+        assert result.exit_code == 4, result.output
+        assert error_lines(result.stderr) == [
+            "gammatune: error: storage: journal://study.log is damaged at line 5 (not a whole "
+            "JSON line); restore it from a backup."
+        ]
+    assert journal.read_bytes() == damaged

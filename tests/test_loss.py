@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gammatune.errors import ConfigError
 from gammatune.loss import _compiled as fused
 from gammatune.loss._kernel import FocalLoss, focal_loss
 from gammatune.loss._schedules import GammaSchedule
@@ -393,3 +394,35 @@ def test_a_compiler_failure_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch)
     expected = focal_loss(logits, targets, gamma=2.0, compile=False)
     assert focal_loss(logits, targets, gamma=2.0, compile=True) == expected
     assert fused._failed == {"cpu"}  # found out once, not tried again
+
+
+def test_soft_dice_against_a_hand_computation() -> None:
+    from gammatune.loss import dice_loss
+
+    # one image, 2 classes, 4 pixels: class 1 probabilities p, mask t
+    p1 = torch.tensor([0.9, 0.2, 0.6, 0.1], dtype=torch.float64)
+    logits = torch.stack([torch.zeros(4, dtype=torch.float64), torch.log(p1 / (1 - p1))])
+    targets = torch.tensor([[1, 0, 1, 0]])
+    expected = 1 - (2 * (0.9 + 0.6) + 1e-5) / (p1.sum() + 2 + 1e-5)
+    got = dice_loss(logits[None, :, None], targets[:, None], mode="multiclass")
+    assert float(got) == pytest.approx(float(expected))
+    binary = dice_loss(torch.log(p1 / (1 - p1))[None], targets.double(), mode="binary")
+    assert float(binary) == pytest.approx(float(expected))
+
+
+def test_soft_dice_penalizes_false_positives_on_empty_images_and_has_gradients() -> None:
+    from gammatune.loss import DiceLoss
+
+    loss = DiceLoss(mode="multiclass")
+    empty = torch.zeros(1, 4, 4, dtype=torch.long)
+    quiet = torch.full((1, 3, 4, 4), -20.0)
+    quiet[:, 0] = 20.0
+    loud = quiet.clone()
+    loud[:, 2, 0, 0], loud[:, 0, 0, 0] = 20.0, -20.0
+    assert float(loss(quiet, empty)) < 1e-3  # nothing to find, nothing predicted: no loss
+    assert float(loss(loud, empty)) == pytest.approx(0.5, abs=1e-3)  # one class of two wrong
+    logits = torch.randn(2, 3, 5, 5, requires_grad=True)
+    loss(logits, torch.randint(0, 3, (2, 5, 5))).backward()
+    assert logits.grad is not None and torch.isfinite(logits.grad).all()
+    with pytest.raises(ConfigError, match="must be \\(N, C, \\*spatial\\)"):
+        loss(torch.zeros(2, 3, 5), torch.zeros(2, 4, 4, dtype=torch.long))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import csv
 import io
+import json
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -13,7 +14,8 @@ from matplotlib.image import imread
 from typer.testing import CliRunner
 
 from gammatune.cli import app
-from gammatune.report._table import curve_flags
+from gammatune.report._health import training_health
+from gammatune.report._table import curve_flags, undertrained
 from tests.conftest import TINY, write_config
 
 runner = CliRunner()
@@ -152,7 +154,7 @@ SMOOTH = _curves([1, 0.9, 0.8], [1, 0.9, 0.85], [0.2, 0.3, 0.35])
 @pytest.mark.parametrize(
     ("curves", "best_epoch", "flags"),
     [
-        (RISING, 5, "overfitting"),  # kept after the validation loss rose
+        (RISING, 5, "overconfident"),  # kept after the validation loss rose
         (RISING, 2, ""),  # early stopping kept the epoch before the rise: nothing to flag
         (WOBBLY, 5, "unstable"),
         (SMOOTH, 3, ""),
@@ -160,3 +162,62 @@ SMOOTH = _curves([1, 0.9, 0.8], [1, 0.9, 0.85], [0.2, 0.3, 0.35])
 )
 def test_curve_flags(curves: dict, best_epoch: int, flags: str) -> None:
     assert curve_flags(curves, best_epoch) == flags
+
+
+@pytest.mark.parametrize(
+    ("best_epoch", "epochs_run", "stop_reason", "flagged"),
+    [
+        (40, 40, "max_epochs", True),  # best on the last epoch: still rising
+        (37, 40, "max_epochs", True),  # among the last 4 of 40
+        (36, 40, "max_epochs", False),  # it peaked 4 epochs before the limit
+        (40, 40, "early_stopping", False),  # not stopped by the limit
+        (5, 5, "max_epochs", True),  # short runs: the last 2 epochs
+        (3, 5, "max_epochs", False),
+    ],
+)
+def test_undertrained(best_epoch: int, epochs_run: int, stop_reason: str, flagged: bool) -> None:
+    assert undertrained(best_epoch, epochs_run, stop_reason) is flagged
+
+
+def test_training_health_gives_advice_and_names_a_better_yardstick() -> None:
+    import pandas as pd
+
+    rows = [
+        {"stage": "search", "state": "COMPLETE", "model": "configured", "objective": 0.60,
+         "undertrained": True, "epochs_run": 30, "curve_flags": "overconfident"},
+        {"stage": "refine", "state": "COMPLETE", "model": "configured", "objective": 0.62,
+         "undertrained": False, "epochs_run": 12, "curve_flags": ""},
+        {"stage": "baseline", "state": "COMPLETE", "model": "logistic", "objective": 0.70,
+         "undertrained": False, "epochs_run": 1, "curve_flags": ""},
+    ]  # fmt: skip
+    found = training_health(pd.DataFrame(rows), "f1")
+    assert len(found) == 3
+    assert found[0].startswith("Undertrained: 1 of 3 trials (1 search) ran to the 30-epoch limit")
+    assert "Raise train.epochs (for example to 60)" in found[0]
+    assert found[1].startswith("Overconfident (not a fault): 1 of 3 trials")
+    assert found[2].startswith(
+        "A logistic regression yardstick (validation f1 0.700) beats every network trial on "
+        "the same split (best 0.620)"
+    )
+    rows[2]["objective"] = 0.5
+    healthy = [{**r, "undertrained": False, "curve_flags": ""} for r in rows]
+    assert training_health(pd.DataFrame(healthy), "f1") == ()
+
+
+def test_the_page_explains_the_recommendation_beside_the_forest_plot(
+    tiny_config: Path,
+) -> None:
+    assert runner.invoke(app, ["run", "-c", str(tiny_config)]).exit_code == 0
+    run = tiny_config.parent / "runs" / "tiny"
+    html = (run / "report.html").read_text(encoding="utf-8")
+    summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
+    forest = html[html.index('<figure id="forest">') : html.index("</figure>", html.index(
+        '<figure id="forest">'))]  # fmt: skip
+    assert "Why this recommendation." in forest and "What each bar compares" in forest
+    n_bars = forest.count("<tr") - 1
+    assert n_bars == len(summary["verdict"]["comparisons"])
+    assert "gamma alone: does gamma add anything beyond the class weight?" in forest
+    assert ".verdict b{color:#222}" in html  # a neutral headline, not red
+    assert "Training health" in html
+    if summary["verdict"]["decided_by"] is not None:
+        assert '<tr class="decided">' in forest

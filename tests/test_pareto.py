@@ -104,7 +104,7 @@ def test_the_front_keeps_the_undominated_and_names_the_operating_point() -> None
     assert at_operating_point(front, {"recall": 0.95}) is None
 
 
-def _reporting(settings: list[Setting], reporters) -> list[tuple[TrialRecord, None]]:
+def _reporting(settings: list[Setting], reporters, _trials=None) -> list[tuple[TrialRecord, None]]:
     """Stand-in training: 8 epochs whose monitor is the trial's final value, reported each
     epoch; a pruned trial stops there."""
     out = []

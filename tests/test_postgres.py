@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from contextlib import suppress
 from pathlib import Path
 
 import optuna
@@ -194,4 +195,122 @@ def test_force_new_sets_a_changed_study_aside_on_the_server(tmp_path: Path) -> N
     storage = open_storage(load_config(config))
     backup = optuna.load_study(study_name=kept, storage=storage)
     assert [t.state for t in backup.get_trials()] == [TrialState.COMPLETE] * 2
+    assert_each_point_once(config, 2, "search")
+
+
+def _bounded(monkeypatch: pytest.MonkeyPatch, seconds: int) -> None:
+    """Wait ``seconds`` (not 60 and 10) for a statement and for a connection."""
+    import gammatune.storage
+    import gammatune.watchdog
+
+    monkeypatch.setattr(gammatune.watchdog, "WAIT_S", seconds)
+    monkeypatch.setattr(gammatune.storage, "CONNECT_TIMEOUT_S", seconds)
+
+
+def _did_not_answer(stderr: str, seconds: int) -> None:
+    (line,) = error_lines(stderr)
+    assert line.startswith("gammatune: error: storage: postgresql://gammatune:***@127.0.0.1:"), (
+        line
+    )
+    assert line.endswith(
+        f"did not answer for {seconds} s (a frozen server, or a lock held by another session); "
+        "the completed trials are kept: run the same command again once it answers."
+    ), line
+    assert PASSWORD not in stderr
+
+
+def test_a_table_locked_by_another_session_is_one_line_within_the_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``LOCK TABLE trials`` held in psql: the server cancels the wait (lock_timeout)."""
+    import psycopg
+
+    _bounded(monkeypatch, 3)
+    name = _name()
+    config = _config(tmp_path, name)
+    assert runner.invoke(app, ["search", "-c", str(config)]).exit_code == 0
+    _config(tmp_path, name, search={"gamma": [0.5, 2.0, 3.0], "alpha": [0.75]})
+    with psycopg.connect(URL or "", application_name="gammatune-test-lock") as holder:
+        holder.execute("LOCK TABLE trials IN ACCESS EXCLUSIVE MODE")  # held until rollback
+        started = time.monotonic()
+        result = runner.invoke(app, ["search", "-c", str(config)])
+        waited = time.monotonic() - started
+        holder.rollback()
+    assert result.exit_code == 4, result.output
+    _did_not_answer(result.stderr, 3)
+    assert waited < 30, waited
+    assert Counter(t.state for t in _trials(config))[TrialState.COMPLETE] == 2
+    result = runner.invoke(app, ["search", "-c", str(config)])
+    assert result.exit_code == 0, result.output
+    assert_each_point_once(config, 3, "search")
+
+
+def _signal(pids: list[int], signal_number: int) -> None:
+    for pid in pids:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal_number)
+
+
+@pytest.mark.skipif(
+    "GAMMATUNE_TEST_PGDATA" not in os.environ or os.geteuid() != 0,
+    reason="needs the server's data folder and root (to stop the server's processes)",
+)
+def test_a_frozen_server_is_one_line_within_the_wait_and_a_rerun_completes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGSTOP of the server (postmaster) and of this run's backends mid-trial: the kernel
+    still answers TCP, so only this process's own deadline ends the wait."""
+    import signal
+
+    import psycopg
+
+    _bounded(monkeypatch, 3)
+    app_name = f"gammatune-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("PGAPPNAME", app_name)  # libpq names this run's backends so
+    name = _name()
+    config = _config(tmp_path, name, train=SLOW_TRAIN)
+    postmaster = int(
+        (Path(os.environ["GAMMATUNE_TEST_PGDATA"]) / "postmaster.pid").read_text().split()[0]
+    )
+    frozen: list[int] = []
+    froze_at: list[float] = []
+
+    def freeze_mid_trial() -> None:
+        running = (
+            "SELECT count(*) FROM trials t JOIN studies s ON t.study_id = s.study_id "
+            "JOIN trial_user_attributes a ON a.trial_id = t.trial_id "
+            "WHERE s.study_name = %s AND t.state = 'RUNNING' AND a.key = 'pid'"  # tagged
+        )
+        mine = "SELECT pid FROM pg_stat_activity WHERE application_name = %s"
+        with psycopg.connect(URL or "", application_name="gammatune-test-watcher") as watcher:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                try:
+                    (count,) = watcher.execute(running, (f"{name}.search",)).fetchone() or (0,)
+                except psycopg.errors.UndefinedTable:
+                    count = 0
+                watcher.rollback()
+                if count:
+                    pids = [p for (p,) in watcher.execute(mine, (app_name,)).fetchall()]
+                    frozen.extend([postmaster, *pids])
+                    _signal(frozen, signal.SIGSTOP)
+                    froze_at.append(time.monotonic())
+                    return
+                time.sleep(0.05)
+
+    thread = threading.Thread(target=freeze_mid_trial, daemon=True)
+    thread.start()
+    try:
+        result = runner.invoke(app, ["search", "-c", str(config)])
+        ended = time.monotonic()
+    finally:
+        thread.join(timeout=130)
+        _signal(frozen, signal.SIGCONT)
+    assert froze_at, "the run ended before a trial started"
+    assert result.exit_code == 4, result.output
+    _did_not_answer(result.stderr, 3)
+    assert ended - froze_at[0] < 60, ended - froze_at[0]
+    monkeypatch.delenv("PGAPPNAME")
+    result = runner.invoke(app, ["search", "-c", str(config)])
+    assert result.exit_code == 0, result.output
     assert_each_point_once(config, 2, "search")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -55,6 +56,8 @@ FAST_HEALTH = {
 class _Cluster:
     address: str
     groups: list[int]  # the process group of each node's `ray start`
+    dashboard: str  # http://127.0.0.1:PORT
+    temp: Path  # Ray's session folders (logs, sockets)
 
     def node_pids(self, group: int) -> list[int]:
         return [pid for pid in _pids() if _pgid(pid) == group]
@@ -125,7 +128,7 @@ def cluster() -> Iterator[_Cluster]:
         pytest.skip("ray is not installed: pip install -e .[ray]")
     if RAY is None:
         pytest.skip("the `ray` command is not on PATH")
-    port = _free_port()
+    port, dashboard = _free_port(), _free_port()
     temp = tempfile.mkdtemp(prefix="gt-ray-", dir="/tmp")  # Ray's socket paths must be short
     env = {**os.environ, **FAST_HEALTH}
     env.pop("RAY_ADDRESS", None)
@@ -139,7 +142,11 @@ def cluster() -> Iterator[_Cluster]:
                 "--temp-dir",
                 temp,
                 "--include-dashboard",
-                "false",
+                "true",  # what the dashboard shows of a run is tested
+                "--dashboard-host",
+                "127.0.0.1",
+                "--dashboard-port",
+                str(dashboard),
                 "--ray-client-server-port",
                 str(_free_port()),
                 env=env,
@@ -152,7 +159,7 @@ def cluster() -> Iterator[_Cluster]:
             if time.monotonic() > deadline:
                 pytest.skip("the second Ray node did not join in 60 s")
             time.sleep(0.2)
-        yield _Cluster(f"127.0.0.1:{port}", groups)
+        yield _Cluster(f"127.0.0.1:{port}", groups, f"http://127.0.0.1:{dashboard}", Path(temp))
     finally:
         ray.shutdown()
         _stop_groups(groups)
@@ -301,6 +308,135 @@ def test_workers_and_ray_together_are_refused(tmp_path: Path) -> None:
     assert error_lines(result.stderr) == [
         "gammatune: error: --executor ray: must be local, or ray with --workers 1."
     ]
+
+
+@needs_ray
+def test_a_port_that_never_answers_is_one_line_within_seconds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A listener that accepts connections and never speaks (a frozen head, another program):
+    Ray's own wait lasts minutes; gammatune waits 5 s for the handshake."""
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # not the fixture's connection
+    config = _config(tmp_path)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)  # the kernel completes each connection; nothing ever reads
+        where = f"127.0.0.1:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        command = ["search", "-c", str(config), "--executor", "ray", "--address", where]
+        result = runner.invoke(app, command)
+        elapsed = time.monotonic() - started
+    assert result.exit_code == 4, result.output
+    assert error_lines(result.stderr) == [
+        f"gammatune: error: ray: no cluster answers at {where} (a connection opens, but nothing "
+        "answered Ray's handshake in 5 s); start one (`ray start --head`) or give its head's "
+        "address with --address or RAY_ADDRESS."
+    ]
+    assert elapsed < 30, elapsed  # data and imports included; the wait itself is 5 s
+    with contextlib.suppress(KeyError):  # no study yet, or one without trials: none claimed
+        assert trials(config) == []
+
+
+@pytest.fixture
+def lone_head() -> Iterator[_Cluster]:
+    """A head of its own (1 CPU, no dashboard), for a test that kills it."""
+    if ray is None or RAY is None:
+        pytest.skip("ray is not installed: pip install -e .[ray]")
+    port = _free_port()
+    temp = tempfile.mkdtemp(prefix="gt-lone-", dir="/tmp")
+    env = {**os.environ, **FAST_HEALTH}
+    env.pop("RAY_ADDRESS", None)
+    groups: list[int] = []
+    try:
+        groups.append(
+            _ray_start(
+                "--head",
+                "--port",
+                str(port),
+                "--temp-dir",
+                temp,
+                "--include-dashboard",
+                "false",
+                "--ray-client-server-port",
+                str(_free_port()),
+                env=env,
+            )  # fmt: skip
+        )
+        yield _Cluster(f"127.0.0.1:{port}", groups, "", Path(temp))
+    finally:
+        _stop_groups(groups)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_the_head_killed_mid_run_is_one_line_and_fails_its_trials(
+    tmp_path: Path, lone_head: _Cluster
+) -> None:
+    """gcs_server and raylet killed (kill -9) while a group trains: one line, exit 4, no trial
+    left RUNNING (Ray's own driver exits 1 after 60 s, leaving them so); a rerun retrains."""
+    config = _config(tmp_path, train=SLOWER_TRAIN, data={**TINY["data"], "n_samples": 4000})
+    process = _start_search(config, lone_head.address)
+    (group,) = lone_head.groups
+    deadline = time.monotonic() + 90
+    while _training_on(lone_head, group) is None:
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no group of trials started"
+        time.sleep(0.05)
+    titles = {pid: (_stat(pid) or ("", 0))[0] for pid in lone_head.node_pids(group)}
+    head = [pid for pid, title in titles.items() if title.endswith(("/gcs_server", "/raylet"))]
+    assert len(head) == 2, titles
+    killed_at = time.monotonic()
+    for pid in head:
+        os.kill(pid, signal.SIGKILL)
+    _, stderr = process.communicate(timeout=120)
+    waited = time.monotonic() - killed_at
+    assert process.returncode == 4, stderr
+    (line,) = error_lines(stderr)
+    assert re.fullmatch(
+        r"gammatune: error: ray: lost the cluster's head at [\d.]+:\d+ \(\[Errno 111\] "
+        r"Connection refused; for 10 s\); the trials in flight are failed: run the same "
+        r"command again once the cluster is back\.",
+        line,
+    ), line
+    assert waited < 55, waited  # before Ray's own exit at 60 s
+    states = Counter(t.state for t in trials(config))  # one CPU: the other point still waits
+    assert states[TrialState.RUNNING] == 0 and states[TrialState.FAIL] == 1, states
+    result = runner.invoke(app, ["search", "-c", str(config)])  # here, the cluster is gone
+    assert result.exit_code == 0, result.output
+    assert_each_point_once(config, 2)
+
+
+PG_URL = os.environ.get("GAMMATUNE_TEST_POSTGRES")
+
+
+@pytest.mark.skipif(not PG_URL, reason="no PostgreSQL server: GAMMATUNE_TEST_POSTGRES unset")
+def test_the_dashboard_never_shows_the_storage_password(tmp_path: Path, cluster: _Cluster) -> None:
+    """Ray records a driver's command line as its job's entrypoint, and the dashboard shows it
+    (``/api/jobs/``): a ``--storage`` URL there would show the database's password."""
+    import json
+    import urllib.request
+    import uuid
+
+    assert PG_URL is not None
+    password = PG_URL.split("://", 1)[1].rpartition("@")[0].partition(":")[2]
+    assert password
+    name = f"dash-{uuid.uuid4().hex[:8]}"
+    config = _config(tmp_path, name=name, train={**TINY["train"], "epochs": 2})
+    command = [sys.executable, "-m", "gammatune", "search", "-c", str(config),
+               "--executor", "ray", "--address", cluster.address, "--storage", PG_URL]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    try:
+        with urllib.request.urlopen(f"{cluster.dashboard}/api/jobs/", timeout=30) as answer:
+            body = answer.read().decode()
+    except OSError as exc:
+        pytest.skip(f"the Ray dashboard does not answer: {exc}")
+    assert password not in body
+    shown = [job["entrypoint"] for job in json.loads(body) if str(config) in job["entrypoint"]]
+    assert len(shown) == 1 and "--storage postgresql://gammatune:***@" in shown[0], shown
+    for path in cluster.temp.rglob("*"):  # the session's logs and files
+        if path.is_file() and not path.is_socket():
+            with contextlib.suppress(OSError):
+                assert password.encode() not in path.read_bytes(), path
 
 
 def test_ray_runs_a_users_trainer_function_one_trial_a_task(

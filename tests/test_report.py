@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -101,3 +102,70 @@ def test_without_the_confirm_stage_there_is_no_verdict_yet() -> None:
     summary = summarize(_frame(0.8), "f1")
     assert summary.verdict.kind == "not-measurable" and summary.recommended is None
     assert "the confirm stage has not run" in summary.text
+
+
+def test_a_multiclass_summary_names_the_rarest_class_not_positives() -> None:
+    gains = dict(zip(SETTINGS, [0.10, 0.02, 0.0], strict=True))
+    frame = _confirm(gains)
+    frame["val_confusion"] = [[[40, 2, 3], [1, 30, 2], [2, 1, 4]]] * len(frame)
+    facts = {
+        "class_names": ["a", "b", "rare"],
+        "class_counts": {"train": [120, 99, 21], "val": [45, 33, 7], "test": [45, 33, 7]},
+    }
+    summary = summarize(frame, "f1_macro", facts=facts)
+    assert "Validation holds 7 samples of the rarest class (class rare)" in summary.text
+    assert "predicted 4 of them correctly" in summary.text
+    assert "positives" not in summary.text
+
+
+def test_a_not_measurable_test_difference_is_never_printed_as_a_gain() -> None:
+    from dataclasses import replace
+
+    from gammatune.bootstrap import PairedDifference
+    from gammatune.report import TestCheck
+
+    gains = dict(zip(SETTINGS, [0.10, 0.02, 0.0], strict=True))
+    summary = summarize(_confirm(gains, predicted=0), "f1", facts=FACTS)
+    assert summary.verdict.kind == "not-measurable"
+    difference = PairedDifference("f1", 0.9, 0.4, 0.502, 0.3, 0.7, 2000, 0.0)
+    checked = replace(summary, test_checks=(TestCheck("plain cross-entropy", difference),))
+    assert "descriptive only: the verdict is not-measurable, so no difference here is a gain" in (
+        checked.text
+    )
+    assert "difference +0.502" in checked.text
+    multiclass = replace(summary, test_checks=(
+        TestCheck("plain cross-entropy", None, "a multiclass task has none: compare the per-class "
+                  "figures"),
+        TestCheck("cross-entropy at alpha 0.75", None, "a multiclass task has none: compare the "
+                  "per-class figures"),
+    ))  # fmt: skip
+    assert "): no paired difference, a multiclass task has none" in multiclass.text
+    assert ": multiclass:" not in multiclass.text
+
+
+def test_printing_a_summary_or_verdict_prints_its_sentences() -> None:
+    gains = dict(zip(SETTINGS, [0.10, 0.02, 0.0], strict=True))
+    summary = summarize(_confirm(gains), "f1", facts=FACTS)
+    assert str(summary) == summary.text and str(summary.verdict) == summary.verdict.sentence
+    assert "Verdict(" not in str(summary) and len(str(summary)) < 1500
+
+
+def test_python_and_the_cli_give_the_same_verdict_and_intervals(tmp_path: Path) -> None:
+    """examples/api.py's path (study_summary) is the CLI's: the same bootstrap intervals and
+    test checks; summarize() alone, without the study's spread, was what made them differ."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from gammatune.cli import app
+    from gammatune.config import load_config
+    from gammatune.report import study_summary
+    from tests.conftest import write_config
+
+    path = write_config(tmp_path)
+    result = CliRunner().invoke(app, ["run", "-c", str(path)])
+    assert result.exit_code == 0, result.output
+    written = json.loads((tmp_path / "runs" / "tiny" / "summary.json").read_text("utf-8"))
+    _, summary, _ = study_summary(load_config(path))
+    assert json.loads(json.dumps(summary.verdict.to_json())) == written["verdict"]
+    assert summary.text == written["text"]

@@ -185,3 +185,16 @@ def test_few_minority_samples_warn_that_the_verdict_is_not_measurable(
     if warns:
         assert f"'bad' has {n_minority} samples" in found.warnings[0]
         assert "not-measurable" in found.warnings[0]
+
+
+@pytest.mark.parametrize("target", ["experiment", "data"])
+def test_force_never_writes_over_the_experiment_or_its_data(tmp_path: Path, target: str) -> None:
+    experiment = _csv_experiment(tmp_path, {"ok": 250, "bad": 50})
+    out = experiment if target == "experiment" else load_config(experiment).data.path  # type: ignore[union-attr]
+    before = out.read_bytes()
+    result = CliRunner().invoke(app, ["suggest", "-c", str(experiment), "--out", str(out),
+                                      "--force"])  # fmt: skip
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"gammatune: error: --out {out}: is the ")
+    assert out.read_bytes() == before

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from gammatune.config import TrainConfig
-from gammatune.training._loop import fit, make_loss
+from gammatune.training._loop import EpochTracker, fit, make_loss
 
 
 def _data(n: int = 600, seed: int = 0) -> tuple[torch.Tensor, ...]:
@@ -98,3 +98,14 @@ def test_keep_last_trains_every_epoch_and_keeps_the_last() -> None:
     assert result.epochs_run == result.best_epoch == 9  # no early stop at a flat monitor
     best = fit(_model(), _data(), loss_fn=loss, config=config, device=torch.device("cpu"))
     assert best.epochs_run < 9  # the default stops after patience
+
+
+def test_a_tied_monitor_keeps_the_epoch_with_the_lower_validation_loss() -> None:
+    """PR-AUC 1.0 from epoch 1 on a small validation split: the later, better-fitted epoch wins,
+    and each such epoch resets the patience."""
+    tracker = EpochTracker(TrainConfig(epochs=10, patience=2, min_epochs=1))
+    kept = [tracker.record(e, 0.5, loss, 1.0) for e, loss in enumerate([0.6, 0.4, 0.3, 0.35], 1)]
+    assert kept == [True, True, True, False] and tracker.best_epoch == 3
+    assert not tracker.stopped
+    assert not tracker.record(5, 0.5, 0.2, 0.9)  # a lower loss does not beat a higher monitor
+    assert tracker.stopped and tracker.best_epoch == 3

@@ -100,7 +100,9 @@ def test_only_the_class_weight_helping_is_called_class_weight() -> None:
 def test_nothing_helping_recommends_the_best_cross_entropy_by_mean() -> None:
     frames = [_confirm(_bases(), seed=s) for s in SEEDS]
     verdicts = [_decide(f) for f in frames]
-    assert [v.kind for v in verdicts].count("cross-entropy") >= 18
+    # Four tests in a ladder (twin, weight, combination): about 8 % of null stages are called
+    # something other than cross-entropy (183 of 200 seeds were cross-entropy when measured).
+    assert [v.kind for v in verdicts].count("cross-entropy") >= 17
     recommended = set()
     for frame, verdict in zip(frames, verdicts, strict=True):
         means = _ce_means(frame)
@@ -130,6 +132,37 @@ def test_a_gamma_gain_below_the_best_cross_entropy_is_not_focal() -> None:
     assert beaten[0].is_above_zero
     assert verdict.kind != "focal"
     assert verdict.recommended == TWIN_75
+
+
+def _halves(half: float) -> dict[Setting, float]:
+    """gamma and the weight each add ``half``: alone, neither is clear; together they are."""
+    return {
+        PLAIN: 0.50, TWIN_25: 0.50, TWIN_75: 0.50 + half,
+        S(1.0, 0.25): 0.50, S(2.0, 0.25): 0.50, S(2.0, 0.75): 0.50 + 2 * half,
+    }  # fmt: skip
+
+
+def test_a_combination_measured_only_against_plain_ce_is_focal_with_weight() -> None:
+    verdicts = [_decide(_confirm(_halves(0.03), seed=s)) for s in SEEDS]
+    both = [v for v in verdicts if v.kind == "focal-with-weight"]
+    assert len(both) >= 5  # 8 of 20 when written
+    for verdict in both:
+        found = {(c.setting, c.family): c for c in verdict.comparisons}
+        assert verdict.recommended == S(2.0, 0.75)
+        assert verdict.decided_by == found[(S(2.0, 0.75), "vs_plain_ce")]
+        assert verdict.decided_by.is_above_zero
+        assert not found[(S(2.0, 0.75), "vs_twin")].is_above_zero
+        weight = [c for c in verdict.comparisons if c.family == "weight_vs_plain_ce"]
+        assert not any(c.is_above_zero for c in weight)
+        assert verdict.sentence.startswith(
+            "focal-with-weight: gamma 2, alpha 0.75 beats plain cross-entropy by +0.0"
+        )
+        assert "the gain is the combination, and how it splits between gamma and the" in (
+            verdict.sentence
+        )
+        assert verdict.to_json()["decided_by"]["family"] == "vs_plain_ce"
+    clear = [v for v in verdicts if v.kind == "focal"]
+    assert all(v.decided_by and v.decided_by.family == "vs_twin" for v in clear)
 
 
 def test_a_candidate_with_alpha_off_is_compared_with_plain_cross_entropy() -> None:

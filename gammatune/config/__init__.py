@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gammatune.config._experiment import Config, load_config
+from gammatune.config._experiment import Config, dump_without_secrets, load_config
 from gammatune.config._sections import (
     BaselineConfig,
     ConfidenceSchedule,
@@ -48,5 +48,6 @@ __all__ = [
     "Task",
     "TrainConfig",
     "TrainerConfig",
+    "dump_without_secrets",
     "load_config",
 ]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import reprlib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     Field,
     PlainValidator,
@@ -33,13 +33,19 @@ from gammatune.config._sources import (
     _Strict,
 )
 from gammatune.config._trainer import TrainerConfig
-from gammatune.errors import ConfigError
+from gammatune.config._yaml import read_yaml
+from gammatune.errors import ConfigError, redact
 
 
 class Config(_Strict):
     """One experiment: data, model, training, the stages, and where the study lives."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        max_length=100,
+        description="Names the studies (<name>.baseline, ...) and the run folder "
+        "<output_dir>/<name>.",
+    )
     seed: int = Field(0, ge=0, lt=2**32, description="Seed of training (and of the split).")
     data: DataConfig
     split: SplitConfig = SplitConfig()
@@ -52,21 +58,31 @@ class Config(_Strict):
         None, description="The domain, a hint for `gammatune suggest`'s starting ranges."
     )
     objective: Annotated[Objective | list[Objective], PlainValidator(_objectives)] = Field(
-        "f1", description="Validation metric to maximize; a list: a multi-objective study."
+        "f1",
+        description="Validation metric to maximize (f1: the minority class's F1 for binary, "
+        "macro F1 for multiclass); a list, e.g. [precision, recall]: a multi-objective study.",
     )
     constraints: dict[Objective, Annotated[float, Field(ge=0, le=1)]] = Field(
         {}, description="Validation minimums, e.g. {recall: 0.8}: the verdict's operating point."
     )
     threshold: float | Literal["tuned"] = Field(
-        0.5, description="Decision threshold for binary metrics, or 'tuned' on validation."
+        0.5,
+        description="Decision threshold for binary metrics, or 'tuned': the F1-best threshold "
+        "on validation, also applied to test.",
     )
     baseline: BaselineConfig = BaselineConfig()
     search: SearchConfig = SearchConfig()
     refine: RefineConfig = RefineConfig()
     confirm: ConfirmConfig = ConfirmConfig()
-    storage: str | None = Field(None, description="Optuna storage URL; default SQLite in runs/.")
+    storage: str | None = Field(
+        None,
+        description="Optuna storage URL (sqlite:///..., postgresql://...) or a journal file "
+        "(journal://study.log); default SQLite <output_dir>/<name>/study.db.",
+    )
     output_dir: Path = Field(
-        Path("runs"), description="Where run folders go; relative to the experiment file."
+        Path("runs"),
+        description="Where run folders go: runs in the current folder by default; a relative "
+        "path written in the file is relative to the experiment file.",
     )
 
     _resolve = field_validator("output_dir")(_resolve_path)
@@ -134,46 +150,79 @@ class Config(_Strict):
         return self.storage or f"sqlite:///{(self.run_dir / 'study.db').as_posix()}"
 
 
+def dump_without_secrets(config: Config) -> dict[str, Any]:
+    """The experiment as plain (JSON-ready) data, every default filled in, with the passwords
+    in its URLs hidden (``storage``, and ``train.mlflow`` as a tracking URI): what ``check``
+    prints and ``config.resolved.yaml`` keeps.
+
+    Example:
+        ``storage: postgresql://me:***@db/x``, ``train.mlflow: https://me:***@mlflow.example``
+    """
+    dumped = config.model_dump(mode="json")
+    if dumped.get("storage"):
+        dumped["storage"] = redact(dumped["storage"])
+    if isinstance(dumped["train"].get("mlflow"), str):
+        dumped["train"]["mlflow"] = redact(dumped["train"]["mlflow"])
+    return dumped
+
+
 def load_config(path: str | Path, **overrides: Any) -> Config:
     """Read and validate an experiment file.
 
     Args:
         path: The YAML file.
-        **overrides: Top-level keys to replace (e.g. ``storage`` from the command line);
-            validated like the file's own.
+        **overrides: Keys to replace (e.g. ``storage`` from the command line; a dotted
+            ``"train.threads"`` replaces one field of a section); validated like the file's own.
 
     Returns:
         The validated, frozen ``Config``.
 
     Raises:
-        ConfigError: The file is missing, not YAML, not a mapping, or invalid; the message has
-            one line per problem, naming the field and the value received.
+        ConfigError: The file is missing, not YAML (aliases expanding past a bound, a key
+            given twice: see :func:`read_yaml`), not a mapping, or invalid; the message has
+            one line per problem, naming the field and the value received (shortened).
     """
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file.") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}.") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}: not valid YAML{where}: {problem}.") from None
+    raw = read_yaml(path, text)
     if not isinstance(raw, dict):
         kind = "empty" if raw is None else f"a {type(raw).__name__}, not a mapping of keys"
         raise ConfigError(f"{path}: the experiment file is {kind}; see configs/demo.yaml.")
-    raw.update({key: value for key, value in overrides.items() if value is not None})
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        section, _, field = key.partition(".")
+        if field and isinstance(raw.get(section, {}), dict):
+            raw[section] = {**raw.get(section, {}), field: value}
+        else:
+            raw[key] = value
     try:
         return Config.model_validate(raw, context={"base_dir": path.parent})
     except ValidationError as exc:
         raise ConfigError(_describe(path, exc)) from None
 
 
+# A value in an error, shortened: a list of a million items is not a message; nor are a
+# million errors (a list of wrong items) a screenful.
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxstring, _SHORT.maxother = 2, 4, 60, 60
+_MAX_CHARS, _MAX_LINES = 100, 20
+
+
+def _shown(value: Any) -> str:
+    text = _SHORT.repr(value)
+    return text if len(text) <= _MAX_CHARS else f"{text[: _MAX_CHARS - 3]}..."
+
+
 def _describe(path: Path, exc: ValidationError) -> str:
     lines = []
-    for error in exc.errors():
+    errors = exc.errors()
+    for error in errors[:_MAX_LINES]:
         # Drop the discriminator's tag ('data.synthetic.n_samples' -> 'data.n_samples').
         where = ""
         for index, part in enumerate(error["loc"]):
@@ -188,6 +237,8 @@ def _describe(path: Path, exc: ValidationError) -> str:
         if error["type"] == "extra_forbidden":
             message = "unknown key (check its spelling and level)"
         whole = error["type"] == "missing" or isinstance(error["input"], dict)  # a section's rule
-        got = "" if whole else f" (got {error['input']!r})"
+        got = "" if whole else f" (got {_shown(error['input'])})"
         lines.append(f"{path}: {where}: {message}{got}")
+    if len(errors) > _MAX_LINES:
+        lines.append(f"{path}: and {len(errors) - _MAX_LINES} more problems like these.")
     return "\n".join(lines)

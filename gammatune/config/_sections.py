@@ -21,7 +21,10 @@ class SplitConfig(_Strict):
     test: float = Field(0.2, gt=0, lt=1, description="Share of the data for the test split.")
     stratify: bool = Field(True, description="Keep each class's share in every split.")
     seed: int | None = Field(
-        None, ge=0, lt=2**32, description="Seed of the split and subsampling; default `seed`."
+        None,
+        ge=0,
+        lt=2**32,
+        description="Seed of the split, the subsampling and synthetic data; default `seed`.",
     )
 
     @model_validator(mode="after")
@@ -34,10 +37,18 @@ class SplitConfig(_Strict):
 class ModelConfig(_Strict):
     """The network every trial trains."""
 
-    kind: str = Field("mlp", description="linear | mlp | cnn | 'package.module:function'")
-    hidden: list[Annotated[int, Field(gt=0)]] = [128, 128]
-    dropout: float = Field(0.1, ge=0, lt=1)
-    channels: list[Annotated[int, Field(gt=0)]] = [16, 32]
+    kind: str = Field(
+        "mlp",
+        description="linear | mlp | cnn | 'package.module:function', called as "
+        "function(n_features=, n_outputs=) and returning a torch module.",
+    )
+    hidden: list[Annotated[int, Field(gt=0)]] = Field(
+        [128, 128], description="Widths of the MLP's hidden layers."
+    )
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout after each hidden layer.")
+    channels: list[Annotated[int, Field(gt=0)]] = Field(
+        [16, 32], description="Channels of the CNN's convolution blocks."
+    )
 
     @field_validator("kind")
     @classmethod
@@ -47,20 +58,40 @@ class ModelConfig(_Strict):
         return kind
 
 
+AUTO_STEPS_PER_EPOCH, MIN_AUTO_BATCH, MAX_AUTO_BATCH = 16, 32, 512
+
+
 class TrainConfig(_Strict):
     """How each trial trains: AdamW, early stopping on a smooth signal, device, precision."""
 
-    epochs: int = Field(30, gt=0)
-    batch_size: int = Field(512, gt=0)
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(1e-4, ge=0)
+    epochs: int = Field(30, gt=0, description="Most epochs a trial trains.")
+    batch_size: Annotated[int, Field(gt=0)] | Literal["auto"] = Field(
+        "auto",
+        description="Rows per optimizer step. auto: the training rows / 16, between 32 and 512 "
+        "(at least 16 steps an epoch on a small table; 512 from 8,192 training rows).",
+    )
+    lr: float = Field(1e-3, gt=0, description="AdamW's learning rate.")
+    weight_decay: float = Field(1e-4, ge=0, description="AdamW's weight decay.")
     patience: int = Field(5, gt=0, description="Epochs without improvement before stopping.")
     min_epochs: int = Field(5, ge=0, description="Epochs always trained before stopping.")
     monitor: Literal["pr_auc", "val_loss"] = Field(
         "pr_auc", description="Smooth, threshold-free signal for early stopping."
     )
-    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
-    precision: Precision = "auto"
+    device: str = Field(
+        "auto",
+        pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$",
+        description="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N or mps.",
+    )
+    threads: Annotated[int, Field(gt=0)] | Literal["auto"] = Field(
+        "auto",
+        description="CPU threads of a training process; auto: the CPUs the machine's load "
+        "leaves idle (1 on a busy machine), at most torch's default.",
+    )
+    precision: Precision = Field(
+        "auto",
+        description="auto: bf16 autocast on CUDA and on CPUs with native bf16, else fp32; "
+        "fp16: CUDA, one model at a time.",
+    )
     tensorboard: bool = Field(False, description="Write curves to runs/<name>/tensorboard.")
     report_epochs: Literal["refine", "all"] = Field(
         "refine", description="Stages whose epochs go to Optuna (the dashboard's curves)."
@@ -72,8 +103,17 @@ class TrainConfig(_Strict):
         False, description="Log trials to Weights & Biases: true (project <name>) or a project."
     )
     parallel: Annotated[int, Field(gt=0)] | Literal["auto"] = Field(
-        "auto", description="Trials trained at once as one stacked model (linear, mlp)."
+        "auto",
+        description="Trials trained at once as one stacked model: auto (16 on a CPU, sized to "
+        "free memory on CUDA) or a number.",
     )
+
+    def batch_rows(self, n_train: int) -> int:
+        """Rows per optimizer step for ``n_train`` training rows: ``batch_size``, or for
+        ``auto`` ``ceil(n_train / 16)`` clamped to [32, 512]."""
+        if self.batch_size != "auto":
+            return self.batch_size
+        return min(MAX_AUTO_BATCH, max(MIN_AUTO_BATCH, -(-n_train // AUTO_STEPS_PER_EPOCH)))
 
     @field_validator("mlflow", "wandb", mode="before")
     @classmethod
@@ -109,15 +149,17 @@ def _alpha_item(value: Any) -> float | str | None:
 class ConfidenceSchedule(_Strict):
     """Adaptive gamma ``k * logit(p_t)``, clamped to [0, max_gamma]: one candidate per ``k``."""
 
-    kind: Literal["confidence"]
-    k: list[Annotated[float, Field(gt=0, le=100)]] = Field([0.5, 1.0, 2.0], min_length=1)
+    kind: Literal["confidence"] = Field(description="confidence: gamma = k * logit(p_t).")
+    k: list[Annotated[float, Field(gt=0, le=100)]] = Field(
+        [0.5, 1.0, 2.0], min_length=1, description="The k of each candidate."
+    )
     max_gamma: _Gamma = Field(5.0, gt=0, description="The schedule's upper clamp.")
 
 
 class Flsd53Schedule(_Strict):
     """FLSD-53 (Mukhoti et al. 2020): gamma 5 where p_t < 0.2, else 3."""
 
-    kind: Literal["flsd53"]
+    kind: Literal["flsd53"] = Field(description="flsd53: gamma 5 where p_t < 0.2, else 3.")
 
 
 Schedule = Annotated[Flsd53Schedule | ConfidenceSchedule, Field(discriminator="kind")]
@@ -127,7 +169,9 @@ SCHEDULE_KINDS = ("flsd53", "confidence")  # the tags, dropped from error locati
 class SearchConfig(_Strict):
     """The coarse grid: every gamma with every alpha (and every declared extra dimension)."""
 
-    gamma: list[_Gamma] = Field([0.5, 1.0, 1.5, 2.0], min_length=1)
+    gamma: list[_Gamma] = Field(
+        [0.5, 1.0, 1.5, 2.0], min_length=1, description="The grid's gammas (0: cross-entropy)."
+    )
     alpha: list[Annotated[float | WeightScheme | None, PlainValidator(_alpha_item)]] = Field(
         [0.25, 0.5, 0.75],
         min_length=1,
@@ -161,14 +205,20 @@ class SearchConfig(_Strict):
 class RefineConfig(_Strict):
     """TPE in a stepped window around the best grid point."""
 
-    n_trials: int = Field(30, gt=0)
+    n_trials: int = Field(
+        30, gt=0, description="The stage's TPE trials, in total over all processes."
+    )
     alpha: Literal["tune", "fixed"] = Field(
         "tune", description="fixed: keep the best grid point's alpha, tune gamma alone."
     )
-    gamma_window: float = Field(0.5, gt=0)
-    gamma_step: float = Field(0.1, gt=0)
-    alpha_window: float = Field(0.2, gt=0)
-    alpha_step: float = Field(0.05, gt=0)
+    gamma_window: float = Field(
+        0.5, gt=0, description="Half-width of the gamma window around the best grid point."
+    )
+    gamma_step: float = Field(0.1, gt=0, description="Step of gamma within the window.")
+    alpha_window: float = Field(
+        0.2, gt=0, description="Half-width of the alpha window around the best grid point."
+    )
+    alpha_step: float = Field(0.05, gt=0, description="Step of alpha within the window.")
     lr_factor: float = Field(
         3.0, gt=1, description="With search.lr: refine lr within best / f .. best * f (log)."
     )

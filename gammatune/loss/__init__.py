@@ -4,12 +4,15 @@ adaptive gamma. Imports nothing of gammatune but ``errors``, so users can take i
 
 from __future__ import annotations
 
+from gammatune.loss._dice import DiceLoss, DiceMode, dice_loss
 from gammatune.loss._kernel import Alpha, FocalLoss, Gamma, Mode, Reduction, focal_loss
 from gammatune.loss._schedules import GammaSchedule
 from gammatune.loss._weights import binary_alpha_weights, class_balanced_weights
 
 __all__ = [
     "Alpha",
+    "DiceLoss",
+    "DiceMode",
     "FocalLoss",
     "Gamma",
     "GammaSchedule",
@@ -17,5 +20,6 @@ __all__ = [
     "Reduction",
     "binary_alpha_weights",
     "class_balanced_weights",
+    "dice_loss",
     "focal_loss",
 ]

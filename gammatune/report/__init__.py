@@ -9,7 +9,13 @@ from gammatune.report._arms import setting_mask
 from gammatune.report._page import Written, study_summary, write_report
 from gammatune.report._perclass import ClassChange, ClassFigures, class_changes, compare_classes
 from gammatune.report._summary import Summary, SummaryRow, TestCheck, render_summary, summarize
-from gammatune.report._table import curve_flags, experiment_facts, trials_frame, write_csv
+from gammatune.report._table import (
+    curve_flags,
+    experiment_facts,
+    trials_frame,
+    undertrained,
+    write_csv,
+)
 
 __all__ = [
     "ClassChange",
@@ -27,6 +33,7 @@ __all__ = [
     "study_summary",
     "summarize",
     "trials_frame",
+    "undertrained",
     "write_csv",
     "write_report",
 ]

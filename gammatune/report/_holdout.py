@@ -85,7 +85,7 @@ def _check(
         return TestCheck(name, None, "per-sample scores are not in this run folder")
     a_scores, b_scores = (np.stack([p[i].test for p in pairs]) for i in (0, 1))  # type: ignore[union-attr]
     if a_scores.ndim != 2:
-        return TestCheck(name, None, "multiclass: compare the per-class figures instead")
+        return TestCheck(name, None, "a multiclass task has none: compare the per-class figures")
     thresholds = (_thresholds(chosen, units), _thresholds(reference, units))
     targets = pairs[0][0].test_labels  # type: ignore[union-attr]
     difference = paired_bootstrap(

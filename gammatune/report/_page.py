@@ -17,8 +17,11 @@ import pandas as pd
 from gammatune.config import Config
 from gammatune.errors import GammatuneError
 from gammatune.fingerprint import CONTENT, TRAINER_SOURCE, check_studies, config_facts
+from gammatune.outputs import refuse_inputs, write_whole
 from gammatune.record import format_alpha
 from gammatune.report._arms import setting_mask
+from gammatune.report._explain import bars_html, explanation_html
+from gammatune.report._health import health_html
 from gammatune.report._holdout import check_on_test
 from gammatune.report._pareto import pareto_figure, pareto_text
 from gammatune.report._perclass import per_class_html
@@ -34,13 +37,7 @@ from gammatune.report._plots import (
 )
 from gammatune.report._resample import validation_spread
 from gammatune.report._summary import CAPTION, Summary, SummaryRow, interval_text, summarize
-from gammatune.report._table import (
-    confirm_plan,
-    experiment_facts,
-    trials_frame,
-    write_csv,
-    write_whole,
-)
+from gammatune.report._table import confirm_plan, experiment_facts, trials_frame, write_csv
 from gammatune.storage import open_storage
 
 # (file stem, the question it answers, caption)
@@ -49,8 +46,8 @@ _FIGURES = [
         "forest",
         "Does gamma help beyond the class weight?",
         "The verdict's evidence: each finalist against its same-alpha cross-entropy twin and "
-        "against plain cross-entropy, and the best class weight against plain cross-entropy, "
-        "over fresh seeds; an interval right of 0 is a measured gain.",
+        "against plain cross-entropy, and each class weight against plain cross-entropy, over "
+        "fresh seeds; an interval right of 0 is a measured gain.",
     ),
     (
         "objective_vs_gamma",
@@ -61,7 +58,9 @@ _FIGURES = [
     (
         "heatmaps",
         "Where do precision and recall balance?",
-        "The search grid; the boxed cell has the highest min(precision, recall).",
+        "The search grid; each colour scale spans its own map's values (read the colour bar), "
+        "so colours compare cells within a map; the boxed cell has the highest "
+        "min(precision, recall).",
     ),
     (
         "pr_curves",
@@ -91,15 +90,21 @@ body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;mar
 max-width:1240px;color:#222;line-height:1.45;padding:0 1em}
 h1{margin-bottom:.2em} .sub{color:#666;margin-top:0}
 .verdict{background:#f3f7ff;border-left:5px solid #1f77b4;padding:.8em 1em;font-size:1.05em}
-.verdict b{color:#d62728}
+.verdict b{color:#222}
 table{border-collapse:collapse;margin:.6em 0;font-size:.92em}
-th,td{border-bottom:1px solid #ddd;padding:.3em .5em;text-align:right;white-space:nowrap}
+th,td{border-bottom:1px solid #ddd;padding:.3em .45em;text-align:right;white-space:nowrap}
+th{white-space:normal;vertical-align:bottom;min-width:3.2em}
 .scroll{overflow-x:auto}
 th:first-child,td:first-child{text-align:left}
-tr.recommended{font-weight:bold;background:#fff4f4}
-.facts{display:flex;gap:2.5em;flex-wrap:wrap}
+tr.recommended{font-weight:bold;background:#eef4fb}
+.facts{display:flex;gap:2.5em;flex-wrap:wrap;align-items:flex-start}
 figure{margin:1.5em 0} figcaption{color:#555} img{max-width:100%}
-.warn{color:#a15c00}
+.health{background:#fffaf0;border-left:5px solid #c98a1b;padding:.5em 1em}
+.forest-row{display:flex;gap:1.5em;flex-wrap:wrap;align-items:flex-start}
+.forest-row img{flex:0 1 880px;min-width:0} .why{flex:1 1 260px;min-width:0;margin-top:2em}
+table.bars td,table.bars th{white-space:normal;text-align:left}
+table.bars td.num{white-space:nowrap}
+table.bars tr.decided{font-weight:bold}
 """
 
 
@@ -120,19 +125,25 @@ def write_report(
     csv_path: str | Path | None = None,
     html_path: str | Path | None = None,
     plots_dir: str | Path | None = None,
+    experiment_file: str | Path | None = None,
 ) -> Written:
     """Read the storage once and write the CSV, the HTML page and (if asked) the PNG files.
 
-    Defaults: ``runs/<name>/trials.csv`` and ``runs/<name>/report.html``.
+    Defaults: ``runs/<name>/trials.csv`` and ``runs/<name>/report.html``; each file written
+    whole or not at all. An output path that is an input (``experiment_file``, the storage, the
+    data, the model: :func:`~gammatune.outputs.experiment_inputs`) is a ConfigError.
     """
+    csv_file = Path(csv_path or config.run_dir / "trials.csv")
+    page = Path(html_path or config.run_dir / "report.html")
+    plots = None if plots_dir is None else Path(plots_dir)
+    refuse_inputs({"--out": csv_file, "--html": page, "--plots": plots}, config, experiment_file)
     storage = open_storage(config)
     frame, summary, facts = study_summary(config, storage)
     try:
-        csv = write_csv(_with_verdict(frame, summary), csv_path or config.run_dir / "trials.csv")
+        csv = write_csv(_with_verdict(frame, summary), csv_file)
         _write_json(config.run_dir / "summary.json", summary, frame)
         drawn = figures(frame, summary, [str(n) for n in facts.get("class_names", [])])
-        plots = write_plots(plots_dir, drawn) if plots_dir is not None else []
-        page = Path(html_path or config.run_dir / "report.html")
+        written = write_plots(plots, drawn) if plots is not None else []
         page.parent.mkdir(parents=True, exist_ok=True)
         write_whole(page, render_html(frame, summary, facts, drawn, name=config.name))
     except OSError as exc:  # a folder where a file should go, no permission, disk full
@@ -140,7 +151,7 @@ def write_report(
             f"report: cannot write {exc.filename}: {exc.strerror}; the study is untouched, and "
             "an earlier report stays as it was."
         ) from None
-    return Written(summary, len(frame), csv, page, plots)
+    return Written(summary, len(frame), csv, page, written)
 
 
 def study_summary(
@@ -197,6 +208,7 @@ def _write_json(path: Path, summary: Summary, frame: pd.DataFrame) -> None:
         "text": summary.text,
         "n_val_positives": summary.n_val_positives,
         "true_positives_found": summary.true_positives_found,
+        "health": list(summary.health),
         "test": [
             {"reference": c.reference, "note": c.note,
              "difference": None if c.difference is None else dataclasses.asdict(c.difference)}
@@ -260,15 +272,20 @@ def render_html(
         "</div>",
         "<h2>Baselines against the best settings</h2>",
         _summary_table(summary),
-        _warnings(frame),
+        health_html(summary.health),
         per_class_html(frame, summary.verdict, [str(n) for n in facts.get("class_names", [])]),
     ]
     for stem, question, caption in _FIGURES:
         if stem in drawn:
             data = base64.b64encode(to_png(drawn[stem])).decode("ascii")
+            image = f'<img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+            if stem == "forest":  # the words beside the plot: why, and what each bar compares
+                image = (
+                    f'<div class="forest-row">{image}{explanation_html(summary)}</div>'
+                    + bars_html(summary)
+                )
             parts.append(
-                f'<figure id="{stem}"><h2>{html.escape(question)}</h2>'
-                f'<img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+                f'<figure id="{stem}"><h2>{html.escape(question)}</h2>{image}'
                 f"<figcaption>{html.escape(caption)}</figcaption></figure>"
             )
     body = "\n".join(parts)
@@ -379,20 +396,3 @@ def _source(row: SummaryRow) -> str:
 
 def _trials_text(row: SummaryRow) -> str:
     return f"mean of {row.n} confirm" if row.n > 1 else f"{row.stage} #{row.number}"
-
-
-def _warnings(frame: pd.DataFrame) -> str:
-    flagged = frame[frame.get("curve_flags", pd.Series("", index=frame.index)).fillna("") != ""]
-    if flagged.empty:
-        return "<p>Training curves: no trial overfitted or oscillated.</p>"
-    items = "".join(
-        f"<li>{html.escape(str(r.stage))} #{r.number} (gamma {r.gamma:g}): "
-        f"{html.escape(str(r.curve_flags).replace(';', ', '))}</li>"
-        for r in flagged.itertuples()
-    )
-    return (
-        f'<details class="warn"><summary>Training curves of {len(flagged)} of {len(frame)} '
-        "trials need a look (overfitting: by the kept epoch the validation loss had risen 20 % "
-        "while the training loss fell; unstable: the validation monitor oscillated)</summary>"
-        f"<ul>{items}</ul></details>"
-    )

@@ -129,11 +129,14 @@ def _changes_table(changes: list[ClassChange], names: list[str]) -> str:
     ]  # fmt: skip
     deltas = "".join(f"<th>&Delta;F1 {html.escape(n)}</th><th>&Delta;R {html.escape(n)}</th>"
                      for n in names)  # fmt: skip
-    header = (f"<tr><th>setting</th><th>units</th>{deltas}<th>helped</th><th>hurt</th>"
-              "<th>helped on test</th></tr>")  # fmt: skip
-    caption = ("Which class each confirm setting helped: its mean change of validation F1 and "
-               "recall per class against plain cross-entropy of the same seeds and re-splits; "
-               f"helped or hurt: F1 moved {MIN_CHANGE:g} or more. Test: shown only.")  # fmt: skip
+    header = (f"<tr><th>setting</th><th>units</th>{deltas}<th>F1 up (val)</th>"
+              "<th>F1 down (val)</th><th>F1 up (test)</th></tr>")  # fmt: skip
+    caption = ("Descriptive, not a finding: each confirm setting's mean change of validation F1 "
+               "and recall per class against plain cross-entropy of the same seeds and "
+               "re-splits. A class is listed as up or down where its mean F1 moved "
+               f"{MIN_CHANGE:g} or more; no interval is tested here, so a class listed beside "
+               "a verdict of no measurable difference is no contradiction: the verdict above "
+               "decides. Test: shown only.")  # fmt: skip
     return (f'<div class="scroll"><table class="class-changes"><caption>{caption}</caption>'
             f"{header}{''.join(rows)}</table></div>")  # fmt: skip
 

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from gammatune.record import Setting, format_alpha
+from gammatune.record import format_alpha
+from gammatune.report._explain import bar_label
 from gammatune.report._summary import Summary, SummaryRow
-from gammatune.report._verdict import Comparison
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -72,19 +72,13 @@ def forest(summary: Summary) -> Figure | None:
         ax.plot([c.mean], [y], marker="D", color=color, ms=6)
     ax.axvline(0.0, color=_BASE, lw=1, ls="--")
     ax.set_yticks(range(len(comparisons)))
-    ax.set_yticklabels([_comparison_label(c) for c in reversed(comparisons)], fontsize=8.5)
+    ax.set_yticklabels([bar_label(c) for c in reversed(comparisons)], fontsize=8.5)
     ax.set_xlabel(f"paired difference of the validation {summary.objective} (per seed and fold)")
     ax.set_title(
         "One dot per seed and fold; bars: corrected 95% intervals; red: the recommendation",
         fontsize=9,
     )
     return figure
-
-
-def _comparison_label(c: Comparison) -> str:
-    weight = " ".join(c.reference.parts()[1:])
-    reference = "plain CE" if c.reference == Setting(0.0) else f"CE {weight}"
-    return f"{c.setting.name} vs {reference}"
 
 
 def objective_vs_gamma(frame: pd.DataFrame, summary: Summary) -> Figure | None:
@@ -140,7 +134,8 @@ def precision_recall_heatmaps(frame: pd.DataFrame) -> Figure | None:
     )
     figure, axes = _figure(9, 3.6, ncols=2)
     for ax, table, name in zip(axes[0], tables, ("precision", "recall"), strict=True):
-        image = ax.imshow(table.to_numpy(), cmap="viridis", vmin=0, vmax=1, aspect="auto")
+        vmin, vmax = fitted_range(table.to_numpy())
+        image = ax.imshow(table.to_numpy(), cmap="viridis", vmin=vmin, vmax=vmax, aspect="auto")
         ax.set_xticks(range(table.shape[1]), [f"{g:g}" for g in table.columns])
         ax.set_yticks(range(table.shape[0]), list(table.index))
         for (i, j), value in np.ndenumerate(table.to_numpy()):
@@ -151,7 +146,7 @@ def precision_recall_heatmaps(frame: pd.DataFrame) -> Figure | None:
                     f"{value:.2f}",
                     ha="center",
                     va="center",
-                    color="white" if value < 0.6 else "black",
+                    color="white" if (value - vmin) / (vmax - vmin) < 0.6 else "black",
                     fontsize=8,
                 )
         if sweet is not None:
@@ -159,6 +154,20 @@ def precision_recall_heatmaps(frame: pd.DataFrame) -> Figure | None:
         ax.set(xlabel="gamma", ylabel="alpha", title=f"Validation {name} (search grid)")
         figure.colorbar(image, ax=ax, shrink=0.8)
     return figure
+
+
+def fitted_range(values: np.ndarray, *, least: float = 0.02) -> tuple[float, float]:
+    """The colour scale of a heatmap: its finite values' range, widened to at least ``least``
+    (default 0.02) about their middle, so that 0.83 to 0.93 spans the colours (a 0-1 scale
+    painted every cell one green) and equal cells do not divide by zero."""
+    finite = values[np.isfinite(values)]
+    if not len(finite):
+        return 0.0, 1.0
+    low, high = float(finite.min()), float(finite.max())
+    if high - low < least:
+        middle = (low + high) / 2
+        low, high = middle - least / 2, middle + least / 2
+    return low, high
 
 
 def _box(cell: tuple[int, ...]) -> Any:

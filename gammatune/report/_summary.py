@@ -11,6 +11,7 @@ import pandas as pd
 from gammatune.bootstrap import PairedDifference
 from gammatune.record import EXTRA_FIELDS, Setting, format_alpha
 from gammatune.report._arms import order, row_arms, setting_mask
+from gammatune.report._health import training_health
 from gammatune.report._verdict import Spread, Verdict, decide
 
 
@@ -60,6 +61,12 @@ class Summary:
     test_checks: tuple[TestCheck, ...] = ()
     constraints: dict[str, float] = field(default_factory=dict)
     pareto: bool = False  # a multi-objective study, or constraints: draw the front
+    minority: str | None = None  # the rarest class's name, where the data facts give it
+    n_classes: int = 2
+    health: tuple[str, ...] = ()  # training health in sentences (see report._health)
+
+    def __str__(self) -> str:
+        return self.text
 
     @property
     def text(self) -> str:
@@ -68,16 +75,23 @@ class Summary:
         if not self.rows:
             parts.insert(0, "No trial has completed yet.")
         if self.n_val_positives is not None and self.true_positives_found is not None:
-            low, high = self.true_positives_found
-            parts.append(
-                f"Validation holds {self.n_val_positives} positives; the trials found "
-                + (f"{low}" if low == high else f"{low} to {high}")
-                + " of them at the decision threshold."
-            )
+            parts.append(self._found_words(*self.true_positives_found))
         if self.test_checks:
-            checks = "; ".join(_check_words(c) for c in self.test_checks)
-            parts.append(f"On the test split (used once, after the decision): {checks}.")
+            parts.append(_test_words(self.test_checks, self.verdict.kind == "not-measurable"))
         return " ".join(parts)
+
+    def _found_words(self, low: int, high: int) -> str:
+        found = f"{low}" if low == high else f"{low} to {high}"
+        name = f" (class {self.minority})" if self.minority else ""
+        if self.n_classes > 2:
+            return (
+                f"Validation holds {self.n_val_positives} samples of the rarest class{name}; the "
+                f"trials predicted {found} of them correctly."
+            )
+        return (
+            f"Validation holds {self.n_val_positives} positives{name}; the trials found {found} "
+            "of them at the decision threshold."
+        )
 
 
 CAPTION = (
@@ -143,10 +157,19 @@ def summarize(
     )
     found = (confirm if len(confirm) else _confirm_table(configured, facts))["val_true_positive"]
     tps = (int(found.min()), int(found.max())) if len(found) else None
+    names = [str(n) for n in (facts or {}).get("class_names", [])]
+    n_classes = len(names) or len(_first_confusion(done)) or 2
+    minority = names[_minority(facts, len(names))] if names else None
     return Summary(
         objective, rows, recommended, verdict, positives, tps,
         constraints=dict(constraints or {}), pareto=pareto or bool(constraints),
+        minority=minority, n_classes=n_classes, health=training_health(frame, objective),
     )  # fmt: skip
+
+
+def _first_confusion(done: pd.DataFrame) -> list[list[int]]:
+    confusions = done.get("val_confusion", pd.Series(dtype=object)).dropna()
+    return list(confusions.iloc[0]) if len(confusions) else []
 
 
 def _minority(facts: dict[str, Any] | None, n_classes: int) -> int:
@@ -245,17 +268,30 @@ def _row_of(label: str, row: pd.Series, *, n: int) -> SummaryRow:
     )
 
 
+def _test_words(checks: tuple[TestCheck, ...], unmeasurable: bool) -> str:
+    """The test checks as one sentence; under ``not-measurable`` said to be no evidence."""
+    head = "On the test split (used once, after the decision"
+    if unmeasurable:
+        head += (
+            "; descriptive only: the verdict is not-measurable, so no difference here is a gain"
+        )
+    notes = {c.note for c in checks if c.difference is None}
+    if len(notes) == 1 and all(c.difference is None for c in checks):
+        return f"{head}): no paired difference, {notes.pop()}."
+    return f"{head}): " + "; ".join(_check_words(c) for c in checks) + "."
+
+
 def _check_words(check: TestCheck) -> str:
     d = check.difference
     if d is None:
-        return f"against {check.reference}: {check.note}"
+        return f"against {check.reference}, no paired difference ({check.note})"
     name = {"f1": "F1", "pr_auc": "PR-AUC"}.get(d.metric, d.metric)
     if d.low == d.high:
         spread = f"the {d.n_resamples} resamples all gave {d.difference:+.3f}"
     else:
         spread = f"95% paired bootstrap interval {d.low:+.3f} to {d.high:+.3f}"
     return (
-        f"against {check.reference}, {name} {d.value_a:.3f} vs {d.value_b:.3f}, "
+        f"against {check.reference}, {name} {d.value_a:.3f} vs {d.value_b:.3f}, difference "
         f"{d.difference:+.3f} ({spread}" + (f", {check.note}" if check.note else "") + ")"
     )
 
@@ -290,6 +326,8 @@ def render_summary(console: Any, summary: Summary) -> None:
     if any(row.n > 1 for row in summary.rows):
         console.print(CAPTION, markup=False, style="dim")
     console.print(summary.text, markup=False)
+    for sentence in summary.health:
+        console.print(sentence, markup=False, style="yellow")
 
 
 def interval_text(row: SummaryRow) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +13,9 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from gammatune.config import Config
-from gammatune.errors import StudyError
+from gammatune.errors import StudyError, redact
 from gammatune.metrics import OBJECTIVES, Evaluation
+from gammatune.outputs import write_whole
 from gammatune.record import EXTRA_FIELDS, Setting
 from gammatune.report._arms import arm_key
 from gammatune.storage import STAGES, load_record, load_study, open_storage, trial_value
@@ -50,6 +50,7 @@ _PER_CLASS = ["precision_per_class", "recall_per_class", "f1_per_class", "confus
 _OBJECTS = ["val_pr_curve", "test_pr_curve", "curves", "plan_key", "arm"]
 _TRAILING = [
     "curve_flags",
+    "undertrained",
     "delta_vs_ce",
     "delta_vs_balanced_ce",
     "test_delta_vs_ce",
@@ -89,7 +90,7 @@ def trials_frame(
                 rows.append(_row(stage, trial))
     if not rows:
         raise StudyError(
-            f"report: no trials of {config.name!r} in {config.storage_url}; "
+            f"report: no trials of {config.name!r} in {redact(config.storage_url)}; "
             "run `gammatune baseline` (or `gammatune run`) with this config first."
         )
     frame = pd.DataFrame(rows)
@@ -114,8 +115,11 @@ def _plan_key(setting: Setting) -> str:
 def curve_flags(curves: dict[str, list[float | None]], best_epoch: int | None = None) -> str:
     """Name what the training curves show, up to the kept (best) epoch; '' if nothing.
 
-    ``overfitting``: by the kept epoch the validation loss had risen 20 % above its minimum
-    while the training loss kept falling (a generalization gap the model was kept with).
+    ``overconfident``: by the kept epoch the validation loss had risen 20 % above its minimum
+    while the training loss kept falling. The kept epoch is the monitor's best, so with a
+    threshold-free monitor (PR-AUC) this is the model ranking better while its scores grow
+    more extreme: a calibration matter, not an overfit model (with ``val_loss`` as the monitor
+    it cannot happen).
     ``unstable``: the validation monitor changed direction on most epochs, by more than 0.05
     on average.
     """
@@ -127,13 +131,26 @@ def curve_flags(curves: dict[str, list[float | None]], best_epoch: int | None = 
     if kept >= 3:
         lowest = min(range(kept), key=val.__getitem__)
         if val[kept - 1] > 1.2 * val[lowest] and train[kept - 1] < train[lowest]:
-            flags.append("overfitting")
+            flags.append("overconfident")
     steps = [b - a for a, b in zip(monitor, monitor[1:], strict=False)]
     if len(steps) >= 3:
         turns = sum(x * y < 0 for x, y in zip(steps, steps[1:], strict=False)) / (len(steps) - 1)
         if turns > 0.6 and sum(map(abs, steps)) / len(steps) > 0.05:
             flags.append("unstable")
     return ";".join(flags)
+
+
+def undertrained(best_epoch: int, epochs_run: int, stop_reason: str) -> bool:
+    """Whether a trial stopped at the epoch limit while its validation monitor still rose.
+
+    "Still rising" is read robustly, from the kept epoch rather than the last step or two: the
+    trial ran to ``train.epochs`` (``stop_reason == "max_epochs"``) and its best epoch lies
+    among the last ``max(2, ceil(epochs_run / 10))`` epochs (the last 4 of 40).
+    """
+    if stop_reason != "max_epochs" or epochs_run < 1:
+        return False
+    window = max(2, math.ceil(epochs_run / 10))
+    return best_epoch > epochs_run - window
 
 
 def experiment_facts(
@@ -165,6 +182,7 @@ def _row(stage: str, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
         {k: getattr(record, k) for k in _RECORD_FIELDS},
         curves=record.curves,
         curve_flags=curve_flags(record.curves, record.best_epoch),
+        undertrained=undertrained(record.best_epoch, record.epochs_run, record.stop_reason),
     )
     for split, evaluation in (("val", record.val), ("test", record.test)):
         if evaluation is not None:
@@ -218,22 +236,3 @@ def write_csv(frame: pd.DataFrame, path: str | Path) -> Path:
             )
     write_whole(path, table.to_csv(index=False))
     return path
-
-
-def write_whole(path: Path, content: str | bytes) -> None:
-    """Write ``path`` whole or not at all: into a temporary file beside it, then renamed, so a
-    full disk leaves the previous file as it was, never a truncated one.
-
-    Raises:
-        OSError: With ``filename`` set to ``path``.
-    """
-    partial = path.with_name(f".{path.name}.partial")
-    try:
-        if isinstance(content, bytes):
-            partial.write_bytes(content)
-        else:
-            partial.write_text(content, encoding="utf-8")
-        os.replace(partial, path)
-    except OSError as exc:
-        partial.unlink(missing_ok=True)
-        raise OSError(exc.errno, exc.strerror, str(path)) from None

@@ -17,8 +17,12 @@ from scipy import stats
 
 from gammatune.record import Setting
 from gammatune.report._arms import order, row_arms, setting_mask
+from gammatune.report._sentences import claim, headline_words, join, neither_alone, safe_choice
+from gammatune.report._sentences import format_setting as _format
 
-VerdictKind = Literal["focal", "class-weight", "cross-entropy", "not-measurable"]
+VerdictKind = Literal[
+    "focal", "class-weight", "focal-with-weight", "cross-entropy", "not-measurable"
+]
 Family = Literal["vs_twin", "vs_plain_ce", "weight_vs_plain_ce"]
 _Means = dict[Setting, float]
 
@@ -75,13 +79,21 @@ _Comparisons = tuple[Comparison, ...]
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """The decision of the confirm stage, the setting to use, and the sentence that says why."""
+    """The decision of the confirm stage, the setting to use, and the sentence that says why.
+
+    ``decided_by`` is the comparison the recommendation rests on (None for ``cross-entropy``
+    and ``not-measurable``, where no comparison was measurable).
+    """
 
     kind: VerdictKind
     recommended: Setting | None
     sentence: str
     reason: str | None
     comparisons: tuple[Comparison, ...]
+    decided_by: Comparison | None = None
+
+    def __str__(self) -> str:
+        return self.sentence
 
     def to_json(self) -> dict[str, Any]:
         """Return a JSON-safe dict: settings as their parameters (alpha off: none), 6-digit
@@ -102,12 +114,16 @@ def decide(
 ) -> Verdict:
     """Turn the completed confirm trials into one verdict.
 
-    Checked in order: ``not-measurable`` (the data cannot tell settings apart), ``focal`` (a
-    candidate's corrected interval against its same-alpha cross-entropy twin lies above 0 and
-    its mean is not below the best cross-entropy's), ``class-weight`` (the best weighted
-    cross-entropy's interval against plain cross-entropy lies above 0), else ``cross-entropy``.
-    Outside ``focal`` the recommendation is the cross-entropy setting, plain or weighted, with
-    the best mean objective.
+    Checked in order, the first that holds decides (docs/concepts/verdict.md):
+    ``not-measurable`` (the data cannot tell settings apart); ``focal`` (a candidate's corrected
+    interval against its same-weight cross-entropy twin lies above 0 and its mean is not below
+    the best cross-entropy's); ``class-weight`` (the best weighted cross-entropy's interval
+    against plain cross-entropy lies above 0); ``focal-with-weight`` (a weighted candidate's
+    interval against plain cross-entropy lies above 0, and its mean is not below the best
+    cross-entropy's, though neither gamma nor the weight alone is measurable: the best such
+    candidate is recommended, the only setting measured better than plain cross-entropy); else
+    ``cross-entropy``. Under ``cross-entropy`` and ``not-measurable`` the recommendation is the
+    cross-entropy setting, plain or weighted, with the best mean objective.
 
     Args:
         confirm: One row per completed confirm trial, with columns gamma, alpha (NaN for off),
@@ -142,7 +158,7 @@ def decide(
     eligible_ce = [s for s in means if not s.is_focal and meets[s]]
     best_ce = max(eligible_ce, key=means.__getitem__, default=None)
     headline = _headline(comparisons, means)
-    tail = [] if headline is None else [_headline_words(headline, name, level)]
+    tail = [] if headline is None else [headline_words(headline, name, level)]
     reason = _unmeasurable_reason(confirm, n_val_positives, min_positives, objective)
     reason = reason or _incomplete(confirm, list(means), planned_units)
     if reason is None and means and not any(meets.values()):
@@ -154,18 +170,25 @@ def decide(
         focal = _focal_winner(comparisons, means, best_ce_mean=best_ce_mean)
     if reason is not None or (best_ce is None and focal is None):
         reason = reason or "no plain cross-entropy reference"
-        parts = [f"not-measurable: {reason}", _safe(best_ce, means, name), *tail]
-        return Verdict("not-measurable", best_ce, _join(parts), reason, comparisons)
+        parts = [f"not-measurable: {reason}", safe_choice(best_ce, means, name), *tail]
+        return Verdict("not-measurable", best_ce, join(parts), reason, comparisons)
     if focal is not None:
-        parts = [f"focal: {_claim(focal, name, level)}"]
-        return Verdict("focal", focal.setting, _join(parts), None, comparisons)
+        parts = [f"focal: {claim(focal, name, level)}"]
+        return Verdict("focal", focal.setting, join(parts), None, comparisons, focal)
     weight = _weight_winner(comparisons, means)
     if weight is not None:
-        parts = [f"class-weight: {_claim(weight, name, level)}", "gamma adds nothing measurable"]
-        return Verdict("class-weight", weight.setting, _join(parts), None, comparisons)
+        parts = [f"class-weight: {claim(weight, name, level)}", "gamma adds nothing measurable"]
+        return Verdict("class-weight", weight.setting, join(parts), None, comparisons, weight)
+    both = _combined_winner(
+        comparisons, means, best_ce_mean=means[best_ce] if best_ce else -math.inf
+    )
+    if both is not None:
+        alone = [c for c in comparisons if c.setting in (both.setting, both.setting.twin())]
+        parts = [f"focal-with-weight: {claim(both, name, level)}", neither_alone(alone, level)]
+        return Verdict("focal-with-weight", both.setting, join(parts), None, comparisons, both)
     nothing = "neither gamma nor the class weight made a measurable difference"
-    parts = [f"cross-entropy: {_safe(best_ce, means, name)}", nothing, *tail]
-    return Verdict("cross-entropy", best_ce, _join(parts), None, comparisons)
+    parts = [f"cross-entropy: {safe_choice(best_ce, means, name)}", nothing, *tail]
+    return Verdict("cross-entropy", best_ce, join(parts), None, comparisons)
 
 
 def _check_arguments(confirm: pd.DataFrame, level: float) -> None:
@@ -313,6 +336,20 @@ def _weight_winner(comparisons: _Comparisons, means: _Means) -> Comparison | Non
     return found[0] if found and found[0].is_above_zero else None
 
 
+def _combined_winner(
+    comparisons: _Comparisons, means: _Means, *, best_ce_mean: float
+) -> Comparison | None:
+    """The best-mean weighted candidate measured above plain CE, if its mean is not below the
+    best cross-entropy's (the same guard as ``focal``)."""
+    above = [
+        c
+        for c in comparisons
+        if c.family == "vs_plain_ce" and c.is_above_zero and means[c.setting] > -math.inf
+    ]
+    best = max(above, key=lambda c: means[c.setting], default=None)
+    return best if best is not None and means[best.setting] >= best_ce_mean else None
+
+
 def _headline(comparisons: _Comparisons, means: _Means) -> Comparison | None:
     """The comparison a reader wants next: the best candidate vs its twin, else class weight."""
     for family in ("vs_twin", "weight_vs_plain_ce"):
@@ -320,61 +357,6 @@ def _headline(comparisons: _Comparisons, means: _Means) -> Comparison | None:
         if found:
             return max(found, key=lambda c: means[c.setting])
     return None
-
-
-def _claim(
-    c: Comparison, name: str, level: float, *, subject: str = "", verb: str = "beats"
-) -> str:
-    repeats = _plural(c.n, "paired repeat", "paired repeats")
-    return (
-        f"{subject or _format(c.setting)} {verb} {_reference(c)} by {c.mean:+.3f} {name} on "
-        f"average over {repeats} ({_spread(c, level)})"
-    )
-
-
-def _headline_words(c: Comparison, name: str, level: float) -> str:
-    label = "candidate" if c.family == "vs_twin" else "class weight"
-    subject = f"the best {label} ({_format(c.setting)})"
-    return _claim(c, name, level, subject=subject, verb="differs from")
-
-
-def _spread(c: Comparison, level: float) -> str:
-    """The interval in words; a degenerate one is never printed as "0.00-0.00"."""
-    tally = f"{_plural(c.wins, 'win', 'wins')}, {_plural(c.ties, 'tie', 'ties')}, "
-    tally += _plural(c.losses, "loss", "losses")
-    if c.n < 2:
-        return f"a single repeat: no spread to judge; {tally}"
-    if c.degenerate:
-        return f"every repeat gave the same difference, {c.mean:+.3f}: no spread to judge; {tally}"
-    noun = "candidates" if c.family != "weight_vs_plain_ce" else "class weights"
-    corrected = f" corrected for {c.family_size} {noun}" if c.family_size > 1 else ""
-    return f"{100 * level:g}% interval{corrected}: {c.low:+.3f} to {c.high:+.3f}; {tally}"
-
-
-def _reference(c: Comparison) -> str:
-    if c.reference == _PLAIN_CE:
-        return "plain cross-entropy"
-    same = "cross-entropy with the same class weight"
-    return same + (" and learning rate" if c.reference.lr is not None else "")
-
-
-def _format(setting: Setting) -> str:
-    """``'gamma 2, alpha 0.25'``, with the setting's other fields likewise."""
-    return ", ".join(part.replace("=", " ", 1) for part in setting.parts())
-
-
-def _safe(setting: Setting | None, means: _Means, name: str) -> str:
-    if setting is None:
-        return "nothing to recommend"
-    return f"use {_format(setting)} (the best cross-entropy by mean {name}, {means[setting]:.3f})"
-
-
-def _join(parts: list[str]) -> str:
-    return "; ".join(parts) + "."
-
-
-def _plural(n: int, one: str, many: str) -> str:
-    return f"{n} {one if n == 1 else many}"
 
 
 def _json(value: Any) -> Any:

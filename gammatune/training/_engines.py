@@ -1,7 +1,7 @@
 """K models of one architecture trained as one: the same trainings, at a fraction of the cost.
 
 Two engines with one interface (``k``, ``input_dtype``, ``step``, ``logits``, ``member_state``,
-``unstack_into``), used by :func:`gammatune.ensemble.fit_stacked`:
+``unstack_into``, ``compact``), used by :func:`gammatune.training.fit_stacked`:
 
 - :class:`StackedMLP` for the built-in linear and MLP models: parameters in one flat buffer,
   batched matmuls and a written-out backward pass;
@@ -23,6 +23,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from gammatune.training._adamw import FlatAdamW
 
 StackedLoss = Callable[[Tensor, Tensor], Tensor]  # (K, B, out) logits, (K, B) labels -> (K,)
 
@@ -127,19 +129,40 @@ class StackedMLP:
         for i in range(len(self.shapes)):
             pieces.append(torch.stack([ls[i].weight.detach().T for ls in linear]).reshape(-1))
             pieces.append(torch.stack([ls[i].bias.detach() for ls in linear]).reshape(-1))
-        self.flat = torch.cat(pieces).to(device)
-        same = dtype in (None, self.flat.dtype)
-        self.work = self.flat if same else torch.empty_like(self.flat, dtype=dtype)
-        self.grad = torch.empty_like(self.work)
-        self.master_grad = self.grad if same else torch.empty_like(self.flat)
-        self.master_layers, self.work_layers = self.layers(self.flat), self.layers(self.work)
-        self.grad_layers = self.layers(self.grad)
+        self.input_dtype = dtype or pieces[0].dtype  # inputs are cast once, gathered per batch
+        self._allocate(torch.cat(pieces).to(device))
         dropouts = [m.p for m in _layers(models[0]) if isinstance(m, nn.Dropout)]
         self.dropout = dropouts[0] if dropouts else 0.0
         self.scale = 1 / keep_rate(self.dropout)  # inverted dropout's, in the matmuls after it
         self.streams = dropout_streams(seeds or range(self.k), device)
-        self.input_dtype = self.work.dtype  # inputs are cast once, then gathered every batch
         self.optimizer = FlatAdamW(self.flat, lr=lr, weight_decay=weight_decay)
+
+    def _allocate(self, flat: Tensor) -> None:
+        """Hold ``flat`` as the master parameters, with a training copy and gradient buffers."""
+        self.flat = flat
+        same = self.input_dtype == flat.dtype
+        self.work = flat if same else torch.empty_like(flat, dtype=self.input_dtype)
+        self.grad = torch.empty_like(self.work)
+        self.master_grad = self.grad if same else torch.empty_like(flat)
+        self.master_layers, self.work_layers = self.layers(flat), self.layers(self.work)
+        self.grad_layers = self.layers(self.grad)
+
+    def compact(self, rows: Sequence[int]) -> None:
+        """Keep only the members at ``rows`` (in that order), so that each step costs what they
+        need: parameters, AdamW state and dropout streams are taken along, unchanged."""
+        index = torch.tensor(rows, device=self.flat.device)
+
+        def take(flat: Tensor) -> Tensor:  # the rows of every layer's weights and biases
+            pieces = [
+                t.index_select(0, index).reshape(-1) for pair in self.layers(flat) for t in pair
+            ]
+            return torch.cat(pieces)
+
+        flat = take(self.flat)
+        moments = take(self.optimizer.exp_avg), take(self.optimizer.exp_avg_sq)
+        self.k, self.streams = len(rows), [self.streams[r] for r in rows]  # layers() reads k
+        self._allocate(flat)
+        self.optimizer.take(flat, *moments)
 
     def step(self, inputs: Tensor, targets: Tensor, loss_fn: StackedLoss) -> Tensor:
         """One optimizer step of every member on its batch ``(K, B, ...)``; their losses."""
@@ -250,45 +273,6 @@ class StackedMLP:
                 layer.bias.copy_(state[f"{i}.bias"][0])
 
 
-class FlatAdamW:
-    """``torch.optim.AdamW``'s update (tested equal) on one flat buffer, all members at once.
-
-    One pass a step through torch's fused AdamW kernel where this torch has one for the device
-    (``torch._fused_adamw_``, what ``AdamW(fused=True)`` runs; 3x faster than eight separate
-    passes on a CPU), else eight elementwise passes into preallocated buffers. No
-    ``torch.optim`` optimizer: its construction imports ``torch._dynamo``, ~1 s of start-up.
-    """
-
-    def __init__(
-        self, params: Tensor, *, lr: float, weight_decay: float, fused: bool | None = None
-    ) -> None:
-        self.params, self.lr, self.weight_decay = params, lr, weight_decay
-        self.betas, self.eps, self.steps = (0.9, 0.999), 1e-8, 0
-        self.exp_avg, self.exp_avg_sq, self.denom = (torch.zeros_like(params) for _ in range(3))
-        self.step_count = torch.zeros((), dtype=torch.float32, device=params.device)
-        if fused is None:
-            fused = hasattr(torch, "_fused_adamw_") and params.device.type in ("cpu", "cuda")
-        self.fused = fused
-
-    def step(self, grad: Tensor) -> None:
-        beta1, beta2 = self.betas
-        self.steps += 1
-        if self.fused:
-            self.step_count.fill_(self.steps)
-            torch._fused_adamw_(
-                [self.params], [grad], [self.exp_avg], [self.exp_avg_sq], [], [self.step_count],
-                lr=self.lr, beta1=beta1, beta2=beta2, weight_decay=self.weight_decay,
-                eps=self.eps, amsgrad=False, maximize=False,
-            )  # fmt: skip
-            return
-        self.params.mul_(1 - self.lr * self.weight_decay)
-        self.exp_avg.lerp_(grad, 1 - beta1)
-        self.exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        correction1, correction2 = 1 - beta1**self.steps, 1 - beta2**self.steps
-        torch.sqrt(self.exp_avg_sq, out=self.denom).div_(math.sqrt(correction2)).add_(self.eps)
-        self.params.addcdiv_(self.exp_avg, self.denom, value=-self.lr / correction1)
-
-
 class VmappedModels:
     """K models of any one architecture that ``torch.func.vmap`` can batch (see :func:`vmappable`).
 
@@ -346,6 +330,20 @@ class VmappedModels:
         self.base.eval()
         call = vmap(self._call, in_dims=(0, 0, None))
         return torch.cat([call(self.params, self.buffers, p) for p in x.split(rows)], dim=1)
+
+    def compact(self, rows: Sequence[int]) -> None:
+        """Keep only the members at ``rows`` (in that order): parameters, buffers and AdamW
+        state are taken along, unchanged."""
+        index = torch.tensor(rows, device=self.device)
+        self.k = len(rows)
+        self.buffers = {name: b.index_select(0, index) for name, b in self.buffers.items()}
+        for (name, param), optimizer in zip(self.params.items(), self.optimizers, strict=True):
+            self.params[name] = param.detach().index_select(0, index).requires_grad_()
+            optimizer.take(
+                self.params[name].detach(),
+                optimizer.exp_avg.index_select(0, index),
+                optimizer.exp_avg_sq.index_select(0, index),
+            )
 
     def member_state(self, k: int) -> dict[str, Tensor]:
         """Return clones of member ``k``'s parameters and buffers, by name."""

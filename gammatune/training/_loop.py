@@ -130,11 +130,12 @@ def fit(
     scaler = torch.amp.GradScaler(device.type) if autocast == torch.float16 else None
     generator = torch.Generator().manual_seed(seed)
     tracker = EpochTracker(config, keep)
+    batch_rows = config.batch_rows(len(x_train))
     best_state = copy.deepcopy(model.state_dict())
     for epoch in range(1, config.epochs + 1):
         order = torch.randperm(len(x_train), generator=generator).to(device)
         train_loss = _train_epoch(
-            model, x_train, y_train, order, loss_fn, optimizer, config.batch_size, autocast, scaler
+            model, x_train, y_train, order, loss_fn, optimizer, batch_rows, autocast, scaler
         )
         if tracker.train_loss_is_finite(epoch, train_loss):
             val_loss, monitor = _validate(model, x_val, y_val, loss_fn, config.monitor)
@@ -162,14 +163,15 @@ def make_optimizer(
 class EpochTracker:
     """One model's curves and early stopping: which epoch is best, when to stop, and why.
 
-    The monitor is compared as higher-is-better (``val_loss`` is negated); training stops
-    once ``patience`` epochs pass without improvement, never before ``min_epochs``.
+    The monitor is compared as higher-is-better (``val_loss`` is negated), a tie broken by
+    the lower validation loss; training stops once ``patience`` epochs pass without
+    improvement, never before ``min_epochs``.
     """
 
     def __init__(self, config: TrainConfig, keep: Keep = "best") -> None:
         self.config, self.keep = config, keep
         self.sign = 1.0 if config.monitor == "pr_auc" else -1.0
-        self.best_score, self.best_epoch = -math.inf, 0
+        self.best_score, self.best_epoch, self.best_loss = -math.inf, 0, math.inf
         self.curves: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_monitor": []}
         self.failure: str | None = None
         self.stop_reason = "max_epochs"
@@ -190,8 +192,12 @@ class EpochTracker:
         if self.keep == "last":
             self.best_epoch = epoch
             return True
-        if self.sign * monitor > self.best_score:
-            self.best_score, self.best_epoch = self.sign * monitor, epoch
+        score = self.sign * monitor
+        # A tie breaks on the validation loss: on a small validation split PR-AUC reaches 1.0
+        # in the first epoch, while the scores still sit at the class prior (no positive
+        # above 0.5); keeping that epoch kept an untrained network.
+        if score > self.best_score or (score == self.best_score and val_loss < self.best_loss):
+            self.best_score, self.best_epoch, self.best_loss = score, epoch, val_loss
             return True
         if epoch >= self.config.min_epochs and epoch - self.best_epoch >= self.config.patience:
             self.stop_reason, self.stopped = "early_stopping", True

@@ -1,8 +1,16 @@
-"""Train K independent trials together, as one stack (see :mod:`gammatune.stacks`).
+"""Train K independent trials together, as one stack (the engines: ``_engines``).
 
 A tuning run is dozens of small trainings, each too small to keep a machine busy. Each member
 keeps its own initial weights, seed and batch order, gamma and alpha, early stopping and
 failure, and ends at its own best epoch, as with ``fit``.
+
+A member that stops (early stopping, pruning, a non-finite loss) leaves the stack at the end of
+that epoch: its rows of the parameters and of AdamW's state are dropped, so the members still
+running step at the cost of their own number. Compaction copies the stack's parameters and
+moments once (about one optimizer pass of memory traffic) where an epoch is ``N / batch``
+steps, each one a stopped member's share cheaper afterwards, so it is done whenever a member
+stops (``compact_below=1``), except after the last epoch. Nothing of a member changes: its
+weights, moments, batch order and dropout stream go along.
 """
 
 from __future__ import annotations
@@ -104,6 +112,7 @@ def fit_stacked(
     autocast: torch.dtype | None = None,
     on_epoch: Callable[[EpochEvent], None] | None = None,
     keep: Keep = "best",
+    compact_below: float = 1.0,
 ) -> list[FitResult]:
     """Train models of one architecture together; each ends at its own best epoch, as ``fit``.
 
@@ -120,6 +129,11 @@ def fit_stacked(
         autocast: bfloat16 for mixed precision (float32 master weights), or None. float16,
             which needs loss scaling, is for ``fit`` alone.
         on_epoch: Called after each epoch with the first still-running member's figures.
+        keep: As for ``fit``.
+        compact_below: After an epoch in which members stopped (early stopping, pruning, a
+            non-finite loss), the stack drops them when fewer than this share of its current
+            members still run: 1 (default) as soon as one stops, 0 never (a stopped member
+            then computes on, unheard, until the stack ends; ``bench/compaction.py`` compares).
 
     Returns:
         One ``FitResult`` per member, in order; ``duration_s`` is the group's time shared out.
@@ -140,27 +154,34 @@ def fit_stacked(
     )
     generators = [torch.Generator().manual_seed(m.seed) for m in members]
     dtype = torch.promote_types(next(models[0].parameters()).dtype, torch.float32)
-    loss_fn = _stacked_loss(members, n_classes, minority, device, dtype)
     x_work = x_train.to(stacked.input_dtype)  # cast once, gathered every batch
     trackers = [EpochTracker(config, keep) for _ in members]
+    batch_rows = config.batch_rows(len(x_train))
     best = [stacked.member_state(k) for k in range(len(members))]
+    rows = list(range(len(members)))  # the member at each row of the stack
+    loss_fn = _stacked_loss(members, n_classes, minority, device, dtype)
     for epoch in range(1, config.epochs + 1):
-        order = torch.stack([torch.randperm(len(x_train), generator=g) for g in generators]).to(
-            device
+        order = torch.stack([torch.randperm(len(x_train), generator=generators[k]) for k in rows])
+        train_losses = _train_epoch(
+            stacked, x_work, y_train, order.to(device), loss_fn, batch_rows
         )
-        train_losses = _train_epoch(stacked, x_work, y_train, order, loss_fn, config.batch_size)
         val_losses, monitors = _validate(stacked, x_val, y_val, loss_fn, config.monitor)
-        for k, tracker in enumerate(trackers):
-            if tracker.stopped or not tracker.train_loss_is_finite(epoch, train_losses[k]):
+        for row, k in enumerate(rows):
+            tracker = trackers[k]
+            if tracker.stopped or not tracker.train_loss_is_finite(epoch, train_losses[row]):
                 continue
-            if tracker.record(epoch, train_losses[k], val_losses[k], monitors[k]):
-                best[k] = stacked.member_state(k)
+            if tracker.record(epoch, train_losses[row], val_losses[row], monitors[row]):
+                best[k] = stacked.member_state(row)
             tracker.report(members[k].report)
-        running = [k for k, t in enumerate(trackers) if not t.stopped]
+        running = [k for k in rows if not trackers[k].stopped]
         if on_epoch is not None and running:
             on_epoch(trackers[running[0]].event())
         if not running:
             break
+        if len(running) < compact_below * len(rows) and epoch < config.epochs:
+            stacked.compact([rows.index(k) for k in running])
+            rows = running
+            loss_fn = _stacked_loss([members[k] for k in rows], n_classes, minority, device, dtype)
     for k, member in enumerate(members):
         stacked.unstack_into(k, best[k], member.model)
         member.model.to(device)

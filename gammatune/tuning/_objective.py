@@ -128,7 +128,7 @@ def parallel_trials(config: Config, splits: Splits, device: torch.device) -> int
         config.train.parallel,
         model=model,
         n_features=splits.n_features,
-        batch_size=config.train.batch_size,
+        batch_size=config.train.batch_rows(len(splits.x_train)),
         device=device,
     )
 

@@ -169,6 +169,18 @@ def claim_lock(storage: optuna.storages.BaseStorage, key: str) -> Iterator[None]
 
 
 COORDINATOR = "GAMMATUNE_COORDINATOR"  # a worker's environment: its coordinator's pid
+_SIGTERM_SEEN = threading.Event()
+
+
+def raise_if_terminated() -> None:
+    """Raise the KeyboardInterrupt of a SIGTERM that Python lost.
+
+    The handler's exception is swallowed ("Exception ignored in ...") when the signal lands
+    while a garbage-collection callback runs (SQLAlchemy's, seen under load); the runner calls
+    this between training and storing, so such a stop still fails the trials in flight.
+    """
+    if _SIGTERM_SEEN.is_set():
+        raise KeyboardInterrupt
 
 
 @contextmanager
@@ -185,8 +197,10 @@ def sigterm_interrupts() -> Iterator[None]:
         return
 
     def interrupt(signum: int, frame: Any) -> None:
+        _SIGTERM_SEEN.set()
         raise KeyboardInterrupt
 
+    _SIGTERM_SEEN.clear()
     previous = signal.signal(signal.SIGTERM, interrupt)
     stop = threading.Event()
     if COORDINATOR in os.environ:
@@ -249,6 +263,17 @@ def fail_dead(study: optuna.Study, distributions: dict[str, BaseDistribution]) -
                     suggest(live, name, distributions[name])
             study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
         logger.info("trial %d of %s: %s; marked failed", trial.number, study.study_name, why)
+
+
+def running_elsewhere(study: optuna.Study) -> list[str]:
+    """The hosts of RUNNING trials of other processes (one entry a trial): alive, or gone
+    with a heartbeat younger than ``GRACE_PERIOD_S`` (another machine killed a moment ago)."""
+    me = (socket.gethostname(), os.getpid())
+    return [
+        str(t.user_attrs.get("host", "an unknown host"))
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if (t.user_attrs.get("host"), t.user_attrs.get("pid")) != me
+    ]
 
 
 def alive(pid: int) -> bool:

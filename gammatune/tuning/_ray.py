@@ -19,13 +19,17 @@ import contextlib
 import logging
 import os
 import socket
+import subprocess
+import sys
+import time
 import uuid
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
 from gammatune.config import Config
 from gammatune.data import Splits
 from gammatune.device import autocast_dtype, resolve_device
-from gammatune.errors import ConfigError, GammatuneError, StudyError
+from gammatune.errors import ConfigError, GammatuneError, StudyError, redact
 from gammatune.record import Setting
 from gammatune.training import Reporter
 from gammatune.tuning._objective import make_objective, parallel_trials
@@ -37,6 +41,11 @@ if TYPE_CHECKING:
 Executor = Literal["local", "ray"]
 RETRIES = 3  # how often a group whose node or worker died is run again on another node
 PROBE_TIMEOUT_S = 5.0  # Ray itself waits minutes for an address where nothing listens
+# While the groups train, the head is asked every HEAD_CHECK_S whether it still answers; one
+# silent for HEAD_LOST_S is lost: the stage stops with one line and fails its trials in flight.
+# (Ray's own driver waits 60 s, then exits with status 1 and leaves them RUNNING.)
+HEAD_CHECK_S = 2.0
+HEAD_LOST_S = 10.0
 _INSTALL = "pip install 'gammatune[ray]'"
 
 
@@ -67,15 +76,17 @@ def ray_objective(
     _connect(ray, address or os.environ.get("RAY_ADDRESS") or "auto")
     resources, slots = _task_resources(ray, config)
     key = uuid.uuid4().hex  # this run's objective in each worker's cache
-    # The storage URL (its password) stays here: the cluster only trains. In a list, so that
-    # Ray passes the object on as a reference, fetched once per worker.
-    shipped = [ray.put((config.model_copy(update={"storage": None}), splits))]
+    # The storage URL and the MLflow URI (their passwords) stay here: the cluster only trains,
+    # this process stores and tracks. In a list, so that Ray passes the object on as a
+    # reference, fetched once per worker.
+    train = config.train.model_copy(update={"mlflow": False})
+    shipped = [ray.put((config.model_copy(update={"storage": None, "train": train}), splits))]
     remote = ray.remote(_train_group).options(
         max_retries=RETRIES, retry_exceptions=False, **resources
     )
-    parallel = _gather(
-        ray, [ray.remote(_parallel).options(max_retries=RETRIES, **resources).remote(key, shipped)]
-    )[0]
+    head = _head(ray)
+    sizing = ray.remote(_parallel).options(max_retries=RETRIES, **resources)
+    parallel = _gather(ray, [sizing.remote(key, shipped)], head=head)[0]
 
     def objective(
         settings: list[Setting],
@@ -86,7 +97,7 @@ def ray_objective(
         names = trials or [("trial", i) for i in range(len(settings))]
         starts = range(0, len(settings), parallel)
         groups = [(settings[i : i + parallel], names[i : i + parallel]) for i in starts]
-        done = _gather(ray, [remote.remote(key, shipped, *group) for group in groups])
+        done = _gather(ray, [remote.remote(key, shipped, *group) for group in groups], head=head)
         return [outcome for outcomes in done for outcome in outcomes]
 
     return objective, parallel * slots
@@ -107,16 +118,109 @@ def _connect(ray: ModuleType, address: str) -> None:
     if ray.is_initialized():
         return
     where = _bootstrap_address(address)
-    host, _, port = where.removeprefix("ray://").rpartition(":")
     try:
         if where != "auto":  # else this Ray resolves it only inside ray.init
-            socket.create_connection((host.strip("[]"), int(port)), PROBE_TIMEOUT_S).close()
+            socket.create_connection(_host_port(where), PROBE_TIMEOUT_S).close()
+            _handshake(where.removeprefix("ray://"))
     except (OSError, ValueError) as exc:
         raise StudyError(
             f"ray: no cluster answers at {where} ({exc}); start one (`ray start --head`) or "
             "give its head's address with --address or RAY_ADDRESS."
         ) from None
-    ray.init(address=where, logging_level=logging.WARNING, log_to_driver=False)
+    with _entrypoint_without_secrets(ray):
+        ray.init(address=where, logging_level=logging.WARNING, log_to_driver=False)
+
+
+def _handshake(where: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
+    """Wait at most ``timeout_s`` for the gRPC handshake of the head at ``where`` (Ray's GCS,
+    or its client server for ``ray://``): a port that accepts and never answers (a frozen
+    head, another program) would hold ``ray.init`` for minutes.
+
+    Raises:
+        OSError: No handshake in time.
+    """
+    if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+        return  # a TLS cluster: a plain channel cannot tell; Ray's own checks apply
+    import grpc
+
+    channel = grpc.insecure_channel(where)
+    try:
+        grpc.channel_ready_future(channel).result(timeout=timeout_s)
+    except grpc.FutureTimeoutError:
+        raise OSError(
+            f"a connection opens, but nothing answered Ray's handshake in {timeout_s:g} s"
+        ) from None
+    finally:
+        channel.close()
+
+
+def _head(ray: ModuleType) -> str | None:
+    """``host:port`` of the cluster's GCS, to watch while waiting; None where this Ray cannot
+    say (a ``ray://`` client)."""
+    try:
+        return str(ray.get_runtime_context().gcs_address)
+    except Exception:  # noqa: BLE001 - no address to watch: Ray's own timeouts apply
+        return None
+
+
+def _wait(ray: ModuleType, refs: list[Any], head: str | None) -> None:
+    """Until every task in ``refs`` is done, asking the head every ``HEAD_CHECK_S`` whether it
+    still answers.
+
+    Raises:
+        StudyError: The head has answered no handshake for ``HEAD_LOST_S``.
+    """
+    pending, silent_since = list(refs), None
+    while pending:
+        _, pending = ray.wait(pending, num_returns=len(pending), timeout=HEAD_CHECK_S)
+        if not pending or head is None:
+            continue
+        try:
+            socket.create_connection(_host_port(head), HEAD_CHECK_S).close()
+            _handshake(head, HEAD_CHECK_S)
+            silent_since = None
+        except (OSError, ValueError) as exc:
+            silent_since = silent_since or time.monotonic()
+            if time.monotonic() - silent_since >= HEAD_LOST_S:
+                raise StudyError(
+                    f"ray: lost the cluster's head at {head} ({exc}; for {HEAD_LOST_S:g} s); "
+                    "the trials in flight are failed: run the same command again once the "
+                    "cluster is back."
+                ) from None
+
+
+def _host_port(where: str) -> tuple[str, int]:
+    host, _, port = where.removeprefix("ray://").rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+@contextlib.contextmanager
+def _entrypoint_without_secrets(ray: ModuleType) -> Iterator[None]:
+    """Ray records this process's command line as the job's entrypoint, and its dashboard shows
+    it to whoever reaches the dashboard (``/api/jobs/``); a ``--storage`` URL there holds the
+    database's password. While joining, Ray is given the command line with every URL's
+    password hidden.
+
+    Raises:
+        ConfigError: The command line holds a password and this Ray records its entrypoint
+            some other way (it would be shown).
+    """
+    shown = subprocess.list2cmdline([redact(arg) for arg in sys.orig_argv])
+    if shown == subprocess.list2cmdline(sys.orig_argv):
+        yield
+        return
+    utils = getattr(getattr(ray, "_private", None), "utils", None)
+    if not callable(getattr(utils, "get_entrypoint_name", None)):  # a Ray that moved it
+        raise ConfigError(
+            "--storage: the command line holds a password, which this Ray would show on its "
+            "dashboard; give the storage URL in the experiment file (`storage:`) instead."
+        )
+    original = utils.get_entrypoint_name  # type: ignore[union-attr]
+    utils.get_entrypoint_name = lambda: shown  # type: ignore[union-attr]
+    try:
+        yield
+    finally:
+        utils.get_entrypoint_name = original  # type: ignore[union-attr]
 
 
 def _bootstrap_address(address: str) -> str:
@@ -159,9 +263,12 @@ def _task_resources(ray: ModuleType, config: Config) -> tuple[dict[str, float], 
     return {"num_cpus": 1}, max(1, n_cpus)
 
 
-def _gather(ray: ModuleType, refs: list[Any]) -> list[Any]:
-    """The tasks' results, in order; a user's error raised on the cluster as itself."""
+def _gather(ray: ModuleType, refs: list[Any], *, head: str | None = None) -> list[Any]:
+    """The tasks' results, in order; a user's error raised on the cluster as itself. With
+    ``head`` (its GCS address), a head lost meanwhile is a :class:`StudyError` (see
+    ``HEAD_LOST_S``) instead of Ray's exit a minute later."""
     try:
+        _wait(ray, refs, head)
         return list(ray.get(refs))
     except ray.exceptions.RayTaskError as exc:  # raised by gammatune's code in the task
         _cancel(ray, refs)
@@ -181,6 +288,10 @@ def _gather(ray: ModuleType, refs: list[Any]) -> list[Any]:
 
 
 def _cancel(ray: ModuleType, refs: list[Any]) -> None:
+    """Stop the tasks of ``refs`` still running. Only those: a forced cancel of a task that had
+    just failed crashed Ray 2.60's driver ("Tried to complete task that was not pending")."""
+    with contextlib.suppress(Exception):  # the cluster is gone: then every one is pending
+        refs = ray.wait(refs, num_returns=len(refs), timeout=0)[1]
     for ref in refs:
         with contextlib.suppress(Exception):  # finished, or its node is gone: nothing to stop
             ray.cancel(ref, force=True)

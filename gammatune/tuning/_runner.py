@@ -20,6 +20,7 @@ from gammatune.fingerprint import check_fingerprint, check_studies
 from gammatune.record import SampleScores, Setting, TrialRecord
 from gammatune.storage import (
     FINGERPRINT,
+    GRACE_PERIOD_S,
     Stage,
     key_figures,
     load_record,
@@ -34,12 +35,14 @@ from gammatune.tuning._optuna import (
     fail_trials,
     heartbeats,
     pop_waiting_trial,
+    raise_if_terminated,
+    running_elsewhere,
     sigterm_interrupts,
     suggest,
     tag,
     waiting_params,
 )
-from gammatune.tuning._samplers import check_directions, pruner, reporter, sampler
+from gammatune.tuning._samplers import check_directions, own_sampler, pruner, reporter, sampler
 from gammatune.tuning._stages import (
     WARM_START,
     StagePlan,
@@ -163,6 +166,14 @@ def _run_round(
         for event in _run_slots(config, storage, slots, objective, live):
             if on_trial is not None:
                 on_trial(event)
+    for _, study in opened if role == "single" else []:
+        if hosts := running_elsewhere(study):
+            logger.warning(
+                "%s: %d point(s) still RUNNING in another process (%s): this run ends without "
+                "them; if that process is gone, the next run retrains them once their "
+                "heartbeat is %d s old.",
+                study.study_name, len(hosts), ", ".join(sorted(set(hosts))), GRACE_PERIOD_S,
+            )  # fmt: skip
 
 
 def prepare_stages(
@@ -196,6 +207,7 @@ def _open(
         )
         check_directions(study, config)
         check_spaces(study, plan)
+        own_sampler(study, config, plan, worker)
         fingerprint = (study_attrs or {}).get(FINGERPRINT)
         if fingerprint is not None:
             check_fingerprint(study, fingerprint)
@@ -318,6 +330,7 @@ def _run_slots(
     live: Live | None,
 ) -> list[TrialEvent]:
     try:
+        raise_if_terminated()
         twins = _completed_twins(slots)
         new = [s for s, twin in zip(slots, twins, strict=True) if not twin]
         with heartbeats(storage, [slot.trial for slot in slots]):
@@ -327,6 +340,7 @@ def _run_slots(
             ]
             names: list[tuple[str, int]] = [(s.plan.stage, s.trial.number) for s in new]
             fresh = iter(objective([s.setting for s in new], hears, names))
+            raise_if_terminated()
     except BaseException:
         # KeyboardInterrupt, SIGTERM or a bug: these points are retried on the next run.
         fail_trials([(slot.study, slot.trial) for slot in slots])

@@ -54,8 +54,8 @@ def run_with_workers(
             stop.
     """
     with storage_errors(config.storage_url):
+        facts = fingerprint(config, load_data(config))  # bad data: before the storage exists
         storage = open_storage(config)
-        facts = fingerprint(config, load_data(config))
         if (kept := check_studies(config, storage, facts, if_changed=if_changed)) and on_set_aside:
             on_set_aside(kept)
         for group in rounds(stages):
@@ -126,6 +126,9 @@ def _environment(config: Config, index: int, n_workers: int) -> dict[str, str]:
     gpus = visible_gpus()
     if len(gpus) > 1:
         env["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
-    if "OMP_NUM_THREADS" not in os.environ:
+    threads = config.train.threads
+    if isinstance(threads, int):  # the file's (or --threads') choice, in every worker
+        env["OMP_NUM_THREADS"] = str(threads)
+    elif "OMP_NUM_THREADS" not in os.environ:
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // n_workers))
     return env

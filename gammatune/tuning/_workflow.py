@@ -10,11 +10,11 @@ from typing import Any
 import optuna
 import yaml
 
-from gammatune.config import Config
+from gammatune.config import Config, dump_without_secrets
 from gammatune.data import Splits, load_data
-from gammatune.device import autocast_dtype, resolve_device
+from gammatune.device import autocast_dtype, resolve_device, use_threads
 from gammatune.fingerprint import IfChanged, check_studies, fingerprint
-from gammatune.storage import Stage, make_run_dir, open_storage, redact, storage_errors
+from gammatune.storage import Stage, make_run_dir, open_storage, storage_errors
 from gammatune.training._loop import EpochEvent
 from gammatune.tuning._monitor import tracking
 from gammatune.tuning._objective import make_objective, parallel_trials
@@ -89,9 +89,12 @@ def _run(
     if_changed: IfChanged = "refuse",
     on_set_aside: Callable[[str], None] | None = None,
 ) -> dict[Stage, optuna.Study]:
+    builds_on_search = bool(stages) and stages[0] in ("refine", "confirm")
+    if not builds_on_search:  # bad data (or text encoder) fails before the storage is created
+        splits = splits or load_data(config)
     storage = open_storage(config)
     trackers = tracking(config, tensorboard)  # an unusable one fails before any training
-    if stages and stages[0] in ("refine", "confirm"):
+    if builds_on_search:
         plan_stage(config, stages[0], storage)  # fail before loading data if search is missing
     splits = splits or load_data(config)
     if on_data is not None:
@@ -102,6 +105,7 @@ def _run(
     if executor == "ray":
         objective, parallel = ray_objective(config, splits, address=address)
     else:
+        use_threads(config.train.threads)
         device = resolve_device(config.train.device)
         parallel = parallel_trials(config, splits, device)
         objective = make_objective(
@@ -153,10 +157,7 @@ def data_facts(splits: Splits) -> dict[str, Any]:
 
 
 def _write_resolved(config: Config) -> None:
-    """The experiment as run, every default filled in; the storage's password hidden."""
+    """The experiment as run, every default filled in; the passwords in its URLs hidden."""
     make_run_dir(config)
-    resolved = config.model_dump(mode="json")
-    if resolved.get("storage"):
-        resolved["storage"] = redact(resolved["storage"])
-    text = yaml.safe_dump(resolved, sort_keys=False)
+    text = yaml.safe_dump(dump_without_secrets(config), sort_keys=False)
     (config.run_dir / "config.resolved.yaml").write_text(text, encoding="utf-8")
