@@ -17,7 +17,7 @@ import torch
 from gammatune.config import Config
 from gammatune.data import Splits, load_data, refold
 from gammatune.device import autocast_dtype, resolve_device
-from gammatune.errors import StudyError
+from gammatune.errors import ConfigError, StudyError
 from gammatune.estimator import FocalClassifier, fitted_classifier
 from gammatune.fingerprint import check_studies, fingerprint
 from gammatune.metrics import best_f1_threshold
@@ -48,12 +48,17 @@ class Exported:
     setting: Setting
     verdict: str
     fit_on: FitOn
-    epochs: int
+    epochs: int | None  # None: a user trainer's model (its own loop chose its epochs)
     threshold: float
 
     @property
     def text(self) -> str:
         """One line for the terminal."""
+        if self.epochs is None:
+            return (
+                f"exported {self.setting.name} ({self.verdict}; your trainer's first confirm "
+                f"trial: its card and the weights it returned) to {self.path}"
+            )
         return (
             f"exported {self.setting.name} ({self.verdict}; "
             f"{self.fit_on}, {self.epochs} epochs, threshold {self.threshold:.4g}) to {self.path}"
@@ -90,8 +95,13 @@ def export_model(config: Config, *, fit_on: FitOn = "train") -> Exported:
         )
     setting, trials = verdict.recommended, _confirm_trials(frame, verdict.recommended)
     if config.trainer is not None:  # a user's model: its card and the weights it kept
+        if fit_on != "train":
+            raise ConfigError(
+                f"export --refit: trainer.{config.trainer.kind} trains the model, and gammatune "
+                "cannot rerun your code on train+val; export without --refit."
+            )
         folder = export_user_model(config, setting, trials, verdict=verdict.kind)
-        return Exported(folder, setting, verdict.kind, "train", 0, 0.5)
+        return Exported(folder, setting, verdict.kind, "train", None, 0.5)
     epochs = int(statistics.median(trials["best_epoch"])) if fit_on == "train+val" else None
     first = trials.sort_values(["fold", "repeat"])
     seed = int(first["seed"].iloc[0]) if len(first) else config.seed

@@ -77,6 +77,7 @@ def export_user_model(config: Config, setting: Setting, trials: Any, *, verdict:
     import shutil
 
     from gammatune.errors import StudyError
+    from gammatune.outputs import whole_folder
     from gammatune.storage import load_record, load_study, open_storage
 
     number = int(trials.sort_values(["fold", "repeat"])["number"].iloc[0])  # the first trial
@@ -86,16 +87,37 @@ def export_user_model(config: Config, setting: Setting, trials: Any, *, verdict:
     if record is None:
         raise StudyError(f"export: confirm trial {number} of {config.name!r} has no record.")
     folder = config.run_dir / "model"
-    folder.mkdir(parents=True, exist_ok=True)
-    copied = None
-    if record.weights_file and Path(record.weights_file).is_file():
-        source = Path(record.weights_file)
-        copied = folder / source.name
-        shutil.copyfile(source, copied)
+    source = Path(record.weights_file) if record.weights_file else None
+    kept = source if source is not None and source.is_file() else None
     card = {
         "setting": setting.params(), "verdict": verdict, "seed": record.seed,
         "fold": setting.fold, "confirm_trial": number, "trainer": config.trainer and
-        config.trainer.model_dump(mode="json"), "weights": copied and copied.name,
+        config.trainer.model_dump(mode="json"), "weights": kept and kept.name,
+        "weights_sha256": kept and _sha256(kept),
     }  # fmt: skip
-    (folder / "card.json").write_text(json.dumps(card, indent=2), encoding="utf-8")
+    # The whole old folder or the whole new one; an earlier card's weights file may go with it.
+    holds = {"card.json", *([kept.name] if kept else []), *_earlier_weights(folder)}
+    with whole_folder(folder, holds=frozenset(holds)) as fresh:
+        if kept is not None:
+            shutil.copyfile(kept, fresh / kept.name)
+        (fresh / "card.json").write_text(json.dumps(card, indent=2), encoding="utf-8")
     return folder
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _earlier_weights(folder: Path) -> list[str]:
+    """The weights file an earlier user-model card in ``folder`` names (replaced with it)."""
+    import json
+
+    try:
+        named = json.loads((folder / "card.json").read_text(encoding="utf-8")).get("weights")
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [named] if isinstance(named, str) and "/" not in named else []

@@ -5,6 +5,7 @@ one column of the table, noise from ``spec.seed``, sharper with gamma."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -81,6 +82,9 @@ def run_trial(spec):
             out[part] = {"ids": ids, "tp": tp, "fp": fp, "fn": fn, "tn": 100 - tp - fp - fn}
         if mode == "badcounts":
             out["val"]["fp"] = -out["val"]["fp"]
+    if mode == "weights":
+        (spec.workdir / "net.bin").write_bytes(b"seed %d" % spec.seed)
+        out["weights"] = str(spec.workdir / "net.bin")
     out["extra"] = {"note": "tiny"}
     return out
 """
@@ -160,6 +164,22 @@ def test_the_workflow_runs_on_a_user_function_and_gives_a_verdict(tmp_path: Path
     done = [r for _, r in records(config, "search")]
     assert all(r.fail_reason is None and r.extra == {"note": "tiny"} for r in done)
     assert done[0].curves["val_monitor"] == [0.5, 0.6]
+
+
+def test_export_swaps_in_the_card_and_the_weights_the_trial_returned(tmp_path: Path) -> None:
+    config = experiment(tmp_path, mode="weights")
+    assert runner.invoke(app, ["run", "-c", str(config)]).exit_code == 0
+    model = tmp_path / "runs" / "own" / "model"
+    card = json.loads((model / "card.json").read_text())
+    assert (model / "net.bin").read_bytes() == b"seed %d" % card["seed"]
+    assert card["weights_sha256"] == hashlib.sha256((model / "net.bin").read_bytes()).hexdigest()
+    again = runner.invoke(app, ["export", "-c", str(config)])
+    assert again.exit_code == 0, again.output
+    assert "your trainer's first confirm trial" in again.output and "epochs" not in again.output
+    assert sorted(p.name for p in model.parent.iterdir() if p.name.startswith(".model")) == []
+    refit = runner.invoke(app, ["export", "-c", str(config), "--refit"])
+    assert refit.exit_code == 2 and "export --refit: trainer.function" in one_error_line(refit)
+    assert (model / "card.json").read_text() == json.dumps(card, indent=2)  # untouched
 
 
 def test_a_setting_and_its_twin_share_seed_fold_and_ids(tmp_path: Path) -> None:
