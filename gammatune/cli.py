@@ -116,7 +116,12 @@ def main(
     from rich.logging import RichHandler
 
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
-    handler = RichHandler(console=err, show_path=False)  # it shows the level itself
+    # A terminal gets Rich's columns (it shows the level itself); a file or a pipe (CI logs,
+    # `2> log`) gets one unwrapped line per message, which grep finds whole.
+    handler: logging.Handler = RichHandler(console=err, show_path=False)
+    if not err.is_terminal:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s  %(message)s"))
     logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
 
 
