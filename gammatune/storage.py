@@ -27,13 +27,13 @@ except ImportError:  # Windows: no lock around creating a SQLite file
 import numpy as np
 import optuna
 
+from gammatune import watchdog
 from gammatune.config import Config
 from gammatune.damage import damaged_value
 from gammatune.errors import StudyError, redact, secret_of
 from gammatune.journal import JOURNAL, journal_lock_file, open_journal
 from gammatune.record import SampleScores, TrialRecord
 from gammatune.segmentation import SegmentationScores
-from gammatune.watchdog import WAIT_S, server_options, waits_ended, watch
 
 Stage = Literal["baseline", "search", "refine", "confirm"]
 STAGES: tuple[Stage, ...] = ("baseline", "search", "refine", "confirm")
@@ -94,7 +94,7 @@ def open_storage(config: Config) -> optuna.storages.BaseStorage:
         if url.startswith("postgresql"):  # bounded: connecting, locks, a frozen server
             engine_kwargs["connect_args"] = {
                 "connect_timeout": CONNECT_TIMEOUT_S,
-                **server_options(),
+                **watchdog.server_options(),
             }
     try:
         storage = _create(url, engine_kwargs)
@@ -110,7 +110,7 @@ def open_storage(config: Config) -> optuna.storages.BaseStorage:
     if url.startswith("sqlite:///"):
         _tune_sqlite(storage)
     elif url.startswith("postgresql"):
-        watch(storage.engine)
+        watchdog.watch(storage.engine)
     # Close the pooled connections when the storage goes, or at exit: SQLite then folds its
     # write-ahead log into the .db file, so that the file alone holds the whole study.
     weakref.finalize(storage, storage.engine.dispose)
@@ -232,8 +232,8 @@ def _failed(what: str, exc: BaseException, url: str) -> str:
         return f"storage: cannot write {shown}: the disk is full; {_KEPT}: {_FREE}"
     if what == "cannot open":
         return f"storage: cannot open {shown}: {reason}"
-    if waits_ended():
-        return (f"storage: {shown} did not answer for {WAIT_S} s (a frozen server, or "
+    if watchdog.waits_ended():
+        return (f"storage: {shown} did not answer for {watchdog.WAIT_S} s (a frozen server, or "
                 f"a lock held by another session); {_KEPT}: run the same command again once it "
                 "answers.")  # fmt: skip
     if reason.startswith("database disk image is malformed"):
