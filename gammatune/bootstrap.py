@@ -1,7 +1,9 @@
 """Paired, stratified bootstrap of the difference between two binary models on one sample.
 
 Used twice: to decide (on validation, over the confirm repeats) and to report the decision once
-on the test split. Pure NumPy: resamples are count weights, so no loop over resamples.
+on the test split. Pure NumPy: resamples are count weights, so no loop over resamples. With
+group keys (patients, sites: ``data.groups``) whole groups are resampled, since the samples of
+one group are alike and resampling them one by one gives too narrow an interval.
 """
 
 from __future__ import annotations
@@ -43,12 +45,15 @@ def paired_bootstrap(
     threshold: float | np.ndarray | tuple[float | np.ndarray, float | np.ndarray] = 0.5,
     n_resamples: int = 2000,
     seed: int = 0,
+    groups: np.ndarray | None = None,
 ) -> PairedDifference:
     """Compare two binary models scored on the same samples by a paired, stratified bootstrap.
 
     A resample draws positives and negatives apart, with replacement, keeping both counts, for
     both models and all R repeats; it scores the mean over r of ``metric(A_r) - metric(B_r)``.
     Resamples are ``(B, N)`` count weights; PR-AUC groups tied scores as ``average_precision``.
+    With ``groups``, a resample draws whole groups instead (those holding a positive apart from
+    the others, keeping both counts), and a sample's weight is its group's count.
 
     Args:
         targets: Labels ``(N,)`` in {0, 1}.
@@ -59,13 +64,15 @@ def paired_bootstrap(
             B) of those. Unused by "pr_auc". Default 0.5.
         n_resamples: Resamples, > 0. Default 2000.
         seed: Seed of the resampling. Default 0.
+        groups: ``(N,)`` group of each sample (any hashable keys), or None to resample samples.
+            With every group a single sample, the resamples are exactly the samples'.
 
     Raises:
         ValueError: Unknown metric, non-binary targets, multiclass or mismatched shapes.
     """
     value_a, value_b, differences = resampled_differences(
         targets, scores_a, scores_b, metric=metric, threshold=threshold,
-        n_resamples=n_resamples, seed=seed,
+        n_resamples=n_resamples, seed=seed, groups=groups,
     )  # fmt: skip
     low, high = map(float, np.percentile(differences, [2.5, 97.5]))
     p_below_zero = float(np.mean(differences <= 0))
@@ -83,6 +90,7 @@ def resampled_differences(
     threshold: float | np.ndarray | tuple[float | np.ndarray, float | np.ndarray] = 0.5,
     n_resamples: int = 2000,
     seed: int | Sequence[int] = 0,
+    groups: np.ndarray | None = None,
 ) -> tuple[float, float, np.ndarray]:
     """A's and B's metric on the full sample, and the ``(n_resamples,)`` resampled
     differences behind :func:`paired_bootstrap` (same arguments; ``seed`` may be a sequence)."""
@@ -98,11 +106,15 @@ def resampled_differences(
     if a.shape != b.shape or a.ndim != 2 or a.shape[1] != len(y):
         shape = np.shape(scores_a), np.shape(scores_b)
         raise ValueError(f"{where} scores must be binary (N,) or (R, N), N = {len(y)}: {shape}.")
+    if groups is not None and np.shape(groups) != y.shape:
+        raise ValueError(f"{where} groups must be (N,), N = {len(y)}: {np.shape(groups)}.")
+    units = None if groups is None else group_units(groups)
     thresholds = [np.broadcast_to(t, a.shape[:1]) for t in (threshold_a, threshold_b)]  # (R,)
     scores, y = np.concatenate([a, b]), y.astype(np.float64)  # (2R, N): A's repeats, then B's
     model = (scores, np.argsort(-scores, axis=1, kind="stable"), np.concatenate(thresholds))
     value_a, value_b = map(float, _paired_means(np.ones((1, len(y))), y, model, metric)[0])
-    means = [_paired_means(w, y, model, metric) for w in _resamples(y, n_resamples, seed)]
+    resamples = _resamples(y, n_resamples, seed, units)
+    means = [_paired_means(w, y, model, metric) for w in resamples]
     return value_a, value_b, np.concatenate(means) @ np.array([1.0, -1.0])  # (B,)
 
 
@@ -113,11 +125,22 @@ _KEPT: OrderedDict[tuple[object, ...], list[np.ndarray]] = OrderedDict()
 _KEEP_BYTES = 2**26
 
 
-def _resamples(y: np.ndarray, n_resamples: int, seed: int | Sequence[int]) -> Iterator[np.ndarray]:
-    """The ``(k, N)`` count weights of ``n_resamples`` stratified resamples, in chunks of at
-    most 67 MB, drawn from ``seed`` (the same for the same sample and seed)."""
+def group_units(groups: np.ndarray) -> np.ndarray:
+    """``(N,)`` the group of each sample as 0..G-1, numbered in order of first appearance (so
+    that groups of one sample each are numbered as the samples are)."""
+    _, first, inverse = np.unique(np.asarray(groups), return_index=True, return_inverse=True)
+    return np.argsort(np.argsort(first))[inverse.reshape(-1)]
+
+
+def _resamples(
+    y: np.ndarray, n_resamples: int, seed: int | Sequence[int], units: np.ndarray | None = None
+) -> Iterator[np.ndarray]:
+    """The ``(k, N)`` count weights of ``n_resamples`` stratified resamples (of samples, or of
+    the groups ``units`` numbers), in chunks of at most 67 MB, drawn from ``seed`` (the same
+    for the same sample, groups and seed)."""
     seeds = tuple(int(s) for s in np.atleast_1d(np.asarray(seed)))
-    key = (hashlib.sha1(y.tobytes()).hexdigest(), len(y), n_resamples, seeds)
+    grouped = "" if units is None else hashlib.sha1(units.astype(np.int64).tobytes()).hexdigest()
+    key = (hashlib.sha1(y.tobytes()).hexdigest(), len(y), n_resamples, seeds, grouped)
     if key in _KEPT:
         _KEPT.move_to_end(key)
         yield from (counts.astype(np.float64) for counts in _KEPT[key])
@@ -127,7 +150,7 @@ def _resamples(y: np.ndarray, n_resamples: int, seed: int | Sequence[int]) -> It
     keep = n_resamples * len(y) <= _KEEP_BYTES
     kept = []
     for k in sizes:
-        weights = _stratified_weights(y, k, rng)
+        weights = _stratified_weights(y, k, rng, units)
         if keep:  # a count above 255 has probability below 1e-500 (about Poisson(1))
             kept.append(weights.astype(np.uint8))
         yield weights
@@ -137,12 +160,21 @@ def _resamples(y: np.ndarray, n_resamples: int, seed: int | Sequence[int]) -> It
             _KEPT.popitem(last=False)
 
 
-def _stratified_weights(targets: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Return ``(n, N)`` multiplicities of resamples that keep every class's count."""
-    weights = np.zeros((n, len(targets)))
-    for idx in (np.flatnonzero(targets == label) for label in np.unique(targets)):
+def _stratified_weights(
+    targets: np.ndarray, n: int, rng: np.random.Generator, units: np.ndarray | None = None
+) -> np.ndarray:
+    """Return ``(n, N)`` multiplicities of resamples that keep every class's count; with
+    ``units`` (each sample's group, 0..G-1), of resamples of whole groups that keep the count
+    of each stratum (a group's highest label: for a binary task, whether it holds a positive),
+    each sample weighted by its group's count."""
+    strata = targets
+    if units is not None:
+        strata = np.full(int(units.max(initial=-1)) + 1, -np.inf)
+        np.maximum.at(strata, units, targets)
+    weights = np.zeros((n, len(strata)))
+    for idx in (np.flatnonzero(strata == label) for label in np.unique(strata)):
         weights[:, idx] = rng.multinomial(len(idx), np.full(len(idx), 1 / len(idx)), size=n)
-    return weights
+    return weights if units is None else weights[:, units]
 
 
 def _paired_means(w: np.ndarray, y: np.ndarray, model: _Model, metric: str) -> np.ndarray:

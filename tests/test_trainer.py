@@ -459,3 +459,41 @@ def test_check_determinism_reports_the_largest_score_difference(
     difference = summary["determinism_max_difference"]
     assert difference == 0.0 if deterministic else 0.0 < difference < 0.2
     assert len(list((tmp_path / "runs/own/workdirs").glob("confirm-*-again"))) == 1
+
+
+def test_with_groups_the_verdict_resamples_whole_groups_or_says_why_not(tmp_path: Path) -> None:
+    """Rows of one patient are alike: the verdict's and the test check's intervals resample
+    whole patients, and summary.json says so; without the table they resample samples and the
+    summary warns (never silently)."""
+    data = {"source": "csv", "path": "units.csv", "target": "label", "groups": "patient"}
+    config = experiment(tmp_path, data=data, confirm={"top_k": 1, "repeats": 2, "folds": 2})
+    assert runner.invoke(app, ["run", "-c", str(config)]).exit_code == 0
+    written = json.loads((tmp_path / "runs/own/summary.json").read_text())
+    verdict = written["verdict"]
+    assert verdict["resampled"] == "groups" and written["interval_warning"] is None
+    assert {c["resampled"] for c in verdict["comparisons"]} == {"groups"}
+    assert all("whole groups of 'patient' resampled" in c["note"] for c in written["test"])
+    assert "Warning" not in written["text"]
+
+    from gammatune.report._page import study_summary
+    from gammatune.report._resample import declared_groups, validation_spread
+
+    loaded = load_config(config)
+    frame, summary, _ = study_summary(loaded)
+    confirm = frame[(frame["stage"] == "confirm") & (frame["state"] == "COMPLETE")]
+    c = summary.verdict.comparisons[0]
+    grouped = validation_spread(loaded, confirm, groups=declared_groups(loaded))
+    samples = validation_spread(loaded, confirm)
+    assert grouped is not None and samples is not None and grouped.unit == "groups"
+    drawn = [spread(c.setting, c.reference) for spread in (grouped, samples)]
+    assert drawn[0] is not None and drawn[1] is not None  # other draws: the patients' keys
+    assert not np.array_equal(drawn[0], drawn[1])
+
+    (tmp_path / "units.csv").unlink()
+    assert runner.invoke(app, ["report", "-c", str(config)]).exit_code == 0
+    written = json.loads((tmp_path / "runs/own/summary.json").read_text())
+    assert written["verdict"]["resampled"] == "samples"
+    warning = written["interval_warning"]
+    assert "data.groups names column 'patient', but its table cannot be read" in warning
+    assert written["interval_warning"] in written["text"]
+    assert all("single samples resampled" in c["note"] for c in written["test"])

@@ -293,6 +293,26 @@ def test_the_validation_samples_noise_widens_the_interval_beyond_the_seeds() -> 
     assert twin.low < 0 < twin.high and twin.mean == pytest.approx(0.04, abs=0.01)
 
 
+def test_what_the_intervals_resampled_is_recorded_and_said() -> None:
+    """A group bootstrap (data.groups) is named on each comparison it gave the interval of,
+    in summary.json's verdict and in the sentence; a t interval resampled nothing."""
+    confirm = _confirm(_bases(gain=0.04), seed=3, noise_sd=0.002)
+    rng = np.random.default_rng(0)
+
+    def spread(setting: Setting, reference: Setting) -> np.ndarray:
+        return rng.normal(0.04 if setting == S(2.0, 0.25) else 0.0, 0.01, 1000)
+
+    grouped = decide(confirm, n_val_positives=12, spread=spread, resampled="groups")
+    assert {c.resampled for c in grouped.comparisons} == {"groups"}
+    assert grouped.to_json()["resampled"] == "groups"
+    assert "resampling whole validation groups" in grouped.sentence
+    samples = decide(confirm, n_val_positives=12, spread=spread)
+    assert samples.resampled == "samples" and "groups" not in samples.sentence
+    seeds = _decide(confirm)
+    assert seeds.to_json()["resampled"] is None
+    assert {c.resampled for c in seeds.comparisons} == {None}
+
+
 def test_a_threshold_free_objective_needs_no_positive_prediction() -> None:
     confirm = _confirm(_bases(gain=0.08, twin_25=0.55), seed=1).assign(val_predicted_positive=0)
     assert _decide(confirm).kind == "not-measurable"

@@ -75,8 +75,9 @@ def why(verdict: Verdict) -> str:
 
 def _bars_table(verdict: Verdict) -> str:
     rows = "".join(_bar_row(c, c == verdict.decided_by) for c in verdict.comparisons)
+    whole = "; intervals resample whole validation groups" if verdict.resampled == "groups" else ""
     return (
-        '<table class="bars"><caption>What each bar compares (top to bottom)</caption>'
+        f'<table class="bars"><caption>What each bar compares (top to bottom{whole})</caption>'
         "<tr><th>bar</th><th>question</th><th>mean</th><th>interval</th><th>reads</th></tr>"
         f"{rows}</table>"
     )

@@ -2,7 +2,8 @@
 
 The verdict was reached on validation alone. Here the recommendation's confirm trials and the
 baselines' trials of the same seeds and folds score the test split, and a stratified bootstrap
-(the same resampled indices for both, 2000 resamples) gives an interval of the difference.
+(the same resampled indices for both, 2000 resamples; whole groups with ``data.groups``) gives
+an interval of the difference.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from gammatune.bootstrap import PairedMetric, paired_bootstrap
 from gammatune.config import Config
 from gammatune.record import SampleScores, Setting
 from gammatune.report._arms import row_arms, same_setting
-from gammatune.report._resample import trials_of
+from gammatune.report._resample import Groups, trials_of
 from gammatune.report._summary import Summary, TestCheck
 from gammatune.storage import load_scores_file
 
@@ -24,16 +25,21 @@ _PAIRED_METRICS = ("f1", "precision", "recall", "pr_auc")
 _UNIT = ["repeat", "fold"]
 
 
-def check_on_test(config: Config, frame: pd.DataFrame, summary: Summary) -> Summary:
+def check_on_test(
+    config: Config, frame: pd.DataFrame, summary: Summary, *, groups: Groups | None = None
+) -> Summary:
     """Return ``summary`` with its test checks: the recommendation against plain cross-entropy
-    and against the best alpha-weighted cross-entropy of the confirm stage."""
+    and against the best alpha-weighted cross-entropy of the confirm stage; with ``groups``
+    (``data.groups``, read by ``report._resample.declared_groups``) resampling whole groups."""
     recommended = summary.verdict.recommended
     confirm = _confirm(frame)
     if recommended is None or confirm.empty:
         return summary
     metric: PairedMetric = config.metric if config.metric in _PAIRED_METRICS else "f1"  # type: ignore[assignment]
     checks = [
-        _check(config, trials_of(confirm, recommended), trials_of(confirm, ref), name, metric)
+        _check(
+            config, trials_of(confirm, recommended), trials_of(confirm, ref), name, metric, groups
+        )
         for ref, name in _references(confirm, recommended)
     ]
     return replace(summary, test_checks=tuple(checks))
@@ -76,6 +82,7 @@ def _check(
     reference: pd.DataFrame,
     name: str,
     metric: PairedMetric,
+    groups: Groups | None = None,
 ) -> TestCheck:
     units = chosen.index.intersection(reference.index)
     if not len(units):
@@ -88,10 +95,24 @@ def _check(
         return TestCheck(name, None, "a multiclass task has none: compare the per-class figures")
     thresholds = (_thresholds(chosen, units), _thresholds(reference, units))
     targets = pairs[0][0].test_labels  # type: ignore[union-attr]
+    keys, note = _test_groups(groups, targets)
     difference = paired_bootstrap(
-        targets, a_scores, b_scores, metric=metric, threshold=thresholds, seed=config.seed
-    )
-    return TestCheck(name, difference, f"{len(units)} paired repeats")
+        targets, a_scores, b_scores, metric=metric, threshold=thresholds, seed=config.seed,
+        groups=keys,
+    )  # fmt: skip
+    return TestCheck(name, difference, f"{len(units)} paired repeats{note}")
+
+
+def _test_groups(groups: Groups | None, targets: np.ndarray) -> tuple[np.ndarray | None, str]:
+    """The test rows' groups, checked against the labels the trials scored, and the words
+    that say what was resampled (nothing without ``data.groups``)."""
+    if groups is None:
+        return None, ""
+    units = groups.units
+    keys = None if units is None else groups.of(units.test_ids)
+    if units is None or keys is None or not np.array_equal(units.labels[units.test_ids], targets):
+        return None, f", single samples resampled: the groups of {groups.column!r} not found"
+    return keys, f", whole groups of {groups.column!r} resampled"
 
 
 def _thresholds(part: pd.DataFrame, units: pd.Index) -> np.ndarray:

@@ -35,7 +35,7 @@ from gammatune.report._plots import (
     to_png,
     training_curves,
 )
-from gammatune.report._resample import validation_spread
+from gammatune.report._resample import declared_groups, validation_spread
 from gammatune.report._summary import CAPTION, Summary, SummaryRow, interval_text, summarize
 from gammatune.report._table import confirm_plan, experiment_facts, trials_frame, write_csv
 from gammatune.storage import open_storage
@@ -175,17 +175,18 @@ def study_summary(
     # but neither the verdict, the CSV's verdict columns nor the figures use them.
     current = frame[~((frame["stage"] == "confirm") & ~frame["plan_key"].isin(planned))]
     confirm = current[(current["stage"] == "confirm") & (current["state"] == "COMPLETE")]
+    groups = declared_groups(config)
+    spread = validation_spread(config, confirm[confirm["model"] == "configured"], groups=groups)
     summary = summarize(
-        current,
-        config.metric,
-        facts=facts,
-        spread=validation_spread(config, confirm[confirm["model"] == "configured"]),
+        current, config.metric, facts=facts, spread=spread,
         min_positives=config.confirm.min_positives,
         planned_units=config.confirm.repeats * config.confirm.folds,
         constraints={str(k): v for k, v in config.constraints.items()},
         pareto=len(config.objectives) > 1,
-    )
-    return current, check_on_test(config, current, summary), facts
+        resampled="samples" if spread is None else spread.unit,
+        interval_warning=None if spread is None else spread.warning,
+    )  # fmt: skip
+    return current, check_on_test(config, current, summary, groups=groups), facts
 
 
 def _with_verdict(frame: pd.DataFrame, summary: Summary) -> pd.DataFrame:
@@ -205,6 +206,7 @@ def _write_json(path: Path, summary: Summary, frame: pd.DataFrame) -> None:
         "determinism_max_difference": None if twice.empty else float(twice.max()),
         "objective": summary.objective,
         "verdict": summary.verdict.to_json(),
+        "interval_warning": summary.interval_warning,
         "text": summary.text,
         "n_val_positives": summary.n_val_positives,
         "true_positives_found": summary.true_positives_found,

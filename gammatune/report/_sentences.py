@@ -51,6 +51,7 @@ def spread_words(c: Comparison, level: float) -> str:
         return f"every repeat gave the same difference, {c.mean:+.3f}: no spread to judge; {tally}"
     noun = "candidates" if c.family != "weight_vs_plain_ce" else "class weights"
     corrected = f" corrected for {c.family_size} {noun}" if c.family_size > 1 else ""
+    corrected += ", resampling whole validation groups" if c.resampled == "groups" else ""
     return f"{100 * level:g}% interval{corrected}: {c.low:+.3f} to {c.high:+.3f}; {tally}"
 
 

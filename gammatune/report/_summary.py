@@ -12,7 +12,7 @@ from gammatune.bootstrap import PairedDifference
 from gammatune.record import EXTRA_FIELDS, Setting, format_alpha
 from gammatune.report._arms import order, row_arms, setting_mask
 from gammatune.report._health import training_health
-from gammatune.report._verdict import Spread, Verdict, decide
+from gammatune.report._verdict import Resampled, Spread, Verdict, decide
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +64,8 @@ class Summary:
     minority: str | None = None  # the rarest class's name, where the data facts give it
     n_classes: int = 2
     health: tuple[str, ...] = ()  # training health in sentences (see report._health)
+    # why the intervals resample samples though data.groups is declared (report._resample)
+    interval_warning: str | None = None
 
     def __str__(self) -> str:
         return self.text
@@ -72,6 +74,8 @@ class Summary:
     def text(self) -> str:
         """The verdict, the data's limits, and the test report, as sentences."""
         parts = [self.verdict.sentence]
+        if self.interval_warning:
+            parts.append(self.interval_warning)
         if not self.rows:
             parts.insert(0, "No trial has completed yet.")
         if self.n_val_positives is not None and self.true_positives_found is not None:
@@ -111,6 +115,8 @@ def summarize(
     planned_units: int | None = None,
     constraints: dict[str, float] | None = None,
     pareto: bool = False,
+    resampled: Resampled = "samples",
+    interval_warning: str | None = None,
 ) -> Summary:
     """Pick the rows people compare, and decide the verdict from the confirm stage alone.
 
@@ -118,7 +124,8 @@ def summarize(
     differences; the test split never enters it. ``facts`` (the class counts stored on the
     studies) give the validation positives; without them the minority class is the positive
     class and its validation count is read from the trials' confusion matrices. ``spread``,
-    ``min_positives`` and ``planned_units`` go to :func:`decide`.
+    ``min_positives``, ``planned_units`` and ``resampled`` go to :func:`decide`;
+    ``interval_warning`` is said after the verdict.
     """
     done = frame[frame["state"] == "COMPLETE"]
     if "warm_start_from" in done:
@@ -146,6 +153,7 @@ def summarize(
         spread=spread,
         planned_units=planned_units,
         constraints=constraints,
+        resampled=resampled,
     )
     rows += [
         _mean_row(f"confirm {_setting_text(s)}", _of(confirm_rows, s)) for s in _settings(confirm)
@@ -164,6 +172,7 @@ def summarize(
         objective, rows, recommended, verdict, positives, tps,
         constraints=dict(constraints or {}), pareto=pareto or bool(constraints),
         minority=minority, n_classes=n_classes, health=training_health(frame, objective),
+        interval_warning=interval_warning,
     )  # fmt: skip
 
 

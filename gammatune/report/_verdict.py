@@ -32,6 +32,7 @@ _PLAIN_CE = Setting(0.0)
 _TIE = 1e-12  # a paired difference this small is a tie
 _THRESHOLD_FREE = ("pr_auc", "roc_auc")
 Spread = Callable[[Setting, Setting], np.ndarray | None]
+Resampled = Literal["samples", "groups"]  # what a spread resamples in validation
 _NAMES = {"f1": "F1", "pr_auc": "PR-AUC", "roc_auc": "ROC-AUC", "f1_macro": "macro F1"}
 
 
@@ -41,7 +42,9 @@ class Comparison:
     (see ``Setting.arm``).
 
     ``level`` is the Bonferroni-corrected level of the interval, ``1 - (1 - level) /
-    family_size``; ``differences`` are in (repeat, fold) order.
+    family_size``; ``differences`` are in (repeat, fold) order. ``resampled`` says what the
+    interval's bootstrap resampled with the repeats: validation ``samples``, or whole
+    ``groups`` (``data.groups``); None for a t interval over the paired units.
     """
 
     setting: Setting
@@ -57,6 +60,7 @@ class Comparison:
     ties: int
     losses: int
     degenerate: bool
+    resampled: Resampled | None = None
 
     @property
     def n(self) -> int:
@@ -95,10 +99,16 @@ class Verdict:
     def __str__(self) -> str:
         return self.sentence
 
+    @property
+    def resampled(self) -> Resampled | None:
+        """What the intervals' bootstrap resampled (``samples`` or ``groups``), or None where
+        every interval is a t interval over the paired units."""
+        return next((c.resampled for c in self.comparisons if c.resampled), None)
+
     def to_json(self) -> dict[str, Any]:
         """Return a JSON-safe dict: settings as their parameters (alpha off: none), 6-digit
-        floats."""
-        return _json(asdict(self))
+        floats, and ``resampled``."""
+        return {**_json(asdict(self)), "resampled": self.resampled}
 
 
 def decide(
@@ -111,6 +121,7 @@ def decide(
     spread: Spread | None = None,
     planned_units: int | None = None,
     constraints: dict[str, float] | None = None,
+    resampled: Resampled = "samples",
 ) -> Verdict:
     """Turn the completed confirm trials into one verdict.
 
@@ -142,6 +153,8 @@ def decide(
             completed fewer than half of them makes the verdict not-measurable.
         constraints: Validation minimums (``{"recall": 0.8}``, read from ``val_<metric>``
             columns): only a setting whose mean meets them all is recommended.
+        resampled: What ``spread`` resamples, ``samples`` or whole ``groups`` (recorded on
+            each comparison it gave the interval of). Default "samples".
 
     Returns:
         The verdict, with every comparison that has at least one paired unit.
@@ -152,7 +165,7 @@ def decide(
     _check_arguments(confirm, level)
     name = _NAMES.get(objective, objective)
     means = {s: float(_per_unit(confirm, s).mean()) for s in _settings(confirm)}
-    comparisons = _comparisons(confirm, list(means), level, spread)
+    comparisons = _comparisons(confirm, list(means), level, spread, resampled)
     meets = _meets(confirm, list(means), constraints or {})
     means = {s: m if meets[s] else -math.inf for s, m in means.items()}  # never recommended
     eligible_ce = [s for s in means if not s.is_focal and meets[s]]
@@ -262,7 +275,11 @@ def _per_unit(confirm: pd.DataFrame, setting: Setting) -> pd.Series:
 
 
 def _comparisons(
-    confirm: pd.DataFrame, settings: list[Setting], level: float, spread: Spread | None = None
+    confirm: pd.DataFrame,
+    settings: list[Setting],
+    level: float,
+    spread: Spread | None = None,
+    resampled: Resampled = "samples",
 ) -> tuple[Comparison, ...]:
     """Each candidate vs its cross-entropy twin (the same class weight and learning rate) and
     vs plain CE; each weighted CE vs plain CE."""
@@ -273,13 +290,15 @@ def _comparisons(
         *((c, _PLAIN_CE, "vs_plain_ce", len(candidates)) for c in candidates),
         *((w, _PLAIN_CE, "weight_vs_plain_ce", len(weighted)) for w in weighted),
     ]
-    found = (_compare(confirm, *plan, level=level, spread=spread) for plan in plans)
+    found = (
+        _compare(confirm, *plan, level=level, spread=spread, resampled=resampled) for plan in plans
+    )
     return tuple(c for c in found if c is not None)
 
 
 def _compare(
     confirm: pd.DataFrame, setting: Setting, reference: Setting, family: Family, size: int, *,
-    level: float, spread: Spread | None = None,
+    level: float, spread: Spread | None = None, resampled: Resampled = "samples",
 ) -> Comparison | None:  # fmt: skip
     ours, theirs = _per_unit(confirm, setting), _per_unit(confirm, reference)
     shared = ours.index.intersection(theirs.index).sort_values()
@@ -287,16 +306,17 @@ def _compare(
         return None
     d = (ours.loc[shared] - theirs.loc[shared]).to_numpy(dtype=float)
     corrected = 1 - (1 - level) / size
-    resampled = None if spread is None else spread(setting, reference)
-    if resampled is None:
+    resampled_differences = None if spread is None else spread(setting, reference)
+    if resampled_differences is None:
         mean, low, high, degenerate = _interval(d, corrected)
     else:
-        mean, (low, high) = float(d.mean()), _percentiles(resampled, corrected)
+        mean, (low, high) = float(d.mean()), _percentiles(resampled_differences, corrected)
         degenerate = high - low < _TIE
     wins, losses = int((d >= _TIE).sum()), int((d <= -_TIE).sum())
     return Comparison(
         setting, reference, family, size, tuple(float(x) for x in d), mean, low, high,
         corrected, wins, len(d) - wins - losses, losses, degenerate,
+        None if resampled_differences is None else resampled,
     )  # fmt: skip
 
 
