@@ -1,5 +1,6 @@
 """The own-trainer examples run as a user runs them, at a tiny size: plain PyTorch (a small
-CNN on generated images) and a training script as a command."""
+CNN on generated images), the same images through a LightningModule, a training script as a
+command, and Hugging Face's Trainer."""
 
 from __future__ import annotations
 
@@ -9,10 +10,17 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 from typer.testing import CliRunner
 
 from gammatune.cli import app
+from gammatune.config import load_config
+from gammatune.data import load_data
+from gammatune.record import Setting
+from gammatune.spec import Job
+from gammatune.tuning import trial_spec
+from gammatune.tuning._trainer import run_function
 
 runner = CliRunner()
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -40,20 +48,63 @@ def _verdict(config: Path, name: str) -> str:
     return str(json.loads((run / "summary.json").read_text())["verdict"]["kind"])
 
 
-def test_plain_pytorch_example_runs(tmp_path: Path) -> None:
-    folder = tmp_path / "own_trainer"
+def _shapes(folder: Path, *files: str) -> None:
+    """``files`` of examples/own_trainer in ``folder``, beside 200 rows of shapes.csv."""
     folder.mkdir()
-    for name in ("plain_pytorch.py", "plain.yaml"):
+    for name in files:
         shutil.copy(EXAMPLES / "own_trainer" / name, folder / name)
     table = pd.read_csv(EXAMPLES / "own_trainer" / "shapes.csv")
     small = pd.concat(
         [table[table.label == "defect"].head(24), table[table.label == "ok"].head(176)]
     )
     small.sort_values("id").to_csv(folder / "shapes.csv", index=False)
-    _shrink(folder / "plain.yaml")
-    assert _verdict(folder / "plain.yaml", "own-plain") in (
-        "focal", "class-weight", "cross-entropy", "not-measurable",
-    )  # fmt: skip
+
+
+VERDICTS = ("focal", "focal-with-weight", "class-weight", "cross-entropy", "not-measurable")
+
+
+def test_plain_pytorch_example_runs(tmp_path: Path) -> None:
+    _shapes(tmp_path / "own_trainer", "plain_pytorch.py", "plain.yaml")
+    _shrink(tmp_path / "own_trainer" / "plain.yaml")
+    assert _verdict(tmp_path / "own_trainer" / "plain.yaml", "own-plain") in VERDICTS
+
+
+def test_lightning_example_runs_deterministically(tmp_path: Path) -> None:
+    pytest.importorskip("lightning", reason="pip install 'gammatune[lightning]'")
+    folder = tmp_path / "own_trainer"
+    _shapes(folder, "lightning_module.py", "lightning.yaml", "plain_pytorch.py")
+    _shrink(folder / "lightning.yaml", confirm={**TINY["confirm"], "check_determinism": True})
+    assert _verdict(folder / "lightning.yaml", "own-lightning") in VERDICTS
+    run = folder / "runs" / "own-lightning"
+    assert json.loads((run / "summary.json").read_text())["determinism_max_difference"] == 0
+    assert (run / "model" / "model.ckpt").is_file()  # the checkpoint the trial kept
+    assert {p.name for p in folder.iterdir()} - {"__pycache__"} == {
+        "lightning_module.py", "lightning.yaml", "plain_pytorch.py", "shapes.csv", "runs",
+    }  # fmt: skip
+    assert not list(tmp_path.rglob("lightning_logs"))  # logger=False: no files of Lightning's
+
+
+def test_lightning_example_is_pruned_not_failed(tmp_path: Path) -> None:
+    """spec.report raises Pruned inside Lightning's callback; Lightning lets it through."""
+    pytest.importorskip("lightning", reason="pip install 'gammatune[lightning]'")
+    folder = tmp_path / "own_trainer"
+    _shapes(folder, "lightning_module.py", "lightning.yaml", "plain_pytorch.py")
+    _shrink(folder / "lightning.yaml", train={**TINY["train"], "epochs": 4})
+    config = load_config(folder / "lightning.yaml")
+    assert config.trainer is not None
+    setting, cpu = Setting(2.0, 0.75), torch.device("cpu")
+    spec = trial_spec(config, load_data(config), setting, trial=("refine", 0), device=cpu)
+    heard: list[tuple[int, float]] = []
+
+    def prune_at_1(step: int, value: float) -> bool:
+        heard.append((step, value))
+        return step == 1
+
+    job = Job(config.trainer.function, config.trainer.base_dir, {}, spec)
+    ended = run_function(job, prune_at_1, timeout_s=300)
+    assert ended.reason is None and ended.pruned is not None, ended
+    assert [step for step, _ in heard] == [0, 1] and ended.pruned == heard[-1]
+    assert all(0 <= value <= 1 for _, value in heard)  # the validation PR-AUC, per epoch
 
 
 def test_command_example_runs(tmp_path: Path) -> None:
