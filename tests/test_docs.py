@@ -145,3 +145,13 @@ def test_the_readme_links_and_picture_exist() -> None:
     for target in targets:
         if not target.startswith("http"):
             assert (ROOT / target).exists(), target
+
+
+def test_every_extra_is_in_the_install_table() -> None:
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"][
+        "optional-dependencies"
+    ]
+    page = (ROOT / "docs" / "getting-started" / "install.md").read_text(encoding="utf-8")
+    listed = set(re.findall(r"^\| `([a-z-]+)` \|", page, flags=re.MULTILINE))
+    assert set(extras) == listed
