@@ -171,12 +171,22 @@ def _number_name(value: Any) -> str:
 
 
 def fit_numeric(frame: pd.DataFrame, columns: list[str]) -> NumericStep:
-    """Fit the training medians, and flag the columns with missing values in ``frame``."""
+    """Fit the training medians, and flag the columns with missing values in ``frame``.
+
+    Raises:
+        DataError: A column holds an infinite value (a missing one is filled; inf is not).
+    """
     from sklearn.impute import SimpleImputer
 
     values = frame[columns].to_numpy(dtype=np.float64)
     if not len(columns):
         return NumericStep((), ())
+    if np.isinf(values).any():
+        column = columns[int(np.flatnonzero(np.isinf(values).any(axis=0))[0])]
+        raise DataError(
+            f"data: column {column!r} holds an infinite value; fix it, or leave the cell "
+            "empty (a missing value, filled with the training median)."
+        )
     imputer = SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)
     imputer.fit(values)
     flagged = () if imputer.indicator_ is None else imputer.indicator_.features_

@@ -134,7 +134,10 @@ def plan_columns(
                         "excluded ones.")  # fmt: skip
     categorical = [c for c in inputs if c in source.categorical or not _is_numeric(frame[c])]
     for column in inputs:
-        _check_column(frame[column], source, categorical=column in categorical)
+        _check_column(
+            frame[column], source, categorical=column in categorical,
+            declared=column in source.categorical,
+        )  # fmt: skip
     return ColumnPlan(
         numeric=tuple(c for c in inputs if c not in categorical),
         categorical=tuple(categorical),
@@ -210,7 +213,9 @@ def _check_roles(source: TableData | PythonData, target: str | None, text: str |
         raise DataError(f"data.categorical: {wrong[0]!r} is not among data.features.")
 
 
-def _check_column(series: pd.Series, source: TableData | PythonData, *, categorical: bool) -> None:
+def _check_column(
+    series: pd.Series, source: TableData | PythonData, *, categorical: bool, declared: bool
+) -> None:
     name = str(series.name)
     if series.isna().all():
         raise DataError(
@@ -220,6 +225,17 @@ def _check_column(series: pd.Series, source: TableData | PythonData, *, categori
     if not categorical:
         return
     distinct, n_values = int(series.nunique(dropna=True)), int(series.notna().sum())
+    from pandas.api.types import is_string_dtype
+
+    if is_string_dtype(series.dtype) and not declared:  # numbers but for a stray '?'
+        numbers = series.dropna().map(_number_or_none)
+        strays = series.dropna()[numbers.isna()]
+        if 0 < len(strays) <= max(1, n_values // 20) < n_values:
+            raise DataError(
+                f"data: column {name!r} holds numbers but for {len(strays)} value(s) such as "
+                f"{strays.iloc[0]!r}; leave those cells empty (a missing value), or list "
+                f"{name!r} in data.categorical to read the column as categories."
+            )
     mostly_unique = distinct > source.max_categories and distinct > UNIQUE_SHARE * n_values
     if mostly_unique or distinct > source.max_distinct:
         raise DataError(
@@ -229,6 +245,13 @@ def _check_column(series: pd.Series, source: TableData | PythonData, *, categori
             f"data.exclude (a category keeps its {source.max_categories} most frequent values, "
             "data.max_categories; the rest share 'other')."
         )
+
+
+def _number_or_none(value: object) -> float | None:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
 
 
 def _is_numeric(series: pd.Series) -> bool:

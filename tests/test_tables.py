@@ -117,6 +117,11 @@ def _bad(tmp_path: Path, case: str) -> Path:
         frame["empty"] = np.nan
     elif case == "exclude":
         data = {"exclude": ["nope"]}
+    elif case == "infinite":
+        frame.loc[::10, "amount"] = np.inf  # some rows of every split
+    elif case == "stray":
+        frame["amount"] = frame["amount"].astype(object)
+        frame.loc[7, "amount"] = "?"
     elif case == "id-in-features":
         data = {"features": ["amount", "row_id"]}
     elif case == "categorical-id":
@@ -144,6 +149,8 @@ def _bad(tmp_path: Path, case: str) -> Path:
         ),
         ("all-missing", "data: column 'empty' holds no value (300 of 300 missing)"),
         ("exclude", "data.exclude: no column 'nope' in mixed.csv (columns: row_id, amount,"),
+        ("infinite", "data: column 'amount' holds an infinite value; fix it, or leave the cell"),
+        ("stray", "data: column 'amount' holds numbers but for 1 value(s) such as '?'; leave"),
         ("id-in-features", "data.id: 'row_id' is also listed in data.features"),
         ("target-in-features", "data.features: lists the target column 'label'"),
         ("categorical-id", "data.categorical: 'row_id' is the target, the id, the text or"),

@@ -62,7 +62,7 @@ def run_trial(spec):
         if mode == "noisy":  # not seeded: another score each time
             z = z + np.random.default_rng().normal(0, 0.1, len(ids))
         out[part] = {"ids": ids[::-1], "scores": (1 / (1 + np.exp(-z)))[::-1]}
-    for epoch in range(2):
+    for epoch in range(2 if mode != "silent" else 0):  # spec.report is optional
         spec.report(epoch, 0.5 + 0.1 * epoch)
     if mode == "nan":
         out["val"]["scores"][0] = float("nan")
@@ -180,6 +180,15 @@ def test_export_swaps_in_the_card_and_the_weights_the_trial_returned(tmp_path: P
     refit = runner.invoke(app, ["export", "-c", str(config), "--refit"])
     assert refit.exit_code == 2 and "export --refit: trainer.function" in one_error_line(refit)
     assert (model / "card.json").read_text() == json.dumps(card, indent=2)  # untouched
+
+
+def test_a_trainer_that_reports_no_epochs_is_still_judged(tmp_path: Path) -> None:
+    config = experiment(tmp_path, mode="silent")
+    result = runner.invoke(app, ["run", "-c", str(config)])
+    assert result.exit_code == 0, result.output
+    verdict = json.loads((tmp_path / "runs" / "own" / "summary.json").read_text())["verdict"]
+    assert "did not progress" not in (verdict["reason"] or ""), verdict
+    assert verdict["kind"] != "not-measurable", verdict
 
 
 def test_a_setting_and_its_twin_share_seed_fold_and_ids(tmp_path: Path) -> None:

@@ -199,7 +199,10 @@ def _val_positives(done: pd.DataFrame, facts: dict[str, Any] | None) -> int:
 
 def _confirm_table(part: pd.DataFrame, facts: dict[str, Any] | None) -> pd.DataFrame:
     """The columns :func:`decide` reads, with the minority class's predictions counted."""
-    columns = ("gamma", "alpha", *EXTRA_FIELDS, "repeat", "fold", "objective", "best_epoch", "arm")
+    columns = (
+        "gamma", "alpha", *EXTRA_FIELDS, "repeat", "fold", "objective", "best_epoch",
+        "epochs_run", "arm",
+    )  # fmt: skip
     table = part[[c for c in (*columns, *_VAL_METRICS) if c in part]].copy()
     for column in ("repeat", "fold"):
         table[column] = part.get(column, pd.Series(0, index=part.index)).fillna(0).astype(int)

@@ -253,7 +253,9 @@ def _unmeasurable_reason(
     thresholded = objective not in _THRESHOLD_FREE  # PR-AUC needs no prediction above 0.5
     if thresholded and not (confirm["val_predicted_positive"] > 0).any():
         return "no model predicted a single positive on validation"
-    if (confirm["best_epoch"] <= 1).mean() > 0.5:
+    # A user's trainer may report no epochs (spec.report is optional): nothing to judge there.
+    trained = confirm[confirm["epochs_run"] > 0] if "epochs_run" in confirm else confirm
+    if len(trained) and (trained["best_epoch"] <= 1).mean() > 0.5:
         return "most trainings kept their first epoch: training did not progress"
     if len(confirm[_UNIT].drop_duplicates()) < 2:
         return "fewer than 2 paired repeats"
