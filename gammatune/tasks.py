@@ -3,12 +3,11 @@
 Whoever trained (gammatune's engine, a user's function, a command), a trial ends with a payload
 for the validation split and (unless a user's classification trainer leaves it out) the test
 split. This module checks it against the split it was trained on and returns what metrics,
-records and the verdict read. Classification is the task here: per
-unit, ``scores`` of shape ``(n,)`` (P(positive), binary) or ``(n, C)`` (class probabilities).
-Segmentation: per image, pixel counts ``tp, fp, fn, tn`` of shape ``(n, C)``
-(:func:`segmentation_payload`). The payload says which task it is (:func:`payload_task`):
-``tp`` in place of ``scores``. Another task (per-image boxes) is another ``*_payload`` function,
-leaving the trainers untouched.
+records and the verdict read. Classification is the task here: per unit, ``scores`` of shape
+``(n,)`` (P(positive), binary) or ``(n, C)`` (class probabilities). Segmentation: per image,
+pixel counts ``tp, fp, fn, tn`` of shape ``(n, C)`` (:func:`segmentation_payload`). The
+payload says which task it is (:func:`payload_task`): ``tp`` in place of ``scores``. Another
+task (per-image boxes) is another ``*_payload`` function, leaving the trainers untouched.
 """
 
 from __future__ import annotations
