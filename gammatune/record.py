@@ -169,10 +169,11 @@ _OFF: dict[str, Any] = {
 @dataclass(frozen=True, slots=True)
 class SampleScores:
     """Per-sample scores of one trial, ``(N,)`` positive-class or ``(N, C)`` probabilities,
-    with the labels they are scored against (validation differs between folds)."""
+    with the labels they are scored against (validation differs between folds). ``test`` is
+    None where a user's trainer returned no test scores (the test split's labels stay)."""
 
     val: np.ndarray
-    test: np.ndarray
+    test: np.ndarray | None
     val_labels: np.ndarray
     test_labels: np.ndarray
 
@@ -183,7 +184,8 @@ class TrialRecord:
 
     ``value`` is the validation metric that ranks trials (``config.metric``), ``values`` the
     objectives of a multi-objective study, ``feasible`` whether ``config.constraints`` hold on
-    validation; ``val``/``test`` the evaluations of the kept epoch;
+    validation; ``val``/``test`` the evaluations of the kept epoch (``test`` None where a user's
+    trainer returned no test scores);
     ``curves`` the per-epoch ``train_loss``, ``val_loss`` and ``val_monitor``; ``scores_file``
     the per-sample scores, relative to the run folder.
     """

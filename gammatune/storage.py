@@ -347,10 +347,10 @@ def load_record(trial: optuna.trial.FrozenTrial) -> TrialRecord | None:
 
 def save_scores(config: Config, name: str, scores: SampleScores) -> str:
     """Write per-sample scores to ``runs/<name>/scores/<name>.npz``; return the path relative
-    to the run folder (stored in the record)."""
-    val, test = scores.val.astype(np.float32), scores.test.astype(np.float32)
+    to the run folder (stored in the record); no ``test`` where the trial has no test scores."""
+    test = {} if scores.test is None else {"test": scores.test.astype(np.float32)}
     labels = {k: getattr(scores, k).astype(np.int32) for k in ("val_labels", "test_labels")}
-    return _write_npz(config, name, val=val, test=test, **labels)
+    return _write_npz(config, name, val=scores.val.astype(np.float32), **test, **labels)
 
 
 def _write_npz(config: Config, name: str, **arrays: np.ndarray) -> str:
@@ -367,9 +367,9 @@ def _write_npz(config: Config, name: str, **arrays: np.ndarray) -> str:
 def load_scores_file(config: Config, scores_file: str) -> SampleScores | None:
     """The per-sample scores a record references (its ``scores_file``), or None where the file
     is not here (a study shared through a server whose trials ran on other machines) or holds
-    a segmentation trial's counts (:func:`load_counts_file`)."""
+    a segmentation trial's counts (:func:`load_counts_file`); ``test`` None: no test scores."""
     data = _read_npz(config, scores_file, ("val", "test", "val_labels", "test_labels"))
-    return None if data is None else SampleScores(**data)
+    return None if data is None else SampleScores(test=data.pop("test", None), **data)
 
 
 def save_counts(config: Config, name: str, counts: SegmentationScores) -> str:
@@ -386,8 +386,8 @@ def load_counts_file(config: Config, scores_file: str) -> SegmentationScores | N
 def _read_npz(config: Config, name: str, keys: tuple[str, ...]) -> dict[str, np.ndarray] | None:
     if not (path := config.run_dir / name).is_file():
         return None
-    with np.load(path) as data:
-        return {k: data[k] for k in keys} if keys[0] in data else None
+    with np.load(path) as data:  # of keys, the ones it holds (a trial may have no test)
+        return {k: data[k] for k in keys if k in data} if keys[0] in data else None
 
 
 def load_study(

@@ -1,13 +1,13 @@
 """What is scored: a trainer's payload, keyed by unit id, checked and turned into scores.
 
 Whoever trained (gammatune's engine, a user's function, a command), a trial ends with a payload
-for the validation and test splits. This module checks it against the split it was trained on
-and returns what metrics, records and the verdict read. Classification is the task here: per
-unit, ``scores`` of shape ``(n,)`` (P(positive), binary) or ``(n, C)`` (class probabilities).
-Segmentation: per image, pixel counts ``tp, fp, fn, tn`` of shape ``(n, C)``
-(:func:`segmentation_payload`). The payload says which task it is (:func:`payload_task`):
-``tp`` in place of ``scores``. Another task (per-image boxes) is another ``*_payload`` function,
-leaving the trainers untouched.
+for the validation split and (unless a user's classification trainer leaves it out) the test
+split. This module checks it against the split it was trained on and returns what metrics,
+records and the verdict read. Classification is the task here: per unit, ``scores`` of shape
+``(n,)`` (P(positive), binary) or ``(n, C)`` (class probabilities). Segmentation: per image,
+pixel counts ``tp, fp, fn, tn`` of shape ``(n, C)`` (:func:`segmentation_payload`). The
+payload says which task it is (:func:`payload_task`): ``tp`` in place of ``scores``. Another
+task (per-image boxes) is another ``*_payload`` function, leaving the trainers untouched.
 """
 
 from __future__ import annotations
@@ -63,14 +63,19 @@ def classification_payload(payload: Any, split: SplitIds) -> Checked:
     ``payload`` is ``{"val": {"ids": ..., "scores": ...}, "test": {...}}``, optionally with
     ``"weights"`` (a path) and ``"extra"`` (a mapping of figures, shown only). ``ids`` must be
     the split's ids in any order; ``scores`` finite, in [0, 1], ``(n,)`` for a binary task or
-    ``(n, C)`` for C classes.
+    ``(n, C)`` for C classes. ``"test"`` is optional (absent or None): the scores' ``test`` is
+    then None, and the trial has no test evaluation.
 
     Raises:
         PayloadError: Naming the field and what is wrong with it.
     """
     _mapping(payload)
     val = _part(payload, "val", split.val_ids, split.n_classes)
-    test = _part(payload, "test", split.test_ids, split.n_classes)
+    test = (
+        None
+        if payload.get("test") is None
+        else _part(payload, "test", split.test_ids, split.n_classes)
+    )
     weights, extra = _kept(payload)
     return Checked(SampleScores(val, test, split.val_labels, split.test_labels), weights, extra)
 
@@ -196,8 +201,11 @@ def _order(part: Mapping[str, Any], name: str, ids: np.ndarray) -> np.ndarray:
 
 def _part(payload: Mapping[str, Any], name: str, ids: np.ndarray, n_classes: int) -> np.ndarray:
     part = payload.get(name)
-    if not isinstance(part, Mapping) or "ids" not in part or "scores" not in part:
+    if not isinstance(part, Mapping):
         raise PayloadError(f'{name} must be a mapping with "ids" and "scores"; got {part!r:.60}')
+    missing = [key for key in ("ids", "scores") if key not in part]
+    if missing:
+        raise PayloadError(f'{name} must be a mapping with "ids" and "scores"; no {missing[0]!r}')
     order = _order(part, name, ids)
     scores = _array(part["scores"], f"{name}.scores")
     wanted = (len(ids),) if n_classes == 2 else (len(ids), n_classes)

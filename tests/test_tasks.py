@@ -1,5 +1,6 @@
 """What is scored: the segmentation payload is checked like a classification one (ids exactly
-the split's, shapes right, counts whole and non-negative) and comes back as (n, C, 4) counts."""
+the split's, shapes right, counts whole and non-negative) and comes back as (n, C, 4) counts;
+a classification payload's test scores are optional, and checked where given."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ import numpy as np
 import pytest
 
 from gammatune.config import load_config
-from gammatune.storage import load_counts_file, load_scores_file, save_counts
+from gammatune.storage import load_counts_file, load_scores_file, save_counts, save_scores
 from gammatune.tasks import (
     Checked,
     CheckedCounts,
     PayloadError,
     SplitIds,
     check_payload,
+    classification_payload,
     payload_task,
     segmentation_payload,
 )
@@ -106,3 +108,36 @@ def test_counts_are_kept_in_the_trials_scores_file(tiny_config: Path) -> None:
     np.testing.assert_array_equal(again.test, counts.test)
     assert load_scores_file(config, name) is None  # classification readers skip it
     assert load_counts_file(config, "scores/absent.npz") is None
+
+
+def test_test_scores_are_optional_and_absent_stays_absent(tiny_config: Path) -> None:
+    val = {"ids": VAL[::-1], "scores": [0.9, 0.5, 0.1]}
+    for payload in ({"val": val}, {"val": val, "test": None}):
+        scores = classification_payload(payload, split(2)).scores
+        assert scores.test is None and scores.val.tolist() == [0.1, 0.5, 0.9]
+        np.testing.assert_array_equal(scores.test_labels, np.zeros(2, int))
+    config = load_config(tiny_config)
+    name = save_scores(config, "confirm-00002", scores)
+    again = load_scores_file(config, name)
+    assert again is not None and again.test is None
+    np.testing.assert_allclose(again.val, scores.val, rtol=1e-6)  # stored as float32
+    with_test = classification_payload(
+        {"val": val, "test": {"ids": TEST, "scores": [0, 1]}}, split(2)
+    )
+    again = load_scores_file(config, save_scores(config, "confirm-00003", with_test.scores))
+    assert again is not None and again.test is not None and again.test.tolist() == [0, 1]
+
+
+@pytest.mark.parametrize(
+    ("test", "message"),
+    [
+        ({"ids": TEST}, 'test must be a mapping with "ids" and "scores"; no \'scores\''),
+        ({"ids": TEST, "scores": [0.2]}, r"test.scores must have shape \(2,\)"),
+        ({"ids": VAL, "scores": [0.1, 0.2, 0.3]}, "test.ids must be exactly spec.test_ids"),
+        ([0.1, 0.2], 'test must be a mapping with "ids" and "scores"; got'),
+    ],
+)
+def test_test_scores_given_are_checked(test: object, message: str) -> None:
+    val = {"ids": VAL, "scores": [0.1, 0.5, 0.9]}
+    with pytest.raises(PayloadError, match=message):
+        classification_payload({"val": val, "test": test}, split(2))

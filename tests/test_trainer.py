@@ -58,6 +58,8 @@ def run_trial(spec):
     rng = np.random.default_rng(spec.seed)
     out = {}
     for part, ids in (("val", spec.val_ids), ("test", spec.test_ids)):
+        if part == "test" and (mode == "valonly" or (mode == "mixed" and spec.alpha)):
+            continue  # a loop that never touches the test split
         z = x[ids] * (1 + spec.gamma / 4) + rng.normal(0, 0.7, len(ids))
         if mode == "noisy":  # not seeded: another score each time
             z = z + np.random.default_rng().normal(0, 0.1, len(ids))
@@ -71,6 +73,8 @@ def run_trial(spec):
     if mode == "ids":
         out["val"]["ids"] = out["val"]["ids"][1:]
         out["val"]["scores"] = out["val"]["scores"][1:]
+    if mode == "badtest":
+        out["test"]["scores"] = out["test"]["scores"][:-1]
     if mode == "range":
         out["val"]["scores"] = out["val"]["scores"] * 3
     if mode == "binary2":
@@ -191,6 +195,42 @@ def test_a_trainer_that_reports_no_epochs_is_still_judged(tmp_path: Path) -> Non
     assert verdict["kind"] != "not-measurable", verdict
 
 
+@pytest.mark.parametrize("mode", ["valonly", "mixed"])
+def test_a_user_function_may_return_no_test_scores(tmp_path: Path, mode: str) -> None:
+    """A loop that never touches the test split: the trials complete on validation, the test
+    figures are empty (not zeros), and the report says the trainer returned none. ``mixed``:
+    only the trials without a class weight return test scores."""
+    config = experiment(tmp_path, mode=mode)
+    result = runner.invoke(app, ["run", "-c", str(config)])
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "runs" / "own"
+    table = pd.read_csv(run / "trials.csv")
+    done = table[table["state"] == "COMPLETE"]
+    assert len(done) == len(table) and done["val_f1"].notna().all()
+    has_test = done["alpha"].isna() if mode == "mixed" else pd.Series(False, index=done.index)
+    for column in ("test_f1", "test_pr_auc", "test_threshold", "test_tp", "test_confusion"):
+        assert done[column].notna().equals(has_test), column
+    stored = [r for _, r in records(config, "confirm")]
+    expected = [mode == "valonly" or bool(r.setting.alpha) for r in stored]
+    assert [r.test is None for r in stored] == expected and all(r.val for r in stored)
+    for record in stored:  # the scores file holds test scores where the trial had them
+        with np.load(run / record.scores_file) as arrays:
+            assert ("test" in arrays.files) == (record.test is not None)
+    text = (run / "summary.json").read_text()
+    summary = json.loads(text)
+    assert summary["verdict"]["kind"] in ("focal", "class-weight", "cross-entropy")
+    assert "NaN" not in text  # a figure that is not there is null
+    notes = [check["note"] for check in summary["test"]]
+    assert notes and all(n.startswith("the trainer returned no test scores") for n in notes)
+    if mode == "mixed":  # one side has them: the note names the other
+        assert any("no test scores for the trials of " in n for n in notes), notes
+    if mode == "valonly":
+        assert summary["rows"][0]["test_f1"] is None
+        assert "no paired difference, the trainer returned no test scores." in summary["text"]
+    page = (run / "report.html").read_text()
+    assert '<td class="test_f1">n/a</td>' in page and "the trainer returned no test scores" in page
+
+
 def test_a_setting_and_its_twin_share_seed_fold_and_ids(tmp_path: Path) -> None:
     config = experiment(tmp_path, confirm={"top_k": 1, "repeats": 2, "folds": 2})
     assert runner.invoke(app, ["run", "-c", str(config)]).exit_code == 0
@@ -233,6 +273,7 @@ def test_a_users_exception_fails_only_its_trial_and_a_rerun_retries_it(tmp_path:
             "binary2",
             "payload: val.scores must have shape (48,) (binary: P(positive)); got (48, 2)",
         ),
+        ("badtest", "payload: test.scores must have shape (48,) (binary: P(positive)); got (47,)"),
         ("crash", "the trial's process ended with exit code 3"),
         ("badcounts", "payload: val.fp must be whole counts >= 0; got -1"),
         ("counts", "payload: pixel counts (tp, fp, fn, tn) are not scored by a study yet"),
@@ -370,10 +411,12 @@ if mode == "silent":
 x = pd.read_csv("units.csv")["x"].to_numpy()
 rng = np.random.default_rng(split["seed"])
 arrays = {}
-for part in ("val", "test"):
+for part in ("val",) if mode == "valonly" else ("val", "test"):
     ids = np.array(split[part + "_ids"])
     z = x[ids] * (1 + split["gamma"] / 4) + rng.normal(0, 0.7, len(ids))
     arrays[part + "_ids"], arrays[part + "_scores"] = ids, 1 / (1 + np.exp(-z))
+if mode == "halftest":
+    del arrays["test_scores"]
 with open(out / "progress.jsonl", "w") as f:
     f.write(json.dumps({"step": 0, "value": 0.5}) + "\\n")
 np.savez(out / "scores.npz", **arrays)
@@ -386,6 +429,7 @@ np.savez(out / "scores.npz", **arrays)
         ("ok", None),
         ("fail", "the command exited with 1: RuntimeError: no checkpoint found"),
         ("silent", "the command wrote no scores.npz in "),
+        ("halftest", "payload: scores.npz has test_ids but no test_scores"),
     ],
 )
 def test_the_command_form(tmp_path: Path, mode: str, reason: str | None) -> None:
@@ -406,6 +450,23 @@ def test_the_command_form(tmp_path: Path, mode: str, reason: str | None) -> None
         assert got[1][1].curves["val_monitor"] == [0.5]
     else:
         assert all(r.fail_reason.startswith(reason) for _, r in got), got[0][1].fail_reason
+
+
+def test_the_command_form_may_write_no_test_scores(tmp_path: Path) -> None:
+    config = experiment(tmp_path, trainer=None)
+    (tmp_path / "train.py").write_text(COMMAND, encoding="utf-8")
+    raw = yaml.safe_load(config.read_text())
+    raw["trainer"] = {"command": [sys.executable, "train.py", "{split}", "{workdir}", "valonly"]}
+    config.write_text(yaml.safe_dump(raw))
+    result = runner.invoke(app, ["run", "-c", str(config)])
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "runs" / "own"
+    table = pd.read_csv(run / "trials.csv")
+    assert (table["state"] == "COMPLETE").all() and table["test_f1"].isna().all()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["verdict"]["recommended"] is not None  # one progress line: not-measurable
+    assert {c["note"] for c in summary["test"]} == {"the trainer returned no test scores"}
+    assert "no paired difference, the trainer returned no test scores." in summary["text"]
 
 
 def _alive(pid: int) -> bool:

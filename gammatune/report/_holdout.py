@@ -87,14 +87,18 @@ def _check(
     units = chosen.index.intersection(reference.index)
     if not len(units):
         return TestCheck(name, None, "no trial of both with the same seed")
-    pairs = [(_scores(config, chosen.loc[u]), _scores(config, reference.loc[u])) for u in units]
-    if any(a is None or b is None for a, b in pairs):
+    loaded = [(_scores(config, chosen.loc[u]), _scores(config, reference.loc[u])) for u in units]
+    pairs = [(a, b) for a, b in loaded if a is not None and b is not None]
+    if len(pairs) < len(loaded):
         return TestCheck(name, None, "per-sample scores are not in this run folder")
-    a_scores, b_scores = (np.stack([p[i].test for p in pairs]) for i in (0, 1))  # type: ignore[union-attr]
+    lacking = _lacking(pairs, name)
+    if lacking:
+        return TestCheck(name, None, lacking)
+    a_scores, b_scores = (np.stack([p[i].test for p in pairs]) for i in (0, 1))  # type: ignore[misc]
     if a_scores.ndim != 2:
         return TestCheck(name, None, "a multiclass task has none: compare the per-class figures")
     thresholds = (_thresholds(chosen, units), _thresholds(reference, units))
-    targets = pairs[0][0].test_labels  # type: ignore[union-attr]
+    targets = pairs[0][0].test_labels
     keys, note = _test_groups(groups, targets)
     difference = paired_bootstrap(
         targets, a_scores, b_scores, metric=metric, threshold=thresholds, seed=config.seed,
@@ -113,6 +117,17 @@ def _test_groups(groups: Groups | None, targets: np.ndarray) -> tuple[np.ndarray
     if units is None or keys is None or not np.array_equal(units.labels[units.test_ids], targets):
         return None, f", single samples resampled: the groups of {groups.column!r} not found"
     return keys, f", whole groups of {groups.column!r} resampled"
+
+
+def _lacking(pairs: list[tuple[SampleScores, SampleScores]], name: str) -> str:
+    """Whose trials have no test scores (a user's trainer may leave them out), or ''."""
+    chosen, reference = (any(p[i].test is None for p in pairs) for i in (0, 1))
+    if chosen and reference:
+        return "the trainer returned no test scores"
+    if chosen or reference:
+        who = "the recommendation" if chosen else name
+        return f"the trainer returned no test scores for the trials of {who}"
+    return ""
 
 
 def _thresholds(part: pd.DataFrame, units: pd.Index) -> np.ndarray:

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import base64
-import dataclasses
 import html
-import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +33,15 @@ from gammatune.report._plots import (
     training_curves,
 )
 from gammatune.report._resample import declared_groups, validation_spread
-from gammatune.report._summary import CAPTION, Summary, SummaryRow, interval_text, summarize
+from gammatune.report._summary import (
+    CAPTION,
+    Summary,
+    SummaryRow,
+    figure_text,
+    interval_text,
+    summarize,
+    summary_json,
+)
 from gammatune.report._table import confirm_plan, experiment_facts, trials_frame, write_csv
 from gammatune.storage import open_storage
 
@@ -141,7 +146,8 @@ def write_report(
     frame, summary, facts = study_summary(config, storage)
     try:
         csv = write_csv(_with_verdict(frame, summary), csv_file)
-        _write_json(config.run_dir / "summary.json", summary, frame)
+        config.run_dir.mkdir(parents=True, exist_ok=True)
+        write_whole(config.run_dir / "summary.json", summary_json(summary, frame))
         drawn = figures(frame, summary, [str(n) for n in facts.get("class_names", [])])
         written = write_plots(plots, drawn) if plots is not None else []
         page.parent.mkdir(parents=True, exist_ok=True)
@@ -196,34 +202,6 @@ def _with_verdict(frame: pd.DataFrame, summary: Summary) -> pd.DataFrame:
         mine = setting_mask(table, summary.verdict.recommended)
         table["recommended"] = (table["stage"] == "confirm") & mine
     return table
-
-
-def _write_json(path: Path, summary: Summary, frame: pd.DataFrame) -> None:
-    """``summary.json``: the verdict with its paired comparisons, the test report, and the
-    largest score difference of a trial trained twice (``confirm.check_determinism``)."""
-    twice = frame.get("repeat_difference", pd.Series(dtype=float)).dropna()
-    data = {
-        "determinism_max_difference": None if twice.empty else float(twice.max()),
-        "objective": summary.objective,
-        "verdict": summary.verdict.to_json(),
-        "interval_warning": summary.interval_warning,
-        "text": summary.text,
-        "n_val_positives": summary.n_val_positives,
-        "true_positives_found": summary.true_positives_found,
-        "health": list(summary.health),
-        "test": [
-            {"reference": c.reference, "note": c.note,
-             "difference": None if c.difference is None else dataclasses.asdict(c.difference)}
-            for c in summary.test_checks
-        ],
-        "rows": [dataclasses.asdict(r) for r in summary.rows],
-    }  # fmt: skip
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_whole(path, json.dumps(data, indent=2, default=_finite) + "\n")
-
-
-def _finite(value: Any) -> Any:
-    return None if isinstance(value, float) and not math.isfinite(value) else str(value)
 
 
 def figures(frame: pd.DataFrame, summary: Summary, class_names: list[str]) -> dict[str, Any]:
@@ -358,11 +336,11 @@ _COLUMNS = [
     ("val_recall", lambda r: f"{r.val_recall:.3f}"),
     ("val_f1", lambda r: f"{r.val_f1:.3f}"),
     ("val_pr_auc", lambda r: f"{r.val_pr_auc:.3f}"),
-    ("test_f1", lambda r: f"{r.test_f1:.3f}"),
+    ("test_f1", lambda r: figure_text(r.test_f1)),
     ("test_f1_ci", lambda r: interval_text(r)),
-    ("test_pr_auc", lambda r: f"{r.test_pr_auc:.3f}"),
-    ("test_ece", lambda r: f"{r.test_ece:.3f}"),
-    ("test_brier", lambda r: f"{r.test_brier:.3f}"),
+    ("test_pr_auc", lambda r: figure_text(r.test_pr_auc)),
+    ("test_ece", lambda r: figure_text(r.test_ece)),
+    ("test_brier", lambda r: figure_text(r.test_brier)),
 ]
 _HEADERS = ["", "trial", "gamma", "alpha", "val objective", "val precision", "val recall",
             "val F1", "val PR-AUC", "test F1", "95% interval", "test PR-AUC", "test ECE",

@@ -185,6 +185,10 @@ def pr_curves(frame: pd.DataFrame, summary: Summary) -> Figure | None:
         return None  # multiclass trials have no single PR curve
     figure, axes = _figure(9, 3.8, ncols=2)
     for ax, split in zip(axes[0], ("val", "test"), strict=True):
+        if not any(_nonempty(trial.get(f"{split}_pr_curve")) for _, trial in trials):
+            ax.text(0.5, 0.5, "no test scores\n(the trainer returned none)", ha="center")
+            ax.set(title=f"PR curve ({split})", xticks=[], yticks=[])
+            continue
         for (row, trial), color in zip(trials, (_BASE, _BEST), strict=False):
             curve = trial.get(f"{split}_pr_curve")
             if not _nonempty(curve):

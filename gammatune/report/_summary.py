@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -308,6 +310,31 @@ def _check_words(check: TestCheck) -> str:
     )
 
 
+def summary_json(summary: Summary, frame: pd.DataFrame) -> str:
+    """``summary.json``: the verdict with its paired comparisons, the test report, and the
+    largest score difference of a trial trained twice (``confirm.check_determinism``). A
+    figure that is not there (NaN: no test scores, an interval of a mean) is null."""
+    twice = frame.get("repeat_difference", pd.Series(dtype=float)).dropna()
+    data = {
+        "determinism_max_difference": None if twice.empty else float(twice.max()),
+        "objective": summary.objective,
+        "verdict": summary.verdict.to_json(),
+        "interval_warning": summary.interval_warning,
+        "text": summary.text,
+        "n_val_positives": summary.n_val_positives,
+        "true_positives_found": summary.true_positives_found,
+        "health": list(summary.health),
+        "test": [
+            {"reference": c.reference, "note": c.note,
+             "difference": None if c.difference is None else dataclasses.asdict(c.difference)}
+            for c in summary.test_checks
+        ],
+        "rows": [dataclasses.asdict(r) for r in summary.rows],
+    }  # fmt: skip
+    plain = json.loads(json.dumps(data, default=str), parse_constant=lambda _: None)  # NaN: null
+    return json.dumps(plain, indent=2) + "\n"
+
+
 def render_summary(console: Any, summary: Summary) -> None:
     """Print the summary table and the verdict on a rich console."""
     from rich import box
@@ -330,8 +357,9 @@ def render_summary(console: Any, summary: Summary) -> None:
             f"{row.gamma:g}",
             format_alpha(row.alpha),
             *(f"{v:.3f}" for v in (row.val_objective, row.val_precision, row.val_recall)),
-            f"{row.test_f1:.3f} ({interval_text(row)})",
-            f"{row.test_pr_auc:.3f}",
+            figure_text(row.test_f1)
+            + ("" if math.isnan(row.test_f1) else f" ({interval_text(row)})"),
+            figure_text(row.test_pr_auc),
             style="bold" if row.label == "recommended" else None,
         )
     console.print(table)
@@ -345,8 +373,15 @@ def render_summary(console: Any, summary: Summary) -> None:
 def interval_text(row: SummaryRow) -> str:
     """The test F1 interval of one trial; a mean over confirm trials says so instead."""
     low, high = row.test_f1_ci
+    if math.isnan(row.test_f1):  # no test scores (a user's trainer may return none)
+        return "n/a"
     if row.n > 1:
         return f"mean of {row.n}"
     if math.isnan(low):
         return "n/a"
     return "no spread" if low == high else f"{low:.2f}-{high:.2f}"
+
+
+def figure_text(value: float) -> str:
+    """A figure with 3 decimals; ``n/a`` where there is none (NaN: no test scores)."""
+    return "n/a" if math.isnan(value) else f"{value:.3f}"

@@ -98,7 +98,9 @@ def trials_frame(
     ordered = _LEADING + [f"{split}_{f}" for split in ("val", "test") for f in _SPLIT_FIELDS]
     ordered += [f"{split}_{f}" for split in ("val", "test") for f in _PER_CLASS] + _TRAILING
     ordered += _OBJECTS
-    return frame.reindex(columns=[c for c in ordered if c in frame.columns])
+    # A test column wherever its validation one is: empty for trials without test scores.
+    mirrored = {c for c in ordered if "val_" + c.removeprefix("test_") in frame.columns}
+    return frame.reindex(columns=[c for c in ordered if c in frame.columns or c in mirrored])
 
 
 def confirm_plan(config: Config, storage: optuna.storages.BaseStorage) -> set[str]:

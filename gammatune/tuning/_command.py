@@ -3,7 +3,7 @@
 gammatune writes the trial's setting and ids to ``{split}`` (JSON), runs the command with the
 placeholders filled in, follows ``{workdir}/progress.jsonl`` (``{"step": .., "value": ..}``
 lines) for the pruner (SIGTERM stops the command), and reads ``{workdir}/scores.npz``
-(``val_ids``, ``val_scores``, ``test_ids``, ``test_scores``) once it exits 0.
+(``val_ids``, ``val_scores``, and optionally ``test_ids``, ``test_scores``) once it exits 0.
 """
 
 from __future__ import annotations
@@ -141,12 +141,13 @@ def _scores(path: Path, curve: tuple[float, ...]) -> Ended:
     except (ValueError, OSError) as exc:
         return Ended(reason=f"cannot read {path.name}: {exc}", curve=curve)
     payload: dict[str, Any] = {}
-    for part in ("val", "test"):
-        if f"{part}_ids" in found or f"{part}_scores" in found:
-            payload[part] = {
-                "ids": found.get(f"{part}_ids"),
-                "scores": found.get(f"{part}_scores"),
-            }
+    for part in ("val", "test"):  # test is optional: neither array is a trial without it
+        ids, scores = f"{part}_ids", f"{part}_scores"
+        if (ids in found) != (scores in found):
+            have, lack = (ids, scores) if ids in found else (scores, ids)
+            return Ended(reason=f"payload: {path.name} has {have} but no {lack}", curve=curve)
+        if ids in found:
+            payload[part] = {"ids": found[ids], "scores": found[scores]}
     return Ended(payload=payload, curve=curve)
 
 

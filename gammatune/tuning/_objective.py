@@ -368,20 +368,20 @@ def _scores(val: np.ndarray, test: np.ndarray, splits: Splits) -> SampleScores:
 def _evaluated(
     context: _Context, record: TrialRecord, scores: SampleScores, splits: Splits
 ) -> Outcome:
-    """Evaluate both splits at the decision threshold (chosen on validation when ``tuned``)."""
+    """Evaluate both splits at the decision threshold (chosen on validation when ``tuned``);
+    no test evaluation (None) without test scores (a user's trainer may leave them out)."""
     config = context.config
     threshold = config.threshold if isinstance(config.threshold, float) else 0.5
     if config.threshold == "tuned" and scores.val.ndim == 1:
         threshold = best_f1_threshold(splits.y_val.numpy(), scores.val)[0]
-    val, test = (
-        evaluate(y.numpy(), s, threshold=threshold, seed=record.seed)
-        for y, s in ((splits.y_val, scores.val), (splits.y_test, scores.test))
-    )
-    if val.best_threshold is not None:  # no oracle: test at the threshold chosen on validation
-        cut = val.best_threshold
-        matrix = confusion_matrix(splits.y_test.numpy(), scores.test >= cut, 2)
-        f1_at_cut = float(per_class_prf(matrix)[2][1])
-        test = replace(test, best_threshold=cut, f1_at_best_threshold=f1_at_cut)
+    val = evaluate(splits.y_val.numpy(), scores.val, threshold=threshold, seed=record.seed)
+    test, y_test, on_test = None, splits.y_test.numpy(), scores.test
+    if on_test is not None:
+        test = evaluate(y_test, on_test, threshold=threshold, seed=record.seed)
+        if val.best_threshold is not None:  # no oracle: test at the threshold chosen on val
+            cut = val.best_threshold
+            f1_at_cut = float(per_class_prf(confusion_matrix(y_test, on_test >= cut, 2))[2][1])
+            test = replace(test, best_threshold=cut, f1_at_best_threshold=f1_at_cut)
     value = objective_value(val, config.metric)
     reason = None if math.isfinite(value) else f"the objective {config.metric} is {value}"
     values = [objective_value(val, o) for o in config.objectives]
