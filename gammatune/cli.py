@@ -160,11 +160,19 @@ def check(ctx: typer.Context, config: ConfigPath) -> None:
         from gammatune.overview import describe_data
 
         resolved = _load(config)
+        _check_trainer(resolved)
         overview = describe_data(resolved)
         out.print(overview.text, markup=False, highlight=False, soft_wrap=True)
         for warning in overview.warnings:
             _say(f"warning: {warning}")
         _say(f"{config}: valid; data loaded; storage {redact(resolved.storage_url)}")
+
+
+def _check_trainer(config: Config) -> None:
+    if config.trainer is not None:
+        from gammatune.tuning import check_trainer
+
+        check_trainer(config.trainer)
 
 
 def _stage_command(stages: list[Stage], summary: str) -> Callable[..., None]:
@@ -330,6 +338,7 @@ def _run_stages(
         if executor not in ("local", "ray") or executor == "ray" and workers > 1:
             raise ConfigError(f"--executor {executor}: must be local, or ray with --workers 1.")
         resolved = _load(config_path, storage, threads)
+        _check_trainer(resolved)  # before a study is opened: a refused run leaves nothing
         from gammatune.report import render_summary, study_summary
         from gammatune.storage import storage_errors
 

@@ -6,6 +6,7 @@ one model folder (see :mod:`gammatune.saved_model`, whose ``save_model``, ``load
 from __future__ import annotations
 
 import dataclasses
+import json
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,14 +51,20 @@ class Exported:
     fit_on: FitOn
     epochs: int | None  # None: a user trainer's model (its own loop chose its epochs)
     threshold: float
+    weights: bool = True  # a user trainer's model: whether its trial returned a weights file
 
     @property
     def text(self) -> str:
         """One line for the terminal."""
         if self.epochs is None:
+            kept = (
+                "its card and the weights it returned"
+                if self.weights
+                else ("its card; the trial returned no weights")
+            )
             return (
                 f"exported {self.setting.name} ({self.verdict}; your trainer's first confirm "
-                f"trial: its card and the weights it returned) to {self.path}"
+                f"trial: {kept}) to {self.path}"
             )
         return (
             f"exported {self.setting.name} ({self.verdict}; "
@@ -101,7 +108,10 @@ def export_model(config: Config, *, fit_on: FitOn = "train") -> Exported:
                 "cannot rerun your code on train+val; export without --refit."
             )
         folder = export_user_model(config, setting, trials, verdict=verdict.kind)
-        return Exported(folder, setting, verdict.kind, "train", None, 0.5)
+        card = json.loads((folder / "card.json").read_text(encoding="utf-8"))
+        return Exported(
+            folder, setting, verdict.kind, "train", None, 0.5, card["weights"] is not None
+        )
     epochs = int(statistics.median(trials["best_epoch"])) if fit_on == "train+val" else None
     first = trials.sort_values(["fold", "repeat"])
     seed = int(first["seed"].iloc[0]) if len(first) else config.seed

@@ -111,6 +111,11 @@ def load_model(path: str | Path) -> FocalClassifier:
         DataError: The folder holds no gammatune model, or one of a newer format.
     """
     path = Path(path)
+    if not (path / CARD).exists() and (path / "card.json").is_file():
+        raise DataError(
+            f"--model: {path} holds your trainer's export (card.json), not a model gammatune "
+            "can run: load the weights file it names with your own code."
+        )
     try:
         card = json.loads((path / CARD).read_text(encoding="utf-8"))
         digest = _digest(path / WEIGHTS)

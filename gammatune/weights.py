@@ -90,9 +90,10 @@ def export_user_model(config: Config, setting: Setting, trials: Any, *, verdict:
     source = Path(record.weights_file) if record.weights_file else None
     kept = source if source is not None and source.is_file() else None
     card = {
-        "setting": setting.params(), "verdict": verdict, "seed": record.seed,
-        "fold": setting.fold, "confirm_trial": number, "trainer": config.trainer and
-        config.trainer.model_dump(mode="json"), "weights": kept and kept.name,
+        "setting": record.setting.params(), "verdict": verdict, "seed": record.seed,
+        "fold": record.setting.fold, "repeat": record.setting.repeat, "confirm_trial": number,
+        "trainer": config.trainer and config.trainer.model_dump(mode="json"),
+        "weights": kept and kept.name,
         "weights_sha256": kept and _sha256(kept),
     }  # fmt: skip
     # The whole old folder or the whole new one; an earlier card's weights file may go with it.

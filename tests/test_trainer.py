@@ -155,6 +155,7 @@ def test_the_workflow_runs_on_a_user_function_and_gives_a_verdict(tmp_path: Path
     result = runner.invoke(app, ["run", "-c", str(config)])
     assert result.exit_code == 0, result.output
     run = tmp_path / "runs" / "own"
+    assert "its card; the trial returned no weights" in " ".join(result.output.split())
     summary = json.loads((run / "summary.json").read_text())
     assert summary["verdict"]["kind"] in (
         "focal",
@@ -177,6 +178,11 @@ def test_export_swaps_in_the_card_and_the_weights_the_trial_returned(tmp_path: P
     card = json.loads((model / "card.json").read_text())
     assert (model / "net.bin").read_bytes() == b"seed %d" % card["seed"]
     assert card["weights_sha256"] == hashlib.sha256((model / "net.bin").read_bytes()).hexdigest()
+    table = pd.read_csv(tmp_path / "runs" / "own" / "trials.csv")
+    chosen = (table["stage"] == "confirm") & (table["number"] == card["confirm_trial"])
+    row = table[chosen].iloc[0]  # the card names the split and seed that trial trained on
+    keys = ("seed", "fold", "repeat")
+    assert [card[k] for k in keys] == [row[k] for k in keys]
     again = runner.invoke(app, ["export", "-c", str(config)])
     assert again.exit_code == 0, again.output
     assert "your trainer's first confirm trial" in again.output and "epochs" not in again.output
@@ -184,6 +190,9 @@ def test_export_swaps_in_the_card_and_the_weights_the_trial_returned(tmp_path: P
     refit = runner.invoke(app, ["export", "-c", str(config), "--refit"])
     assert refit.exit_code == 2 and "export --refit: trainer.function" in one_error_line(refit)
     assert (model / "card.json").read_text() == json.dumps(card, indent=2)  # untouched
+    data, out = str(tmp_path / "units.csv"), str(tmp_path / "s.csv")
+    scored = runner.invoke(app, ["predict", "--model", str(model), "--data", data, "--out", out])
+    assert scored.exit_code == 3 and "holds your trainer's export" in one_error_line(scored)
 
 
 def test_a_trainer_that_reports_no_epochs_is_still_judged(tmp_path: Path) -> None:
@@ -320,9 +329,11 @@ def test_a_bad_trainer_is_one_line_and_exit_2(
     raw = yaml.safe_load(config.read_text())
     raw["trainer"] = trainer
     config.write_text(yaml.safe_dump(raw))
-    result = runner.invoke(app, ["baseline", "-c", str(config)])
-    assert result.exit_code == 2, result.output
-    assert message in one_error_line(result)
+    for command in ("check", "baseline"):  # check finds it too; a refused stage opens no study
+        result = runner.invoke(app, [command, "-c", str(config)])
+        assert result.exit_code == 2, result.output
+        assert message in one_error_line(result)
+    assert not (tmp_path / "runs").exists()
 
 
 def test_model_keys_with_a_trainer_are_named_and_refused(tmp_path: Path) -> None:

@@ -14,13 +14,14 @@ from gammatune.tuning._objective import (
 )
 from gammatune.tuning._runner import TrialEvent, run_stages
 from gammatune.tuning._stages import StagePlan, plan_stage
-from gammatune.tuning._trainer import trial_spec
+from gammatune.tuning._trainer import check_trainer, trial_spec
 from gammatune.tuning._workers import run_with_workers
 from gammatune.tuning._workflow import run_workflow
 
 __all__ = [
     "StagePlan",
     "TrialEvent",
+    "check_trainer",
     "loss_terms",
     "make_objective",
     "new_member",

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gammatune.config import Config
+from gammatune.config import Config, TrainerConfig
 from gammatune.data import Splits, refold
 from gammatune.errors import ConfigError
 from gammatune.record import Setting, TrialRecord
@@ -47,15 +47,14 @@ class Ended:
     curve: tuple[float, ...] = ()
 
 
-def trainer_objective(config: Config, splits: Splits, *, device: torch.device) -> Objective:
-    """Return the objective of a ``trainer`` experiment: each setting one user trial.
+def check_trainer(trainer: TrainerConfig) -> None:
+    """Import ``trainer.function`` (or check ``trainer.command``'s placeholders and program),
+    as ``check`` does and every stage does before it opens a study.
 
     Raises:
-        ConfigError: ``trainer.function`` cannot be imported or is not callable, or a
-            ``trainer.command`` placeholder or program is unknown.
+        ConfigError: The function cannot be imported or is not callable, or a command
+            placeholder or program is unknown.
     """
-    trainer = config.trainer
-    assert trainer is not None and splits.units is not None
     if trainer.function is not None:
         try:
             load_function(trainer.function, trainer.base_dir)
@@ -67,6 +66,18 @@ def trainer_objective(config: Config, splits: Splits, *, device: torch.device) -
         from gammatune.tuning._command import check_command
 
         check_command(trainer.command or [], trainer.base_dir)
+
+
+def trainer_objective(config: Config, splits: Splits, *, device: torch.device) -> Objective:
+    """Return the objective of a ``trainer`` experiment: each setting one user trial.
+
+    Raises:
+        ConfigError: ``trainer.function`` cannot be imported or is not callable, or a
+            ``trainer.command`` placeholder or program is unknown.
+    """
+    trainer = config.trainer
+    assert trainer is not None and splits.units is not None
+    check_trainer(trainer)
     context = _Context(config, splits, device, None, None)
 
     def objective(
