@@ -44,15 +44,18 @@ def describe_data(config: Config, splits: Splits | None = None) -> DataOverview:
     splits = splits or load_data(config)
     counts = splits.class_counts()
     lines = [*_class_lines(splits, counts), *_column_lines(splits)]
-    steps, batch_line = _steps(config, len(splits.y_train))
-    lines.append(batch_line)
     warnings = [*_class_warnings(config, splits, counts)]
-    if steps < MIN_STEPS:
-        warnings.append(
-            f"each trial gets {steps} optimizer steps at most (train.epochs "
-            f"{config.train.epochs}, train.batch_size {config.train.batch_size}): a network may "
-            f"not learn in under {MIN_STEPS}; use batch_size auto, or more epochs."
-        )
+    if config.trainer is None:  # a user's trainer chooses its own batches
+        steps, batch_line = _steps(config, len(splits.y_train))
+        lines.append(batch_line)
+        auto = config.train.batch_size == "auto"
+        if steps < MIN_STEPS:
+            warnings.append(
+                f"each trial gets {steps} optimizer steps at most (train.epochs "
+                f"{config.train.epochs}, train.batch_size {config.train.batch_size}): a network "
+                f"may not learn in under {MIN_STEPS}; "
+                + ("raise train.epochs." if auto else "use batch_size auto, or more epochs.")
+            )
     dumped = dump_without_secrets(config)  # never a password on the screen
     resolved = yaml.safe_dump(dumped, sort_keys=False)
     return DataOverview(resolved, tuple(lines), tuple(warnings))

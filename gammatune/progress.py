@@ -63,6 +63,7 @@ class Progress:
             f"data: {per_class} (imbalance {ratio:.1f}:1); train/val/test {sizes}",
             markup=False,
             highlight=False,
+            soft_wrap=True,
         )
 
     def start_stage(self, stage: str, total: int) -> None:
@@ -72,5 +73,5 @@ class Progress:
         self.bars.update(self.epochs, total=event.epochs, completed=event.epoch, visible=True)
 
     def trial_done(self, event: TrialEvent) -> None:
-        self.bars.console.print(trial_line(event), markup=False, highlight=False)
+        self.bars.console.print(trial_line(event), markup=False, highlight=False, soft_wrap=True)
         self.bars.advance(self.trials)

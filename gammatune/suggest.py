@@ -203,7 +203,7 @@ def format_suggestion(suggestion: Suggestion) -> list[str]:
         lines.append(f"{name:<{width}}  {count:>{digits}}  {count / total:6.1%}")
     return [
         *lines,
-        f"imbalance 1:{suggestion.ratio:.1f} (majority / minority, whole data set)",
+        f"imbalance 1:{suggestion.ratio:.1f} (minority : majority, whole data set)",
         f"why: {suggestion.reason}",
         f"search.gamma: {list(suggestion.gamma)}",
         f"search.alpha: {list(suggestion.alpha)}",

@@ -41,7 +41,7 @@ BAD = [
     ({"search": {"gamma": []}}, "search.gamma: List should have at least 1 item"),
     ({"search": {"gamma": [True]}}, "search: gamma must not be a boolean; got [True] (YAML"),
     ({"search": {"alpha": [False, 0.75]}}, "search: alpha must not be a boolean"),
-    ({"seed": True}, "(top level): seed must not be a boolean; got True"),
+    ({"seed": True}, "seed must not be a boolean; got True"),
     ({"train": {"lr": True}}, "train: lr must not be a boolean"),
     ({"seed": -1}, "seed: Input should be greater than or equal to 0 (got -1)"),
     ({"seed": 2**70}, "seed: Input should be less than 4294967296"),

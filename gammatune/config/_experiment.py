@@ -232,13 +232,12 @@ def _describe(path: Path, exc: ValidationError) -> str:
                 continue
             elif not (isinstance(error["loc"][index - 1], int) and part in SCHEDULE_KINDS):
                 where += f".{part}" if where else str(part)
-        where = where or "(top level)"
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = "unknown key (check its spelling and level)"
         whole = error["type"] == "missing" or isinstance(error["input"], dict)  # a section's rule
         got = "" if whole else f" (got {_shown(error['input'])})"
-        lines.append(f"{path}: {where}: {message}{got}")
+        lines.append(f"{path}: {where}: {message}{got}" if where else f"{path}: {message}{got}")
     if len(errors) > _MAX_LINES:
         lines.append(f"{path}: and {len(errors) - _MAX_LINES} more problems like these.")
     return "\n".join(lines)

@@ -245,7 +245,8 @@ def _unmeasurable_reason(
         return "the confirm stage has not run"
     if n_val_positives < minimum:
         return (
-            f"only {n_val_positives} validation positives; the objective cannot tell settings "
+            f"only {n_val_positives} validation positive{'' if n_val_positives == 1 else 's'}; "
+            "the objective cannot tell settings "
             f"apart (need >= {minimum})"
         )
     if not setting_mask(confirm, _PLAIN_CE).any():
