@@ -285,6 +285,8 @@ def _row_of(label: str, row: pd.Series, *, n: int) -> SummaryRow:
 def _test_words(checks: tuple[TestCheck, ...], unmeasurable: bool) -> str:
     """The test checks as one sentence; under ``not-measurable`` said to be no evidence."""
     head = "On the test split (used once, after the decision"
+    if not unmeasurable:  # a test interval that excludes 0 is no gain the verdict missed
+        head += "; a check that cannot change the verdict"
     if unmeasurable:
         head += (
             "; descriptive only: the verdict is not-measurable, so no difference here is a gain"
