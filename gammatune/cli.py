@@ -19,7 +19,7 @@ from rich.console import Console
 
 from gammatune import __version__
 from gammatune.errors import ConfigError, GammatuneError, redact
-from gammatune.progress import Progress, trial_line
+from gammatune.progress import Progress, log_handler, trial_line
 
 if TYPE_CHECKING:
     from gammatune.config import Config
@@ -113,16 +113,9 @@ def main(
     """
     ctx.obj = {"traceback": traceback}
     atexit.register(_freeze_imports)  # and the exit's collections skip what the run made
-    from rich.logging import RichHandler
-
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
-    # A terminal gets Rich's columns (it shows the level itself); a file or a pipe (CI logs,
-    # `2> log`) gets one unwrapped line per message, which grep finds whole.
-    handler: logging.Handler = RichHandler(console=err, show_path=False)
-    if not err.is_terminal:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s  %(message)s"))
-    logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
+    handlers = [log_handler(err)]
+    logging.basicConfig(level=level, format="%(message)s", handlers=handlers, force=True)
 
 
 @contextmanager
@@ -158,21 +151,15 @@ def check(ctx: typer.Context, config: ConfigPath) -> None:
     """Validate an experiment file, load its data and print both (the data as YAML comments)."""
     with _user_errors(ctx):
         from gammatune.overview import describe_data
+        from gammatune.tuning import check_trainer
 
         resolved = _load(config)
-        _check_trainer(resolved)
+        check_trainer(resolved)
         overview = describe_data(resolved)
         out.print(overview.text, markup=False, highlight=False, soft_wrap=True)
         for warning in overview.warnings:
             _say(f"warning: {warning}")
         _say(f"{config}: valid; data loaded; storage {redact(resolved.storage_url)}")
-
-
-def _check_trainer(config: Config) -> None:
-    if config.trainer is not None:
-        from gammatune.tuning import check_trainer
-
-        check_trainer(config.trainer)
 
 
 def _stage_command(stages: list[Stage], summary: str) -> Callable[..., None]:
@@ -338,7 +325,9 @@ def _run_stages(
         if executor not in ("local", "ray") or executor == "ray" and workers > 1:
             raise ConfigError(f"--executor {executor}: must be local, or ray with --workers 1.")
         resolved = _load(config_path, storage, threads)
-        _check_trainer(resolved)  # before a study is opened: a refused run leaves nothing
+        from gammatune.tuning import check_trainer
+
+        check_trainer(resolved)  # before a study is opened: a refused run leaves nothing
         from gammatune.report import render_summary, study_summary
         from gammatune.storage import storage_errors
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -10,6 +11,18 @@ if TYPE_CHECKING:
     from gammatune.data import Splits
     from gammatune.training import EpochEvent
     from gammatune.tuning import TrialEvent
+
+
+def log_handler(console: Console) -> logging.Handler:
+    """Where log records go: a terminal gets Rich's columns (the level shown by Rich); a file
+    or a pipe (CI logs, ``2> log``) one unwrapped ``LEVEL  message`` line, which grep finds."""
+    if console.is_terminal:
+        from rich.logging import RichHandler
+
+        return RichHandler(console=console, show_path=False)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s  %(message)s"))
+    return handler
 
 
 def trial_line(event: TrialEvent) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gammatune.config import Config, TrainerConfig
+from gammatune.config import Config
 from gammatune.data import Splits, refold
 from gammatune.errors import ConfigError
 from gammatune.record import Setting, TrialRecord
@@ -47,14 +47,17 @@ class Ended:
     curve: tuple[float, ...] = ()
 
 
-def check_trainer(trainer: TrainerConfig) -> None:
+def check_trainer(config: Config) -> None:
     """Import ``trainer.function`` (or check ``trainer.command``'s placeholders and program),
-    as ``check`` does and every stage does before it opens a study.
+    as ``check`` does and every stage does before it opens a study; nothing without a trainer.
 
     Raises:
         ConfigError: The function cannot be imported or is not callable, or a command
             placeholder or program is unknown.
     """
+    trainer = config.trainer
+    if trainer is None:
+        return
     if trainer.function is not None:
         try:
             load_function(trainer.function, trainer.base_dir)
@@ -77,7 +80,7 @@ def trainer_objective(config: Config, splits: Splits, *, device: torch.device) -
     """
     trainer = config.trainer
     assert trainer is not None and splits.units is not None
-    check_trainer(trainer)
+    check_trainer(config)
     context = _Context(config, splits, device, None, None)
 
     def objective(
