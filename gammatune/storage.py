@@ -38,8 +38,7 @@ from gammatune.segmentation import SegmentationScores
 Stage = Literal["baseline", "search", "refine", "confirm"]
 STAGES: tuple[Stage, ...] = ("baseline", "search", "refine", "confirm")
 RESULT = "result"  # the user attribute that holds a finished trial's record
-# Top-level attributes where they differ from Optuna's value: the metric that ranks trials (of a
-# multi-objective study, whose values are the objectives), and an unmet constraint.
+# Top-level attributes: what ranks a multi-objective study's trials; an unmet constraint.
 RANKED_BY, FEASIBLE = "ranked_by", "feasible"
 FINGERPRINT = "fingerprint"  # the study attribute: what its trials were trained on
 
@@ -296,8 +295,7 @@ def save_record(trial: optuna.Trial, record: TrialRecord) -> None:
         trial.set_user_attr(key, value)
 
 
-# The validation figures stored as top-level attributes, so that optuna-dashboard can sort and
-# filter trials by them. Test figures stay inside the record: choosing by test is the pitfall.
+# Validation figures as top-level attributes (optuna-dashboard sorts by them); never test's.
 KEY_FIGURES = ("f1", "precision", "recall", "f1_macro", "pr_auc")
 
 
@@ -324,10 +322,12 @@ def trial_value(trial: optuna.trial.FrozenTrial) -> float | None:
     return None if not trial.values else float(trial.values[0])
 
 
-def rank(trial: optuna.trial.FrozenTrial) -> tuple[bool, float]:
-    """How trials rank: those meeting ``constraints`` first, then by :func:`trial_value`."""
-    value = trial_value(trial)
-    return bool(trial.user_attrs.get(FEASIBLE, True)), -math.inf if value is None else value
+def rank(trial: optuna.trial.FrozenTrial) -> tuple[bool, float, float]:
+    """How trials rank: those meeting ``constraints`` first, then by :func:`trial_value`, a
+    tie (every weighted baseline at F1 0) by validation PR-AUC, which needs no threshold."""
+    value, pr_auc = trial_value(trial), trial.user_attrs.get("val_pr_auc")
+    return (bool(trial.user_attrs.get(FEASIBLE, True)), -math.inf if value is None else value,
+            -math.inf if pr_auc is None else float(pr_auc))  # fmt: skip
 
 
 def load_record(trial: optuna.trial.FrozenTrial) -> TrialRecord | None:

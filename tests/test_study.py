@@ -63,3 +63,25 @@ def test_a_study_of_an_earlier_version_is_one_clear_error(tmp_path: Path) -> Non
         StudyError, match="'tiny.search' stores 'gamma' as Categorical.*new `name`"
     ):
         run_stages(config, ["search"], _objective, storage=storage)
+
+
+def test_a_tie_on_the_objective_is_broken_by_validation_pr_auc() -> None:
+    """Every weighted baseline at F1 0 (no positive predicted): the one whose scores rank the
+    positives best is the reference confirm takes, not the first alpha."""
+    import optuna
+
+    from gammatune.storage import rank
+
+    space = {"alpha": optuna.distributions.FloatDistribution(0.0, 1.0)}
+    trials = [
+        optuna.trial.create_trial(
+            value=0.0,
+            params={"alpha": alpha},
+            distributions=space,
+            user_attrs={"val_pr_auc": pr_auc},
+        )  # fmt: skip
+        for alpha, pr_auc in ((0.25, 0.12), (0.5, 0.43), (0.75, 0.30))
+    ]
+    assert max(trials, key=rank).params["alpha"] == 0.5
+    better = optuna.trial.create_trial(value=0.1, params={"alpha": 0.9}, distributions=space)
+    assert max([*trials, better], key=rank).params["alpha"] == 0.9  # the objective comes first

@@ -240,7 +240,9 @@ def _setting_text(setting: Setting) -> str:
 
 
 def _summary_row(label: str, part: pd.DataFrame) -> SummaryRow:
-    row = part.loc[part["objective"].idxmax()]
+    """The best row by the objective, a tie by validation PR-AUC (as the stages rank)."""
+    keys = [c for c in ("objective", "val_pr_auc") if c in part]
+    row = part.sort_values(keys, ascending=False, kind="stable").iloc[0]
     return _row_of(label, row, n=1)
 
 
