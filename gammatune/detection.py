@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from gammatune.errors import DataError
-from gammatune.tasks import PayloadError
+from gammatune.tasks import PayloadError, ids_order
 
 PAYLOAD_KEYS = ("ids", "boxes", "scores", "labels", "gt_boxes", "gt_labels")
 
@@ -88,19 +88,7 @@ def detection_part(
             f"{name}.{unknown[0]} is not a detection key ({', '.join(PAYLOAD_KEYS)})"
         )
     given = np.asarray(part["ids"])
-    if given.ndim != 1 or not np.issubdtype(given.dtype, np.integer):
-        raise PayloadError(f"{name}.ids must be integers (n,); got {given.dtype} {given.shape}")
-    expected = np.sort(np.asarray(ids))
-    if len(given) != len(expected) or not np.array_equal(np.sort(given), expected):
-        missing, stray = np.setdiff1d(expected, given), np.setdiff1d(given, expected)
-        detail = (
-            f"{len(missing)} of the split's ids missing (e.g. {missing[:3].tolist()})"
-            if len(missing)
-            else f"{len(stray)} ids not in the split (e.g. {stray[:3].tolist()})"
-            if len(stray)
-            else f"{len(given) - len(np.unique(given))} ids repeated"
-        )
-        raise PayloadError(f"{name}.ids must be exactly the split's image ids; {detail}")
+    order = ids_order(given, name, np.sort(np.asarray(ids)), "the split's image ids")
     has_gt = "gt_boxes" in part or "gt_labels" in part
     if not has_gt and gt is None:
         raise PayloadError(f"{name}: no gt_boxes/gt_labels and no COCO annotation file given")
@@ -117,7 +105,6 @@ def detection_part(
             )
         columns["gt_boxes"] = [gt.images[int(i)][0] for i in given]
         columns["gt_labels"] = [gt.images[int(i)][1] for i in given]
-    order = np.argsort(given, kind="stable")
     out: dict[str, list[np.ndarray]] = {key: [] for key in PAYLOAD_KEYS[1:]}
     for i in order:
         image = int(given[i])

@@ -181,7 +181,16 @@ def _counts(payload: Mapping[str, Any], name: str, ids: np.ndarray, n_classes: i
 
 def _order(part: Mapping[str, Any], name: str, ids: np.ndarray) -> np.ndarray:
     """The permutation that puts ``part["ids"]`` in the split's order (checked to match)."""
-    given = _array(part["ids"], f"{name}.ids")
+    return ids_order(_array(part["ids"], f"{name}.ids"), name, ids, f"spec.{name}_ids")
+
+
+def ids_order(given: np.ndarray, name: str, ids: np.ndarray, expected: str) -> np.ndarray:
+    """The permutation that sorts ``given`` (``name``'s ids), checked to be exactly the sorted
+    ``ids`` (called ``expected`` in the message).
+
+    Raises:
+        PayloadError: Not integers (n,), or ids missing, not in the split or repeated.
+    """
     if given.ndim != 1 or not np.issubdtype(given.dtype, np.integer):
         raise PayloadError(f"{name}.ids must be integers (n,); got {given.dtype} {given.shape}")
     order = np.argsort(given, kind="stable")
@@ -195,7 +204,7 @@ def _order(part: Mapping[str, Any], name: str, ids: np.ndarray) -> np.ndarray:
             if len(stray)
             else f"{len(given) - len(np.unique(given))} ids repeated"
         )
-        raise PayloadError(f"{name}.ids must be exactly spec.{name}_ids; {detail}")
+        raise PayloadError(f"{name}.ids must be exactly {expected}; {detail}")
     return order
 
 
