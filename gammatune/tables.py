@@ -49,18 +49,19 @@ class Table:
     plan: ColumnPlan
 
 
-def read_table(source: TableData) -> Table:
-    """Read a CSV or Parquet file and plan its columns.
+def read_frame(source: TableData) -> pd.DataFrame:
+    """Read ``data.path``, a CSV or Parquet file, as it is.
 
     Raises:
-        DataError: No such file, an unreadable one, a header naming a column twice, no rows,
-            a missing label, or a column role or kind that cannot work (see :func:`plan_columns`).
+        DataError: No such file (or a folder), an unreadable one, a header naming a column
+            twice, or no rows.
     """
     import pandas as pd
 
     path = source.path
     if not path.is_file():
-        raise DataError(f"data.path: no such file: {path}.")
+        what = "is a folder, not a file" if path.is_dir() else "no such file"
+        raise DataError(f"data.path: {what}: {path}.")
     if source.source == "csv":
         _check_header(path)
     try:
@@ -73,6 +74,17 @@ def read_table(source: TableData) -> Table:
         raise DataError(f"data.path: cannot read {path}: {exc}") from None
     if frame.empty:
         raise DataError(f"data.path: {path.name} has no rows (a header only, or nothing).")
+    return frame
+
+
+def read_table(source: TableData) -> Table:
+    """Read a CSV or Parquet file and plan its columns.
+
+    Raises:
+        DataError: No such file, an unreadable one, a header naming a column twice, no rows,
+            a missing label, or a column role or kind that cannot work (see :func:`plan_columns`).
+    """
+    path, frame = source.path, read_frame(source)
     columns = [str(c) for c in frame.columns]
     if source.target not in columns:
         raise DataError(

@@ -19,6 +19,7 @@ import numpy as np
 from gammatune.config import Config, SplitConfig, TableData
 from gammatune.errors import DataError
 from gammatune.labels import encode_labels, subsample_minority
+from gammatune.tables import read_frame
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -82,20 +83,7 @@ def refold_units(units: Units, fold: int, *, seed: int) -> Units:
 
 
 def _read_table(source: TableData) -> pd.DataFrame:
-    import pandas as pd
-
-    if not source.path.is_file():
-        raise DataError(f"data.path: no such file: {source.path}.")
-    try:
-        table = (
-            pd.read_csv(source.path) if source.source == "csv" else pd.read_parquet(source.path)
-        )
-    except ImportError as exc:
-        raise DataError(
-            f"data.source: parquet needs pyarrow: pip install pyarrow ({exc})."
-        ) from None
-    except (ValueError, OSError, pd.errors.ParserError) as exc:
-        raise DataError(f"data.path: cannot read {source.path}: {exc}") from None
+    table = read_frame(source)
     for field, column in (("target", source.target), ("groups", source.groups)):
         if column is not None and column not in table.columns:
             shown = ", ".join(map(str, list(table.columns)[:20]))

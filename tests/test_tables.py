@@ -117,6 +117,8 @@ def _bad(tmp_path: Path, case: str) -> Path:
         frame["empty"] = np.nan
     elif case == "exclude":
         data = {"exclude": ["nope"]}
+    elif case == "folder":
+        data = {"path": "."}
     elif case == "infinite":
         frame.loc[::10, "amount"] = np.inf  # some rows of every split
     elif case == "stray":
@@ -149,6 +151,7 @@ def _bad(tmp_path: Path, case: str) -> Path:
         ),
         ("all-missing", "data: column 'empty' holds no value (300 of 300 missing)"),
         ("exclude", "data.exclude: no column 'nope' in mixed.csv (columns: row_id, amount,"),
+        ("folder", "data.path: is a folder, not a file: "),
         ("infinite", "data: column 'amount' holds an infinite value; fix it, or leave the cell"),
         ("stray", "data: column 'amount' holds numbers but for 1 value(s) such as '?'; leave"),
         ("id-in-features", "data.id: 'row_id' is also listed in data.features"),
