@@ -237,11 +237,14 @@ def _check_column(
     if not categorical:
         return
     distinct, n_values = int(series.nunique(dropna=True)), int(series.notna().sum())
+    import pandas as pd
+    from pandas import to_numeric
     from pandas.api.types import is_string_dtype
 
     if is_string_dtype(series.dtype) and not declared:  # numbers but for a stray '?'
-        numbers = series.dropna().map(_number_or_none)
-        strays = series.dropna()[numbers.isna()]
+        present = series.dropna()
+        values = pd.Series(present.unique())  # each distinct value read once, not each row
+        strays = present[present.isin(values[to_numeric(values, errors="coerce").isna()])]
         if 0 < len(strays) <= max(1, n_values // 20) < n_values:
             raise DataError(
                 f"data: column {name!r} holds numbers but for {len(strays)} value(s) such as "
@@ -257,13 +260,6 @@ def _check_column(
             f"data.exclude (a category keeps its {source.max_categories} most frequent values, "
             "data.max_categories; the rest share 'other')."
         )
-
-
-def _number_or_none(value: object) -> float | None:
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
 
 
 def _is_numeric(series: pd.Series) -> bool:
