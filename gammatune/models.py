@@ -1,4 +1,4 @@
-"""Built-in models (linear, MLP, small CNN) and 'module:function' plugins."""
+"""Built-in models (linear, MLP, small CNN, small U-Net) and 'module:function' plugins."""
 
 from __future__ import annotations
 
@@ -45,6 +45,11 @@ def build_model(
                     "[channels, height, width] (the features are reshaped to it)."
                 )
             return _cnn(image_shape, config.channels, n_outputs, config.dropout)
+        case "unet":
+            raise ConfigError(
+                "model.kind: 'unet' segments images (masks as labels) and trains through its "
+                "own trial (gammatune.segment); it does not classify feature rows."
+            )
     model = call_ref(
         config.kind,
         field="model.kind",
@@ -134,6 +139,57 @@ def _cnn(
         nn.Linear(in_channels * height * width, n_outputs),
     ]
     return nn.Sequential(*layers)
+
+
+class UNet(nn.Module):
+    """A small U-Net (Ronneberger et al. 2015): per level two 3x3 convolutions with batch norm
+    and ReLU; max-pooling down, a transposed convolution up, the level's features concatenated
+    (the skip); a 1x1 convolution to the logits. Any image size: the input is padded to a
+    multiple of ``2 ** (levels - 1)`` and the logits cropped back.
+
+    Args:
+        in_channels: The images' channels.
+        channels: Channels of each level, e.g. ``[16, 32]`` (two levels: one halving).
+        n_outputs: Logits per pixel: 1 (binary, sigmoid) or the number of classes (softmax).
+
+    Shapes: ``(N, in_channels, H, W)`` -> ``(N, n_outputs, H, W)``.
+    """
+
+    def __init__(self, in_channels: int, channels: list[int], n_outputs: int) -> None:
+        super().__init__()
+        widths = [in_channels, *channels]
+        self.down = nn.ModuleList(
+            _double_conv(a, b) for a, b in zip(widths, channels, strict=True)
+        )
+        self.up = nn.ModuleList(
+            nn.ConvTranspose2d(b, a, 2, stride=2)
+            for a, b in zip(channels, channels[1:], strict=False)
+        )
+        self.merge = nn.ModuleList(_double_conv(2 * a, a) for a in channels[:-1])
+        self.head = nn.Conv2d(channels[0], n_outputs, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        step = 2 ** (len(self.down) - 1)
+        x = nn.functional.pad(x, (0, -width % step, 0, -height % step))
+        skips = []
+        for level, block in enumerate(self.down):
+            x = block(x if level == 0 else nn.functional.max_pool2d(x, 2))
+            skips.append(x)
+        for level in reversed(range(len(self.up))):
+            x = self.merge[level](torch.cat([skips[level], self.up[level](x)], dim=1))
+        return self.head(x)[..., :height, :width]
+
+
+def _double_conv(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
 
 
 def init_output_bias(model: nn.Module, class_prior: torch.Tensor) -> bool:

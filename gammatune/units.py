@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gammatune.config import Config, SplitConfig, TableData
+from gammatune.config import Config, NpzData, SplitConfig, TableData
 from gammatune.errors import DataError
+from gammatune.image_masks import load_mask_set, pixel_counts
 from gammatune.labels import encode_labels, subsample_minority
 from gammatune.tables import read_frame
 
@@ -46,6 +47,8 @@ def load_units(config: Config) -> tuple[Units, tuple[str, ...]]:
         DataError: A missing file or column, missing labels, one class only, a class with
             fewer than 3 samples or in fewer than 3 groups.
     """
+    if config.trainer is not None and config.trainer.is_builtin:  # model.kind: unet
+        return image_units(config)
     source = config.data
     assert isinstance(source, TableData)  # the config allows no other source with a trainer
     table = _read_table(source)
@@ -61,6 +64,61 @@ def load_units(config: Config) -> tuple[Units, tuple[str, ...]]:
     train_ids, val_ids, test_ids = parts
     units = Units(table, train_ids, val_ids, test_ids, labels=encoded, groups=groups)
     return units, class_names
+
+
+def image_units(config: Config) -> tuple[Units, tuple[str, ...]]:
+    """The images of a segmentation set as units: one row each (``stratum``: the rarest
+    foreground class the mask holds, ``none`` for an empty one; ``pixels_<class>``: its pixel
+    counts; a table of files keeps its columns), split stratified on the stratum (groups kept
+    whole); the classes are the pixel classes, background first.
+
+    Raises:
+        DataError: See :func:`~gammatune.image_masks.load_mask_set`; a class in no training
+            mask; ``data.minority_fraction`` (images are not subsampled).
+    """
+    import pandas as pd
+
+    source = config.data
+    assert isinstance(source, NpzData | TableData)  # the config allows no other with a unet
+    if source.minority_fraction is not None:
+        raise DataError(
+            f"data.minority_fraction: {source.minority_fraction} subsamples classes of samples; "
+            "a segmentation set's images are not subsampled: remove it."
+        )
+    found = load_mask_set(source, getattr(source, "classes", None))
+    names = found.class_names
+    counts = pixel_counts(found.masks, len(names))  # (N, C)
+    labels = image_strata(counts > 0)
+    table = (
+        found.table.copy() if found.table is not None else pd.DataFrame(index=range(len(counts)))
+    )
+    table["stratum"] = ["none" if s == 0 else names[s] for s in labels]
+    for c, name in enumerate(names):
+        table[f"pixels_{name}"] = counts[:, c]
+    rng = np.random.default_rng(config.split_seed)
+    rows = np.arange(len(labels))
+    keys = rows if found.groups is None else found.groups
+    train, val, test = _parts(labels, rows, keys, config.split, rng)
+    held = counts[train].sum(axis=0)
+    if (absent := np.flatnonzero(held == 0)).size:
+        c = int(absent[0])
+        raise DataError(
+            f"data: class {names[c]!r} (mask value {c}) is in no training mask (it is in "
+            f"{int((counts[:, c] > 0).sum())} image(s) of {len(labels)}); use more images of it, "
+            "or other split shares."
+        )
+    units = Units(table, train, val, test, labels=labels, groups=found.groups)
+    return units, names
+
+
+def image_strata(holds: np.ndarray) -> np.ndarray:
+    """``(N,)`` each image's stratum: the foreground class it holds that the fewest images
+    hold (ties: the lower class), 0 where it holds none. ``holds`` is ``(N, C)`` booleans."""
+    rarity = holds.sum(axis=0).astype(np.float64)
+    rarity[0] = np.inf  # the background is never a stratum of its own
+    ranked = np.where(holds, rarity[None, :], np.inf)
+    strata = ranked.argmin(axis=1)
+    return np.where(np.isinf(ranked.min(axis=1)), 0, strata).astype(np.int64)
 
 
 def refold_units(units: Units, fold: int, *, seed: int) -> Units:
@@ -132,13 +190,7 @@ def _split_rows(
     """Train, val and test row positions, stratified by the rarest class of each key."""
     keys = rows if groups is None else groups[rows]
     _check_spread(labels, rows, keys, class_names, column)
-    strata = _strata(labels, rows, keys) if split.stratify else dict.fromkeys(keys, 0)
-    sizes = {s: sum(1 for v in strata.values() if v == s) for s in set(strata.values())}
-    val = _take(strata, {s: max(1, round(n * split.val)) for s, n in sizes.items()}, rng)
-    rest = {k: s for k, s in strata.items() if k not in val}
-    test = _take(rest, {s: max(1, round(n * split.test)) for s, n in sizes.items()}, rng)
-    in_val, in_test = np.isin(keys, list(val)), np.isin(keys, list(test))
-    parts = [rows[~in_val & ~in_test], rows[in_val], rows[in_test]]
+    parts = _parts(labels, rows, keys, split, rng)
     for name, part in zip(("train", "val", "test"), parts, strict=True):
         present = np.unique(labels[part])
         if len(present) < len(class_names):
@@ -147,6 +199,25 @@ def _split_rows(
                 f"data: the {name} split has no sample of class {absent!r}; use more data, "
                 "fewer classes, or other split shares."
             )
+    return parts
+
+
+def _parts(
+    labels: np.ndarray,
+    rows: np.ndarray,
+    keys: np.ndarray,
+    split: SplitConfig,
+    rng: np.random.Generator,
+) -> list[np.ndarray]:
+    """Train, val and test rows: each stratum's keys (rows, or groups) shared out by
+    ``split.val`` and ``split.test``, at least one key of each stratum in val and in test."""
+    strata = _strata(labels, rows, keys) if split.stratify else dict.fromkeys(keys, 0)
+    sizes = {s: sum(1 for v in strata.values() if v == s) for s in set(strata.values())}
+    val = _take(strata, {s: max(1, round(n * split.val)) for s, n in sizes.items()}, rng)
+    rest = {k: s for k, s in strata.items() if k not in val}
+    test = _take(rest, {s: max(1, round(n * split.test)) for s, n in sizes.items()}, rng)
+    in_val, in_test = np.isin(keys, list(val)), np.isin(keys, list(test))
+    parts = [rows[~in_val & ~in_test], rows[in_val], rows[in_test]]
     return [np.sort(part).astype(np.int64) for part in parts]
 
 

@@ -25,7 +25,7 @@ from gammatune.config._sources import (
     TableData,
     Task,
 )
-from gammatune.config._trainer import TrainerConfig
+from gammatune.config._trainer import UNET_TRAINER, TrainerConfig
 
 __all__ = [
     "BUILTIN_MODELS",
@@ -48,6 +48,7 @@ __all__ = [
     "Task",
     "TrainConfig",
     "TrainerConfig",
+    "UNET_TRAINER",
     "dump_without_secrets",
     "load_config",
 ]

@@ -32,7 +32,7 @@ from gammatune.config._sources import (
     _resolve_path,
     _Strict,
 )
-from gammatune.config._trainer import TrainerConfig
+from gammatune.config._trainer import UNET_TRAINER, TrainerConfig
 from gammatune.config._yaml import read_yaml
 from gammatune.errors import ConfigError, redact
 
@@ -94,12 +94,41 @@ class Config(_Strict):
             raise ValueError("must be in (0, 1) or 'tuned'")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _unet_trains_as_a_trainer(cls, data: Any) -> Any:
+        """``model.kind: unet`` is gammatune's own trial function behind the trainer contract
+        (one path for seeds, splits, twins, workers and pruning): its ``trainer`` is set here."""
+        if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
+            return data
+        if data["model"].get("kind") != "unet":
+            return data
+        trainer = data.get("trainer")
+        if trainer is None:
+            return {**data, "trainer": {"function": UNET_TRAINER}}
+        if not (isinstance(trainer, dict) and trainer.get("function") == UNET_TRAINER):
+            raise ValueError(
+                "model.kind: unet is gammatune's own trainer; with your trainer, remove the "
+                "model section (your code builds the model)"
+            )
+        return data
+
     @model_validator(mode="after")
     def _trainer_fits(self) -> Config:
         groups = getattr(self.data, "groups", None)
         if self.trainer is None:
             if groups is not None:
-                raise ValueError("data.groups needs a trainer (see docs/tutorials/own-trainer.md)")
+                raise ValueError(
+                    "data.groups needs a trainer or model.kind: unet (see "
+                    "docs/tutorials/own-trainer.md)"
+                )
+            return self
+        if self.trainer.is_builtin:
+            if self.data.source not in ("npz", "csv", "parquet"):
+                raise ValueError(
+                    "model.kind: unet needs images with masks: data.source npz (X, y masks) or "
+                    f"a csv/parquet table of image and mask files; got {self.data.source!r}"
+                )
             return self
         if self.data.source not in ("csv", "parquet"):
             raise ValueError(

@@ -39,15 +39,18 @@ class ModelConfig(_Strict):
 
     kind: str = Field(
         "mlp",
-        description="linear | mlp | cnn | 'package.module:function', called as "
-        "function(n_features=, n_outputs=) and returning a torch module.",
+        description="linear | mlp | cnn | unet (segmentation: images with masks) | "
+        "'package.module:function', called as function(n_features=, n_outputs=) and returning "
+        "a torch module.",
     )
     hidden: list[Annotated[int, Field(gt=0)]] = Field(
         [128, 128], description="Widths of the MLP's hidden layers."
     )
     dropout: float = Field(0.1, ge=0, lt=1, description="Dropout after each hidden layer.")
     channels: list[Annotated[int, Field(gt=0)]] = Field(
-        [16, 32], description="Channels of the CNN's convolution blocks."
+        [16, 32],
+        description="Channels of the CNN's convolution blocks; of the U-Net's levels (each "
+        "level halves the image).",
     )
 
     @field_validator("kind")

@@ -18,7 +18,7 @@ from pydantic import (
 Objective = Literal["f1", "recall", "precision", "pr_auc", "roc_auc", "f1_macro"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Task = Literal["detection", "medical", "text"]
-BUILTIN_MODELS = ("linear", "mlp", "cnn")
+BUILTIN_MODELS = ("linear", "mlp", "cnn", "unet")
 _PLUGIN_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
@@ -189,7 +189,17 @@ class NpzData(_Source):
     source: Literal["npz"]
     path: Path = Field(description="The .npz file.")
     x_key: str = Field("X", description="The features' array: (N, F), or (N, C, H, W) images.")
-    y_key: str = Field("y", description="The labels' array: (N,).")
+    y_key: str = Field(
+        "y",
+        description="The labels' array: (N,); or integer masks (N, H, W) of the images' size, "
+        "0 the background: a segmentation set (model.kind: unet).",
+    )
+    groups: str | None = Field(
+        None,
+        min_length=1,
+        description="A segmentation set: an array (N,) of each image's group (patient), kept "
+        "in one split.",
+    )
 
     _resolve = field_validator("path")(_resolve_path)
 

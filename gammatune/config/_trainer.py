@@ -8,6 +8,9 @@ from pydantic import Field, PrivateAttr, ValidationInfo, model_validator
 
 from gammatune.config._sources import _PLUGIN_REF, _Strict
 
+# model.kind: unet trains through the trainer contract: gammatune's own trial function.
+UNET_TRAINER = "gammatune.segment:run_trial"
+
 
 class TrainerConfig(_Strict):
     """Who trains each trial when it is not gammatune's own engine: exactly one of
@@ -47,6 +50,11 @@ class TrainerConfig(_Strict):
     def base_dir(self) -> Path:
         """The experiment file's folder: where ``function``'s module and ``command`` run."""
         return self._base_dir
+
+    @property
+    def is_builtin(self) -> bool:
+        """Whether this is gammatune's own U-Net trial (``model.kind: unet``), not the user's."""
+        return self.function == UNET_TRAINER
 
     @property
     def kind(self) -> str:

@@ -146,7 +146,13 @@ def _train(config: Config, spec: TrialSpec, report: Report | None) -> Ended:
     trainer = config.trainer
     assert trainer is not None
     if trainer.function is not None:
-        job = Job(trainer.function, trainer.base_dir, dict(trainer.env), spec, os.getpid())
+        env = dict(trainer.env)
+        if trainer.is_builtin:  # model.kind: unet reads the experiment's choices from its env
+            from gammatune.device import cpu_threads
+            from gammatune.segment import unet_options
+
+            env.update(unet_options(config, threads=cpu_threads(config.train.threads)).to_env())
+        job = Job(trainer.function, trainer.base_dir, env, spec, os.getpid())
         return run_function(job, report, timeout_s=trainer.timeout_s)
     from gammatune.tuning._command import run_command
 
