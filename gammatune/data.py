@@ -24,6 +24,7 @@ from gammatune.config import (
 from gammatune.encoders import embed_configured
 from gammatune.errors import DataError
 from gammatune.features import Preprocessing
+from gammatune.image_masks import is_mask_array
 from gammatune.labels import encode_labels, subsample_minority
 from gammatune.plugins import call_ref, describe
 from gammatune.tables import Table, fit_steps, frame_table, read_table
@@ -89,7 +90,7 @@ def load_data(config: Config) -> Splits:
     if config.trainer is not None:  # rows of a table, for the user's own trainer
         return unit_splits(*load_units(config))
     source = config.data
-    raw = _read(source, config.split_seed)
+    raw = _read(source, config.split_seed, config.model.kind)
     labels, class_names = encode_labels(raw.labels, source.positive_label)
     rng = np.random.default_rng(config.split_seed)
     keep = None
@@ -202,7 +203,7 @@ def _features(
     return np.hstack(parts), steps
 
 
-def _read(source: Any, seed: int) -> _Raw:
+def _read(source: Any, seed: int, kind: str) -> _Raw:
     match source:
         case SyntheticData():
             return _synthetic(source, seed)
@@ -210,7 +211,7 @@ def _read(source: Any, seed: int) -> _Raw:
             table = read_table(source)
             return _Raw(None, table.labels, table=table)
         case NpzData():
-            return _npz(source)
+            return _npz(source, kind)
         case SklearnData():
             from sklearn import datasets
 
@@ -244,7 +245,7 @@ def _synthetic(source: SyntheticData, seed: int) -> _Raw:
     return _Raw(x, y)
 
 
-def _npz(source: NpzData) -> _Raw:
+def _npz(source: NpzData, kind: str) -> _Raw:
     if not source.path.is_file():
         raise DataError(f"data.path: no such file: {source.path}.")
     with source.path.open("rb") as file:
@@ -265,6 +266,12 @@ def _npz(source: NpzData) -> _Raw:
             x, y = arrays[source.x_key], arrays[source.y_key]
     except (ValueError, OSError, zipfile.BadZipFile) as exc:  # not an npz, or object arrays
         raise DataError(f"data.path: cannot read {source.path.name} as .npz: {exc}") from None
+    if is_mask_array(x, y):
+        raise DataError(
+            f"model.kind: {kind!r} classifies whole samples, but data.y_key ({source.y_key!r}) "
+            f"holds masks {y.shape} of the images {x.shape}: a segmentation set; use "
+            "model.kind: unet (the built-in U-Net), or your own trainer."
+        )
     image_shape = (int(x.shape[1]), int(x.shape[2]), int(x.shape[3])) if x.ndim == 4 else None
     return _Raw(_as_features(x, field="data.x_key"), _as_labels(y, len(x)), image_shape)
 

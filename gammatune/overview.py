@@ -12,6 +12,7 @@ from gammatune.columns import CategoricalStep, NumericStep
 from gammatune.config import Config, dump_without_secrets
 from gammatune.data import Splits, load_data
 from gammatune.features import Preprocessing, TextVocabulary
+from gammatune.image_masks import describe_masks
 
 MIN_STEPS = 300  # fewer optimizer steps in a trial's epochs: a network may not learn at all
 MIN_MINORITY = 20  # fewer samples of the rarest class: confirm can hardly measure a difference
@@ -43,8 +44,11 @@ def describe_data(config: Config, splits: Splits | None = None) -> DataOverview:
     """
     splits = splits or load_data(config)
     counts = splits.class_counts()
-    lines = [*_class_lines(splits, counts), *_column_lines(splits)]
-    warnings = [*_class_warnings(config, splits, counts)]
+    if splits.units is not None and splits.units.image_shape is not None:
+        lines, warnings = _segmentation_lines(splits), []
+    else:
+        lines = [*_class_lines(splits, counts), *_column_lines(splits)]
+        warnings = [*_class_warnings(config, splits, counts)]
     if config.trainer is None:  # a user's trainer chooses its own batches
         steps, batch_line = _steps(config, len(splits.y_train))
         lines.append(batch_line)
@@ -59,6 +63,27 @@ def describe_data(config: Config, splits: Splits | None = None) -> DataOverview:
     dumped = dump_without_secrets(config)  # never a password on the screen
     resolved = yaml.safe_dump(dumped, sort_keys=False)
     return DataOverview(resolved, tuple(lines), tuple(warnings))
+
+
+def _segmentation_lines(splits: Splits) -> list[str]:
+    """A segmentation set: pixel shares and images per class, and the split's strata."""
+    units = splits.units
+    assert units is not None and units.image_shape is not None
+    names = splits.class_names
+    counts = units.table[[f"pixels_{name}" for name in names]].to_numpy()
+    lines = describe_masks(counts, names, units.image_shape)
+    parts = {"train": units.train_ids, "val": units.val_ids, "test": units.test_ids}
+    lines.append(
+        "images per split, by stratum (the rarest class an image holds; none: no foreground):"
+    )
+    for stratum, name in enumerate(("none", *names[1:])):
+        row = ", ".join(
+            f"{k} {int((units.labels[ids] == stratum).sum())}" for k, ids in parts.items()
+        )
+        lines.append(f"  {name}: {row}")
+    if units.groups is not None:
+        lines.append(f"groups: {len(set(units.groups.tolist()))}, each in one split")
+    return lines
 
 
 def _class_lines(splits: Splits, counts: dict[str, list[int]]) -> list[str]:

@@ -37,6 +37,7 @@ class Units:
     test_ids: np.ndarray
     labels: np.ndarray  # (rows,) int64 in 0..C-1, -1 for a row left out by subsampling
     groups: np.ndarray | None = None
+    image_shape: tuple[int, ...] | None = None  # a segmentation set's (C, H, W)
 
 
 def load_units(config: Config) -> tuple[Units, tuple[str, ...]]:
@@ -107,7 +108,8 @@ def image_units(config: Config) -> tuple[Units, tuple[str, ...]]:
             f"{int((counts[:, c] > 0).sum())} image(s) of {len(labels)}); use more images of it, "
             "or other split shares."
         )
-    units = Units(table, train, val, test, labels=labels, groups=found.groups)
+    shape = tuple(int(n) for n in found.images.shape[1:])
+    units = Units(table, train, val, test, labels, found.groups, image_shape=shape)
     return units, names
 
 
