@@ -115,13 +115,13 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _trainer_fits(self) -> Config:
-        groups = getattr(self.data, "groups", None)
         if self.trainer is None:
-            if groups is not None:
-                raise ValueError(
-                    "data.groups needs a trainer or model.kind: unet (see "
-                    "docs/tutorials/own-trainer.md)"
-                )
+            for key in ("groups", "classes"):
+                if getattr(self.data, key, None) is not None:
+                    raise ValueError(
+                        f"data.{key} needs a trainer or model.kind: unet (see "
+                        "docs/tutorials/own-trainer.md)"
+                    )
             return self
         if self.trainer.is_builtin:
             if self.data.source not in ("npz", "csv", "parquet"):
