@@ -115,6 +115,11 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _trainer_fits(self) -> Config:
+        if self.search.dice is not None and self.trainer is None:
+            raise ValueError(
+                "search.dice: a Dice term is for segmentation: model.kind: unet, or your "
+                "trainer (which reads spec.params['dice'])"
+            )
         if self.trainer is None:
             for key in ("groups", "classes"):
                 if getattr(self.data, key, None) is not None:

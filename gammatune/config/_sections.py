@@ -185,6 +185,13 @@ class SearchConfig(_Strict):
     lr: list[Annotated[float, Field(gt=0, le=10)]] | None = Field(
         None, min_length=1, description="Learning rates to cross with the grid; default train.lr."
     )
+    dice: list[Annotated[float, Field(ge=0, le=100)]] | None = Field(
+        None,
+        min_length=1,
+        description="Segmentation: weights of a Dice term added to the focal loss, crossed with "
+        "the grid (0: focal alone), e.g. [0, 0.5, 1]; with model.kind unet or your trainer "
+        "(spec.params['dice']).",
+    )
     gamma_rare: list[_Gamma] | None = Field(
         None,
         min_length=1,

@@ -65,7 +65,9 @@ POINT_SPACE: dict[str, BaseDistribution] = {
     "k": FloatDistribution(0.0, 100.0),
     "weights": CategoricalDistribution(list(WEIGHTS)),
     "beta": FloatDistribution(0.0, 1.0),
+    "dice": FloatDistribution(0.0, 100.0),
 }
+DICE_WINDOW, DICE_STEP = 0.5, 0.25  # refine's window around the best search point's Dice weight
 
 
 _PAIRING = ("repeat", "fold", "model")  # what a point has besides its loss and lr
@@ -143,16 +145,24 @@ def grid_points(config: Config) -> list[Setting]:
             ]
     lrs: list[float | None] = [float(lr) for lr in search.lr or []] or [None]
     points = [
-        replace(weight, lr=lr, **f)  # type: ignore[arg-type]
+        replace(weight, lr=lr, dice=dice, **f)  # type: ignore[arg-type]
         for f in focus
         for weight in _weights(config)
         for lr in lrs
+        for dice in _dice_weights(config)
     ]
     return list({p.key(): p for p in points}.values())
 
 
+def _dice_weights(config: Config) -> list[float | None]:
+    """``search.dice``'s weights, or [None] (no Dice term) without it."""
+    return [float(d) for d in config.search.dice or []] or [None]
+
+
 def _baseline_points(config: Config) -> list[Setting]:
     points = [Setting(0.0, None, repeat=r) for r in range(config.baseline.repeats)]
+    # Cross-entropy + Dice at each weight of the grid: the reference focal + Dice must beat.
+    points += [Setting(0.0, None, dice=d) for d in _dice_weights(config) if d]
     if config.baseline.balanced:
         points += [w for w in _weights(config) if w.is_weighted]
     if config.baseline.linear and config.trainer is None:  # a trainer's units have no features
@@ -194,7 +204,8 @@ def _refine_plan(config: Config, storage: optuna.storages.BaseStorage) -> StageP
 def _refine_space(config: Config, best: Setting) -> dict[str, BaseDistribution]:
     """TPE's space around the best search point: stepped windows over gamma (or the
     schedule's k), the rare-class gamma and alpha (unless ``refine.alpha: fixed``), a log range
-    over lr; what the point has but refine does not vary is a single value."""
+    over lr, a stepped window over the Dice weight; what the point has but refine does not vary is
+    a single value."""
     refine = config.refine
     gammas = (refine.gamma_window, refine.gamma_step, 0.0, 20.0)
     dists: dict[str, BaseDistribution] = {}
@@ -217,6 +228,8 @@ def _refine_space(config: Config, best: Setting) -> dict[str, BaseDistribution]:
         # An unweighted best (alpha off) is refined around 0.5, which weighs classes equally.
         center = 0.5 if best.alpha is None else best.alpha
         dists["alpha"] = _window(center, refine.alpha_window, refine.alpha_step, 0.0, 1.0)
+    if best.dice is not None:
+        dists["dice"] = _window(best.dice, DICE_WINDOW, DICE_STEP, 0.0, 100.0)
     if best.lr is not None:
         factor = refine.lr_factor
         dists["lr"] = FloatDistribution(best.lr / factor, best.lr * factor, log=True)
