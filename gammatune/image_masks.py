@@ -207,7 +207,10 @@ def _read_image(folder: Path, name: object, row: int, what: str) -> np.ndarray:
     try:
         return np.asarray(imread(path))
     except Exception as exc:  # noqa: BLE001 - any decoder's error names a bad file
-        raise DataError(f"data.path: cannot read {what} file {name} (row {row}): {exc}") from None
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DataError(
+            f"data.path: cannot read {what} file {name} (row {row}) as an image: {first}"
+        ) from None
 
 
 def _groups_column(table: pd.DataFrame, column: str) -> np.ndarray:
@@ -229,14 +232,14 @@ def _class_indices(masks: np.ndarray, field: str) -> np.ndarray:
         image = int((~whole).reshape(len(masks), -1).any(axis=1).argmax())
         raise DataError(
             f"{field}: masks must be integer class indices; mask {image} holds "
-            f"{masks[image][~whole[image]].flat[0]!r}."
+            f"{float(masks[image][~whole[image]].flat[0]):g}."
         )
     if masks.min() < 0 or masks.max() > 255:
         image = int(((masks < 0) | (masks > 255)).reshape(len(masks), -1).any(axis=1).argmax())
         bad = masks.min() if masks.min() < 0 else masks.max()
         raise DataError(
             f"{field}: mask values must be class indices from 0 (background) to 255; mask "
-            f"{image} holds {bad!r}."
+            f"{image} holds {float(bad):g}."
         )
     return masks.astype(np.uint8)
 

@@ -159,7 +159,7 @@ class UNet(nn.Module):
         super().__init__()
         widths = [in_channels, *channels]
         self.down = nn.ModuleList(
-            _double_conv(a, b) for a, b in zip(widths, channels, strict=True)
+            _double_conv(a, b) for a, b in zip(widths, channels, strict=False)
         )
         self.up = nn.ModuleList(
             nn.ConvTranspose2d(b, a, 2, stride=2)
