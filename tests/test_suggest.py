@@ -88,7 +88,7 @@ def test_the_band_boundaries(ratio: float, expected: tuple[float, float]) -> Non
         (5, "text", (1.0, 1.5), "intersected"),
         (5, "medical", (1.0, 2.0), "intersected"),
         (20, "text", (0.5, 1.5), "is taken"),  # no overlap: the domain's range
-        (20, "medical", (1.0, 2.0), "is taken"),  # they touch at 2.0 only: a one-point grid
+        (20, "medical", (0.5, 2.0), "is taken"),  # they touch at 2.0 only: a one-point grid
         (2, "detection", (1.5, 3.0), "is taken"),
     ],
 )
@@ -102,7 +102,9 @@ def test_a_task_hint_narrows_or_replaces_the_band(
 
 def test_the_command_line_task_overrides_the_files(tmp_path: Path) -> None:
     path = _csv_experiment(tmp_path, {"ok": 400, "bad": 20}, task="medical")
-    assert suggest(path).gamma == (1.0, 1.5, 2.0)
+    medical = suggest(path)
+    assert medical.gamma == (0.0, 0.25, 0.5, 1.0, 1.5, 2.0)
+    assert medical.dice == ()  # a table of rows: no Dice term to weigh
     found = suggest(path, task="detection")
     assert found.gamma == (0.0, 0.5, 2.0, 2.5, 3.0) and "detection" in found.reason
     assert "Gamma 0, 0.5 added" in found.reason
@@ -198,3 +200,26 @@ def test_force_never_writes_over_the_experiment_or_its_data(tmp_path: Path, targ
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"gammatune: error: --out {out}: is the ")
     assert out.read_bytes() == before
+
+
+def test_medical_segmentation_counts_pixels_and_crosses_dice_weights(tmp_path: Path) -> None:
+    from tests.test_image_masks import tiny_set, write_npz
+
+    write_npz(tmp_path)
+    experiment = {
+        "name": "seg",
+        "data": {"source": "npz", "path": "set.npz"},
+        "model": {"kind": "unet"},
+        "task": "medical",
+    }
+    path = tmp_path / "seg.yaml"
+    path.write_text(yaml.safe_dump(experiment), encoding="utf-8")
+    found = suggest(path)
+    pixels = np.bincount(tiny_set()["y"].ravel(), minlength=3)
+    assert found.counts == tuple(pixels.tolist())
+    assert found.ratio == pytest.approx(pixels.max() / pixels.min())
+    assert found.dice == (0.0, 1.0, 4.0) and "1:4" in found.reason
+    assert 0.0 in found.gamma and min(g for g in found.gamma if g > 0) < 1
+    written = load_config(write_suggestion(found))
+    assert written.search.dice == [0.0, 1.0, 4.0]
+    assert "search.dice: [0.0, 1.0, 4.0]" in format_suggestion(found)
