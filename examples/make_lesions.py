@@ -38,8 +38,8 @@ def image(rng: np.random.Generator, brightness: float) -> tuple[np.ndarray, np.n
         tissue += 1.2 * gaussian_filter(spot * 1.0, 1)
         mask[spot] = 1
     if rng.random() < 0.25:  # a cyst: a small dark ring
-        centre, radius = tuple(rng.uniform(8, 56, 2)), rng.uniform(2.5, 4)
-        ring = disc(radius, centre) & ~disc(radius - 1.5, centre)
+        centre, radius = tuple(rng.uniform(8, 56, 2)), rng.uniform(3, 5)
+        ring = disc(radius, centre) & ~disc(radius - 2, centre)
         tissue -= 1.0 * gaussian_filter(ring * 1.0, 0.7)
         mask[disc(radius, centre)] = 2
     noisy = tissue + rng.normal(0, 0.3, (SIZE, SIZE))
