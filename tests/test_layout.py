@@ -17,9 +17,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "gammatune"
 ORDER = [
     "config", "outputs", "encoders", "columns", "features", "tables", "labels", "image_masks",
     "units", "data", "models", "training", "spec", "segment", "estimator", "record", "tasks",
-    "detection", "detection_bootstrap", "journal", "watchdog", "damage", "storage", "weights",
-    "fingerprint", "tuning", "report", "saved_model", "scoring", "export", "suggest", "overview",
-    "progress", "cli",
+    "detection", "detection_bootstrap", "task_scores", "scores_files", "journal", "watchdog",
+    "damage", "storage", "weights", "fingerprint", "tuning", "report", "saved_model", "scoring",
+    "export", "suggest", "overview", "progress", "cli",
 ]  # fmt: skip
 LEAVES = {"errors", "device", "metrics", "bootstrap", "segmentation", "plugins", "loss"}
 SUBPACKAGES = {"config", "loss", "training", "tuning", "report"}

@@ -121,7 +121,7 @@ class Config(_Strict):
                 "trainer (which reads spec.params['dice'])"
             )
         if self.trainer is None:
-            for key in ("groups", "classes"):
+            for key in ("groups", "classes", "annotations"):
                 if getattr(self.data, key, None) is not None:
                     raise ValueError(
                         f"data.{key} needs a trainer or model.kind: unet (see "
