@@ -3,7 +3,7 @@
 ``run_trial(spec)`` trains a small U-Net (:class:`gammatune.models.UNet`) on the spec's training
 images with per-pixel focal loss (the shared kernel, binary or multiclass) plus a soft Dice term
 weighted by ``spec.params["dice"]`` (off when None or 0), stops early on the validation images'
-mean foreground Dice (reported each epoch, so the pruner can stop it), and returns per-image,
+mean foreground soft Dice (reported each epoch, so the pruner can stop it), and returns per-image,
 per-class pixel counts ``tp, fp, fn, tn`` of the validation and test images: the segmentation
 payload. Because it is a trainer-contract function, seeds, splits, twins, workers, Ray, pruning,
 payload checks and the verdict are the study's, exactly as for a user's trainer.
@@ -31,7 +31,6 @@ from gammatune.device import autocast_dtype
 from gammatune.image_masks import load_mask_set, pixel_counts
 from gammatune.loss import DiceMode, GammaSchedule, class_balanced_weights, dice_loss, focal_loss
 from gammatune.models import UNet
-from gammatune.segmentation import evaluate_segmentation
 from gammatune.spec import TrialSpec
 
 ENV = "GAMMATUNE_UNET"
@@ -148,8 +147,7 @@ def train_unet(spec: TrialSpec, options: UnetOptions) -> dict[str, Any]:
             scaler.scale(criterion(logits.float(), y)).backward()  # the loss in float32
             scaler.step(optimizer)
             scaler.update()
-        counts, _ = _counts(model, images, masks, spec.val_ids, n_classes, device)
-        value = _score(counts)
+        value = _evaluate(model, images, masks, spec.val_ids, n_classes, device)[2]
         curve.append(value)
         if value > best:
             best, best_state, best_epoch = value, copy.deepcopy(model.state_dict()), epoch
@@ -157,8 +155,8 @@ def train_unet(spec: TrialSpec, options: UnetOptions) -> dict[str, Any]:
         if epoch >= max(options.min_epochs, best_epoch + options.patience):
             break
     model.load_state_dict(best_state)
-    val, predicted = _counts(model, images, masks, spec.val_ids, n_classes, device)
-    test, _ = _counts(model, images, masks, spec.test_ids, n_classes, device)
+    val, predicted, _ = _evaluate(model, images, masks, spec.val_ids, n_classes, device)
+    test, _, _ = _evaluate(model, images, masks, spec.test_ids, n_classes, device)
     kept = slice(0, MAX_SAVED_MASKS)
     np.savez_compressed(
         spec.workdir / MASKS_FILE, ids=spec.val_ids[kept], pred=predicted[kept].astype(np.uint8)
@@ -226,39 +224,53 @@ def _criterion(spec: TrialSpec, n_classes: int, pixels: list[int]) -> Any:
 
 
 @torch.no_grad()
-def _counts(
+def _evaluate(
     model: torch.nn.Module,
     images: torch.Tensor,
     masks: torch.Tensor,
     ids: np.ndarray,
     n_classes: int,
     device: torch.device,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-image counts ``(n, C, 4)`` (``tp, fp, fn, tn``) of ``ids`` and the predicted masks
-    ``(n, H, W)``: the class of highest probability (binary: sigmoid >= 0.5)."""
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Per-image counts ``(n, C, 4)`` (``tp, fp, fn, tn``) of ``ids``, the predicted masks
+    ``(n, H, W)`` (the class of highest probability; binary: sigmoid >= 0.5) and the soft
+    Dice (:func:`_soft_dice`)."""
     model.eval()
-    counts, predicted = [], []
+    counts, predicted, overlaps, sums, truths = [], [], [], [], []
     for rows in torch.as_tensor(ids).split(64):
-        logits = model(images[rows].to(device))
-        pred = (logits[:, 0] >= 0) if logits.shape[1] == 1 else logits.argmax(dim=1)
-        pred, truth = pred.long().cpu(), masks[rows]
+        logits = model(images[rows].to(device)).float()
+        if logits.shape[1] == 1:
+            fore = torch.sigmoid(logits[:, 0])
+            probs = torch.stack([1 - fore, fore], dim=1)
+        else:
+            probs = torch.softmax(logits, dim=1)
+        pred, truth = probs.argmax(dim=1).cpu(), masks[rows]
         p = torch.nn.functional.one_hot(pred, n_classes).bool()  # (n, H, W, C)
         t = torch.nn.functional.one_hot(truth, n_classes).bool()
         tp, fp, fn = ((p & t).sum((1, 2)), (p & ~t).sum((1, 2)), (~p & t).sum((1, 2)))
         tn = truth[0].numel() - tp - fp - fn
         counts.append(torch.stack([tp, fp, fn, tn], dim=-1))
         predicted.append(pred)
-    return torch.cat(counts).numpy(), torch.cat(predicted).numpy()
+        soft = probs.cpu().movedim(1, -1)  # (n, H, W, C)
+        overlaps.append((soft * t).sum((1, 2)))
+        sums.append(soft.sum((1, 2)))
+        truths.append(t.sum((1, 2)))
+    soft_dice = _soft_dice(*(torch.cat(x).double().numpy() for x in (overlaps, sums, truths)))
+    return torch.cat(counts).numpy(), torch.cat(predicted).numpy(), soft_dice
 
 
-def _score(counts: np.ndarray) -> float:
-    """Early stopping's value: the mean foreground per-image Dice (pooled where no validation
-    image holds a foreground class; 0 where neither is defined)."""
-    evaluation = evaluate_segmentation(counts)
-    for value in (evaluation.dice, evaluation.dice_micro):
-        if math.isfinite(value):
-            return float(value)
-    return 0.0
+def _soft_dice(overlap: np.ndarray, predicted: np.ndarray, truth: np.ndarray) -> float:
+    """Early stopping's (and the pruner's) value: the thresholded Dice's smooth twin, per image
+    and class ``2 sum(p t) / (sum p + sum t)`` on probabilities ``p`` and masks ``t``, averaged
+    as the objective ``dice`` is (over the images whose mask holds the class, then over the
+    foreground classes). The thresholded Dice sits at 0 while a model learns to predict any
+    foreground at all, and stopping on a flat 0 ends a trial before it learns (PITFALLS 1).
+    Arrays ``(n, C)``: ``sum(p t)``, ``sum p``, ``sum t``."""
+    holds = truth[:, 1:] > 0
+    dice = 2 * overlap[:, 1:] / np.maximum(predicted[:, 1:] + truth[:, 1:], 1e-12)
+    seen = holds.sum(axis=0)
+    means = np.where(holds, dice, 0.0).sum(axis=0)[seen > 0] / seen[seen > 0]
+    return float(means.mean()) if means.size else 0.0
 
 
 def _payload(ids: np.ndarray, counts: np.ndarray) -> dict[str, np.ndarray]:

@@ -19,7 +19,7 @@ from gammatune.loss import dice_loss
 from gammatune.models import UNet
 from gammatune.record import Setting
 from gammatune.segment import run_trial, segmentation_loss, train_unet, unet_options
-from gammatune.tasks import CheckedCounts, SplitIds, check_payload
+from gammatune.tasks import CheckedCounts, SplitIds, segmentation_payload
 from gammatune.tuning import trial_spec
 from tests.test_image_masks import config, write_npz
 
@@ -44,7 +44,7 @@ def test_the_trial_returns_counts_the_study_accepts(tmp_path: Path) -> None:
     assert spec.classes == ("background", "class_1", "class_2")
     payload = train_unet(spec, unet_options(cfg))
     ids = SplitIds(spec.val_ids, spec.test_ids, splits.y_val.numpy(), splits.y_test.numpy(), 3)
-    checked = check_payload(payload, ids)
+    checked = segmentation_payload(payload, ids)
     assert isinstance(checked, CheckedCounts)
     assert checked.scores.val.shape == (len(spec.val_ids), 3, 4)
     assert checked.scores.test.shape == (len(spec.test_ids), 3, 4)
@@ -171,3 +171,16 @@ def test_a_unet_with_the_users_trainer_is_refused(tmp_path: Path) -> None:
     }
     with pytest.raises(ValidationError, match="model.kind: unet is gammatune's own trainer"):
         Config.model_validate(raw)
+
+
+def test_early_stopping_watches_the_soft_dice_of_the_images_holding_each_class() -> None:
+    from gammatune.segment import _soft_dice
+
+    # two images, classes background/1/2; image 1 lacks class 2 (left out of its mean)
+    overlap = np.array([[9.0, 3.0, 1.0], [9.0, 2.0, 0.0]])
+    predicted = np.array([[10.0, 4.0, 2.0], [10.0, 2.0, 1.0]])  # sum p per class
+    truth = np.array([[10.0, 4.0, 2.0], [10.0, 2.0, 0.0]])  # sum t per class
+    class_1 = (2 * 3 / 8 + 2 * 2 / 4) / 2
+    class_2 = 2 * 1 / 4
+    assert _soft_dice(overlap, predicted, truth) == pytest.approx((class_1 + class_2) / 2)
+    assert _soft_dice(overlap[:, :2], predicted[:, :2], np.zeros((2, 2))) == 0.0
