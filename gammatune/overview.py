@@ -69,14 +69,14 @@ def _segmentation_lines(splits: Splits) -> list[str]:
     """A segmentation set: pixel shares and images per class, and the split's strata."""
     units = splits.units
     assert units is not None and units.image_shape is not None
-    names = splits.class_names
+    names = units.classes or splits.class_names
     counts = units.table[[f"pixels_{name}" for name in names]].to_numpy()
     lines = describe_masks(counts, names, units.image_shape)
     parts = {"train": units.train_ids, "val": units.val_ids, "test": units.test_ids}
     lines.append(
         "images per split, by stratum (the rarest class an image holds; none: no foreground):"
     )
-    for stratum, name in enumerate(("none", *names[1:])):
+    for stratum, name in enumerate(splits.class_names):
         row = ", ".join(
             f"{k} {int((units.labels[ids] == stratum).sum())}" for k, ids in parts.items()
         )

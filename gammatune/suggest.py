@@ -138,18 +138,24 @@ def suggest(config_path: str | Path, *, task: Task | None = None) -> Suggestion:
         experiment["task"] = config.task
     return Suggestion(
         config_path=config_path,
-        class_names=splits.class_names,
+        class_names=_scored_names(splits),
         counts=counts,
         ratio=ratio,
         gamma_range=gamma_range,
         gamma=gamma,
         alpha=alpha,
         reason=reason,
-        warnings=_warnings(config, splits.class_names, counts, per_split["val"]),
+        warnings=_warnings(config, _scored_names(splits), counts, per_split["val"]),
         experiment=experiment,
         text_path=_text_path(config, splits),
         dice=dice,
     )
+
+
+def _scored_names(splits: Splits) -> tuple[str, ...]:
+    """The class names counted: a segmentation set's pixel classes, else the labels'."""
+    units = splits.units
+    return splits.class_names if units is None or units.classes is None else units.classes
 
 
 def _pixel_counts(splits: Splits) -> dict[str, list[int]] | None:
@@ -157,7 +163,7 @@ def _pixel_counts(splits: Splits) -> dict[str, list[int]] | None:
     units = splits.units
     if units is None or units.image_shape is None:
         return None
-    columns = [f"pixels_{name}" for name in splits.class_names]
+    columns = [f"pixels_{name}" for name in units.classes or splits.class_names]
     pixels = units.table[columns].to_numpy()
     parts = {"train": units.train_ids, "val": units.val_ids, "test": units.test_ids}
     return {name: pixels[ids].sum(axis=0).tolist() for name, ids in parts.items()}

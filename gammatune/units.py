@@ -38,6 +38,7 @@ class Units:
     labels: np.ndarray  # (rows,) int64 in 0..C-1, -1 for a row left out by subsampling
     groups: np.ndarray | None = None
     image_shape: tuple[int, ...] | None = None  # a segmentation set's (C, H, W)
+    classes: tuple[str, ...] | None = None  # a segmentation set's pixel classes: what is scored
 
 
 def load_units(config: Config) -> tuple[Units, tuple[str, ...]]:
@@ -71,7 +72,9 @@ def image_units(config: Config) -> tuple[Units, tuple[str, ...]]:
     """The images of a segmentation set as units: one row each (``stratum``: the rarest
     foreground class the mask holds, ``none`` for an empty one; ``pixels_<class>``: its pixel
     counts; a table of files keeps its columns), split stratified on the stratum (groups kept
-    whole); the classes are the pixel classes, background first.
+    whole). The labels are the strata, and the names returned theirs (those some image has,
+    ``none`` first), as a trainer's with ``data.classes``; ``Units.classes`` are the pixel
+    classes a trial scores, background first.
 
     Raises:
         DataError: See :func:`~gammatune.image_masks.load_mask_set`; a class in no training
@@ -93,7 +96,8 @@ def image_units(config: Config) -> tuple[Units, tuple[str, ...]]:
     table = (
         found.table.copy() if found.table is not None else pd.DataFrame(index=range(len(counts)))
     )
-    table["stratum"] = ["none" if s == 0 else names[s] for s in labels]
+    strata = ("none", *names[1:])
+    table["stratum"] = [strata[s] for s in labels]
     for c, name in enumerate(names):
         table[f"pixels_{name}"] = counts[:, c]
     rng = np.random.default_rng(config.split_seed)
@@ -109,8 +113,12 @@ def image_units(config: Config) -> tuple[Units, tuple[str, ...]]:
             "or other split shares."
         )
     shape = tuple(int(n) for n in found.images.shape[1:])
-    units = Units(table, train, val, test, labels, found.groups, image_shape=shape)
-    return units, names
+    held_by = np.unique(labels)  # strata no image has are no label: renumber the rest
+    units = Units(
+        table, train, val, test, np.searchsorted(held_by, labels), found.groups,
+        image_shape=shape, classes=names,
+    )  # fmt: skip
+    return units, tuple(strata[s] for s in held_by)
 
 
 def image_strata(holds: np.ndarray) -> np.ndarray:

@@ -61,7 +61,8 @@ def test_an_npz_of_masks_is_a_segmentation_set_split_on_the_rarest_class(tmp_pat
     splits = load_data(config(tmp_path, {"source": "npz", "path": str(path)}))
     units = splits.units
     assert units is not None and units.image_shape == (1, 16, 16)
-    assert splits.class_names == ("background", "class_1", "class_2")
+    assert units.classes == ("background", "class_1", "class_2")  # pixels: what is scored
+    assert splits.class_names == ("none", "class_1", "class_2")  # the labels are strata
     counts = pixel_counts(np.load(path)["y"], 3)
     assert units.table["pixels_class_2"].tolist() == counts[:, 2].tolist()
     # the rarest foreground class each image holds; 0 ("none") for an empty mask
@@ -85,7 +86,7 @@ def test_groups_keep_a_patient_in_one_split_and_classes_name_the_pixels(tmp_path
     splits = load_data(config(tmp_path, data))
     units = splits.units
     assert units is not None and units.groups is not None
-    assert splits.class_names == ("background", "lesion", "cyst")
+    assert units.classes == ("background", "lesion", "cyst")
     parts = [set(units.groups[ids].tolist()) for ids in (units.train_ids, units.val_ids)]
     assert not parts[0] & parts[1]
 
@@ -233,3 +234,17 @@ def test_check_describes_the_segmentation_set(tmp_path: Path) -> None:
 def test_load_mask_set_raises_data_error_for_a_missing_npz(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="data.path: no such file"):
         load_mask_set(config(tmp_path, {"source": "npz", "path": "nope.npz"}).data)  # type: ignore[arg-type]
+
+
+def test_strata_no_image_has_are_left_out_of_the_labels(tmp_path: Path) -> None:
+    y = tiny_set()["y"]
+    y[:, 0, 0] = np.where(y.reshape(30, -1).max(axis=1) == 0, 1, y[:, 0, 0])  # none empty
+    splits = load_data(config(tmp_path, {"source": "npz", "path": str(write_npz(tmp_path, y=y))}))
+    assert splits.class_names == ("class_1", "class_2")
+    assert splits.units is not None and splits.units.classes == (
+        "background",
+        "class_1",
+        "class_2",
+    )
+    assert set(splits.units.labels.tolist()) == {0, 1}
+    assert np.isfinite(splits.imbalance_ratio())

@@ -261,7 +261,10 @@ def make_spec(context: _Context, setting: Setting, splits: Splits, trial: Trial)
 
 def payload_classes(config: Config, splits: Splits) -> tuple[str, ...]:
     """The classes a payload scores: ``data.classes`` where declared (pixel or object
-    classes; the labels are then strata), else the label column's."""
+    classes; the labels are then strata), a segmentation set's pixel classes (``model.kind:
+    unet``: its labels are strata too), else the label column's."""
+    if splits.units is not None and splits.units.classes is not None:
+        return splits.units.classes
     declared = getattr(config.data, "classes", None)
     if declared is None and getattr(config.data, "annotations", None) is not None:
         return ground_truth(config).class_names  # type: ignore[union-attr]

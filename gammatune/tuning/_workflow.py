@@ -126,7 +126,7 @@ def _run(
             on_stage=on_stage,
             on_trial=on_trial if trackers is None else _both(on_trial, trackers.end),
             live=None if trackers is None else trackers.live(),
-            study_attrs=data_facts(splits, getattr(config.data, "classes", None)),
+            study_attrs=data_facts(splits, _scored(config, splits)),
             fingerprint=facts,
             role=role,
             worker=worker,
@@ -145,6 +145,14 @@ def _both(
         second(event)
 
     return call
+
+
+def _scored(config: Config, splits: Splits) -> list[str] | None:
+    """The classes scored where the labels are strata: ``data.classes``, or a segmentation
+    set's pixel classes (``model.kind: unet``)."""
+    if splits.units is not None and splits.units.classes is not None:
+        return list(splits.units.classes)
+    return getattr(config.data, "classes", None)
 
 
 def data_facts(splits: Splits, scored: list[str] | None = None) -> dict[str, Any]:
