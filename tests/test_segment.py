@@ -184,3 +184,38 @@ def test_early_stopping_watches_the_soft_dice_of_the_images_holding_each_class()
     class_2 = 2 * 1 / 4
     assert _soft_dice(overlap, predicted, truth) == pytest.approx((class_1 + class_2) / 2)
     assert _soft_dice(overlap[:, :2], predicted[:, :2], np.zeros((2, 2))) == 0.0
+
+
+@pytest.mark.slow
+def test_gammatune_run_segments_end_to_end(tmp_path: Path) -> None:
+    import csv
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from gammatune.cli import app
+
+    write_npz(tmp_path)
+    raw = {
+        "name": "seg",
+        "data": {"source": "npz", "path": "set.npz", "groups": "patient"},
+        "model": {"kind": "unet", "channels": [4]},
+        "train": {"epochs": 2, "lr": 0.01, "patience": 1, "min_epochs": 1, "precision": "fp32"},
+        "objective": "dice",
+        "search": {"gamma": [0.0, 1.0], "alpha": [None], "dice": [0, 1]},
+        "refine": {"n_trials": 1},
+        "confirm": {"top_k": 1, "repeats": 2},
+        "output_dir": str(tmp_path / "runs"),
+    }
+    path = tmp_path / "seg.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    result = CliRunner().invoke(app, ["run", "--config", str(path)])
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "runs" / "seg"
+    with (run / "trials.csv").open(encoding="utf-8") as file:
+        rows = list(csv.DictReader(file))
+    assert {"val_dice", "test_dice", "dice"} <= set(rows[0])
+    assert {r["dice"] for r in rows if r["stage"] == "search"} >= {"0.0", "1.0"}
+    assert all(0 <= float(r["val_dice"]) <= 1 for r in rows if r["val_dice"])
+    assert (run / "report.html").is_file()
+    assert any(run.glob("workdirs/confirm-*/masks.npz"))
