@@ -40,6 +40,7 @@ class SummaryRow:
     test_ece: float = math.nan
     test_brier: float = math.nan
     n: int = 1
+    test_objective: float = math.nan  # the objective on test (Dice, AP: the task's figure)
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +253,7 @@ def _summary_row(label: str, part: pd.DataFrame) -> SummaryRow:
 def _mean_row(label: str, part: pd.DataFrame) -> SummaryRow:
     """The mean over a setting's confirm trials (fold and repeat vary, nothing else)."""
     columns = ["gamma", "objective", "val_precision", "val_recall", "val_f1", "val_pr_auc",
-               "test_f1", "test_pr_auc", "test_ece", "test_brier"]  # fmt: skip
+               "test_f1", "test_pr_auc", "test_ece", "test_brier", "test_objective"]  # fmt: skip
     means = part.reindex(columns=columns).apply(pd.to_numeric, errors="coerce").mean()
     first = part.iloc[0]
     row = pd.Series({**means.to_dict(), "stage": "confirm", "number": first.get("number", -1),
@@ -284,6 +285,7 @@ def _row_of(label: str, row: pd.Series, *, n: int) -> SummaryRow:
         test_ece=get("test_ece"),
         test_brier=get("test_brier"),
         n=n,
+        test_objective=get("test_objective"),
     )
 
 
