@@ -25,6 +25,7 @@ GAMMA_STEP = 0.5
 # U-Net on four vessel sets did best at gamma 0-1 and focal loss never beat cross-entropy on
 # best Dice (mmsegmentation #1024).
 TASK_EXTRA: dict[Task, tuple[float, ...]] = {"detection": (0.0, 0.5), "medical": (0.0, 0.25)}
+_WHO: dict[Task, str] = {"detection": "detectors", "medical": "segmenters", "text": "models"}
 # Dice weights crossed with the grid (search.dice) where the model segments: 0 (focal alone),
 # 1 (MONAI's DiceFocalLoss default) and 4 (focal + Dice at 1:4: mmsegmentation #1024's "clear and
 # consistent improvement" on four vessel sets).
@@ -120,8 +121,8 @@ def suggest(config_path: str | Path, *, task: Task | None = None) -> Suggestion:
     if extra:
         shown = ", ".join(f"{g:g}" for g in extra)
         reason += (
-            f" Gamma {shown} added: detectors often do no worse at gamma 0 or below 1, "
-            "and the verdict needs them to say so."
+            f" Gamma {shown} added: {_WHO[config.task]} often do no worse at gamma 0 or below "
+            "1, and the verdict needs them to say so."
         )
     alpha = ALPHAS + ((STRONG_ALPHA,) if ratio >= STRONG_RATIO else ())
     dice = TASK_DICE.get(config.task, ()) if config.task and config.trainer else ()
