@@ -493,7 +493,9 @@ def csv_columns_page() -> str:
             "from `gammatune/report/_table.py` when the site is built; `tests/test_docs.py` "
             "checks it against a CSV a real run writes. Extra dimensions (`lr` ... `beta`) are "
             "empty where the search does not use them; the `tn`/`fp`/`fn`/`tp` columns are "
-            "binary only.",
+            "binary only. The Dice, IoU and AP columns (and `positives`, `true_positive`, "
+            "`predicted_positive`) are written only for a trainer that returns pixel counts or "
+            "boxes; a classification CSV has none of them.",
             "",
             _table(rows, ("column", "meaning")),
             "",
