@@ -324,14 +324,16 @@ def run_function(job: Job, report: Report | None, *, timeout_s: float | None) ->
 
 
 def _processes() -> Any:  # a SpawnContext or a ForkServerContext
-    """Fresh processes for users' trials: forked from a server that imported torch, pandas
-    and scikit-learn's metrics once (a trial starts in ~0.1 s, not ~1 s), never from this
-    process, whose threads (heartbeats) and CUDA state a fork would copy; spawned where there
-    is no fork server."""
+    """Fresh processes for users' trials: forked from a server that imported torch, pandas,
+    scikit-learn's metrics and the U-Net's trial (``model.kind: unet``) once (a trial starts in
+    ~0.1 s, not ~1 s), never from this process, whose threads (heartbeats) and CUDA state a
+    fork would copy; spawned where there is no fork server."""
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["gammatune.spec", "pandas", "torch", "sklearn.metrics"])
+    context.set_forkserver_preload(
+        ["gammatune.spec", "pandas", "torch", "sklearn.metrics", "gammatune.segment"]
+    )
     return context
 
 
