@@ -120,9 +120,10 @@ def suggest(config_path: str | Path, *, task: Task | None = None) -> Suggestion:
     gamma = tuple(sorted({*extra, *_steps(*gamma_range)}))
     if extra:
         shown = ", ".join(f"{g:g}" for g in extra)
+        who = _WHO[config.task] if config.task is not None else "models"
         reason += (
-            f" Gamma {shown} added: {_WHO[config.task]} often do no worse at gamma 0 or below "
-            "1, and the verdict needs them to say so."
+            f" Gamma {shown} added: {who} often do no worse at gamma 0 or below 1, and the "
+            "verdict needs them to say so."
         )
     alpha = ALPHAS + ((STRONG_ALPHA,) if ratio >= STRONG_RATIO else ())
     dice = TASK_DICE.get(config.task, ()) if config.task and config.trainer else ()
