@@ -102,6 +102,9 @@ def write_table(folder: Path, n: int = 30, **sizes: tuple[int, int]) -> Path:
         mask = arrays["y"][i]
         if f"image_{i}" in sizes:
             image = np.zeros(sizes[f"image_{i}"], np.uint8)
+        if f"both_{i}" in sizes:
+            image = np.zeros(sizes[f"both_{i}"], np.uint8)
+            mask = np.ones(sizes[f"both_{i}"], np.uint8)
         imsave(folder / "img" / f"{i}.png", image, check_contrast=False)
         imsave(folder / "img" / f"{i}_mask.png", mask, check_contrast=False)
         rows.append(f"img/{i}.png,img/{i}_mask.png,{arrays['patient'][i]}")
@@ -119,6 +122,9 @@ def test_a_table_of_image_and_mask_files_reads_as_the_npz_would(tmp_path: Path) 
     assert found.table is not None and found.groups is not None
     splits = load_data(config(tmp_path, data))
     assert splits.units is not None and "image" in splits.units.table.columns
+    named = {**data, "classes": ["background", "lesion", "cyst"]}
+    units = load_data(config(tmp_path, named)).units
+    assert units is not None and units.classes == ("background", "lesion", "cyst")
 
 
 def refused(tmp_path: Path, data: dict[str, Any], **changes: Any) -> str:
@@ -189,6 +195,14 @@ def test_a_classifying_model_on_images_names_the_models_that_fit(tmp_path: Path)
 
 
 def test_images_of_different_sizes_in_a_table(tmp_path: Path) -> None:
+    path = write_table(tmp_path, n=30, both_7=(20, 16))
+    data = {"source": "csv", "path": str(path), "target": "mask"}
+    line = refused(tmp_path, data)
+    assert "data.path: images of different sizes: img/7.png (row 7) is (1, 20, 16)" in line
+    assert "img/0.png is (1, 16, 16)" in line
+
+
+def test_a_mask_of_another_size_than_its_image_in_a_table(tmp_path: Path) -> None:
     path = write_table(tmp_path, n=30, image_7=(20, 16))
     data = {"source": "csv", "path": str(path), "target": "mask"}
     line = refused(tmp_path, data)
