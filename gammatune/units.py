@@ -89,6 +89,12 @@ def image_units(config: Config) -> tuple[Units, tuple[str, ...]]:
             f"data.minority_fraction: {source.minority_fraction} subsamples classes of samples; "
             "a segmentation set's images are not subsampled: remove it."
         )
+    for field in ("positive_label", "image_shape", "text", "features", "id"):
+        if (value := getattr(source, field, None)) is not None:
+            raise DataError(
+                f"data.{field}: {value!r} has no effect on a segmentation set (the masks give "
+                "the classes, the images the inputs): remove it."
+            )
     found = load_mask_set(source, getattr(source, "classes", None))
     names = found.class_names
     counts = pixel_counts(found.masks, len(names))  # (N, C)

@@ -262,3 +262,9 @@ def test_strata_no_image_has_are_left_out_of_the_labels(tmp_path: Path) -> None:
     )
     assert set(splits.units.labels.tolist()) == {0, 1}
     assert np.isfinite(splits.imbalance_ratio())
+
+
+def test_data_options_without_effect_on_images_are_refused(tmp_path: Path) -> None:
+    path = write_npz(tmp_path)
+    line = refused(tmp_path, {"source": "npz", "path": str(path), "positive_label": 1})
+    assert "data.positive_label: 1 has no effect on a segmentation set" in line

@@ -129,6 +129,11 @@ class Config(_Strict):
                     )
             return self
         if self.trainer.is_builtin:
+            if self.model.kind != "unet":
+                raise ValueError(
+                    f"trainer.function: {UNET_TRAINER} is model.kind: unet's trial; write "
+                    "model: {kind: unet} instead"
+                )
             if self.data.source not in ("npz", "csv", "parquet"):
                 raise ValueError(
                     "model.kind: unet needs images with masks: data.source npz (X, y masks) or "
