@@ -113,19 +113,49 @@ def train_unet(spec: TrialSpec, options: UnetOptions) -> dict[str, Any]:
     """
     torch.set_num_threads(max(1, options.threads))
     data = load_mask_set(_source(options.source), list(spec.classes))
-    device = torch.device(spec.device)
-    n_classes = len(spec.classes)
-    images = torch.from_numpy(data.images)
-    train = torch.as_tensor(spec.train_ids)
-    mean = images[train].mean(dim=(0, 2, 3), keepdim=True)
-    std = images[train].std(dim=(0, 2, 3), keepdim=True).clamp(min=1e-6)
-    images = (images - mean) / std
+    device, n_classes = torch.device(spec.device), len(spec.classes)
+    images = _standardized(torch.from_numpy(data.images), spec.train_ids)
     masks = torch.from_numpy(data.masks.astype(np.int64))
     pixels = pixel_counts(data.masks[spec.train_ids], n_classes).sum(axis=0)
-    criterion = _criterion(spec, n_classes, pixels.tolist())
     torch.manual_seed(spec.seed)
     model = UNet(images.shape[1], list(options.channels), 1 if n_classes == 2 else n_classes)
     model = model.to(device)
+    criterion = _criterion(spec, n_classes, pixels.tolist())
+    best_epoch, epochs_run = _fit(model, criterion, images, masks, spec, options)
+    val, predicted, _ = _evaluate(model, images, masks, spec.val_ids, n_classes, device)
+    test, _, _ = _evaluate(model, images, masks, spec.test_ids, n_classes, device)
+    kept = slice(0, MAX_SAVED_MASKS)
+    np.savez_compressed(
+        spec.workdir / MASKS_FILE, ids=spec.val_ids[kept], pred=predicted[kept].astype(np.uint8)
+    )
+    torch.save(model.state_dict(), spec.workdir / WEIGHTS_FILE)
+    return {
+        "val": _payload(spec.val_ids, val),
+        "test": _payload(spec.test_ids, test),
+        "weights": WEIGHTS_FILE,
+        "extra": {"best_epoch": best_epoch, "epochs_run": epochs_run},
+    }
+
+
+def _standardized(images: torch.Tensor, train_ids: np.ndarray) -> torch.Tensor:
+    """Images scaled per channel by the training images' mean and standard deviation."""
+    train = images[torch.as_tensor(train_ids)]
+    mean = train.mean(dim=(0, 2, 3), keepdim=True)
+    return (images - mean) / train.std(dim=(0, 2, 3), keepdim=True).clamp(min=1e-6)
+
+
+def _fit(
+    model: torch.nn.Module,
+    criterion: Any,
+    images: torch.Tensor,
+    masks: torch.Tensor,
+    spec: TrialSpec,
+    options: UnetOptions,
+) -> tuple[int, int]:
+    """Train ``model`` with AdamW, each epoch's batches drawn from ``spec.seed``, until the
+    validation soft Dice has not improved for ``patience`` epochs (after ``min_epochs``);
+    leave it at its best epoch. Returns (best epoch, epochs run)."""
+    device, n_classes = torch.device(spec.device), len(spec.classes)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=float(spec.params.get("lr", 1e-3)),
         weight_decay=options.weight_decay,
@@ -133,8 +163,9 @@ def train_unet(spec: TrialSpec, options: UnetOptions) -> dict[str, Any]:
     autocast = autocast_dtype(device, options.precision)
     scaler = torch.amp.GradScaler(device.type, enabled=autocast == torch.float16)
     order = torch.Generator().manual_seed(spec.seed)
+    train = torch.as_tensor(spec.train_ids)
     batch = options.batch_size or max(4, min(32, -(-len(train) // 16)))
-    best, best_state, best_epoch, curve = -math.inf, copy.deepcopy(model.state_dict()), 0, []
+    best, best_state, best_epoch, epoch = -math.inf, copy.deepcopy(model.state_dict()), 0, 0
     for epoch in range(1, spec.epochs + 1):
         model.train()
         for rows in train[torch.randperm(len(train), generator=order)].split(batch):
@@ -148,26 +179,13 @@ def train_unet(spec: TrialSpec, options: UnetOptions) -> dict[str, Any]:
             scaler.step(optimizer)
             scaler.update()
         value = _evaluate(model, images, masks, spec.val_ids, n_classes, device)[2]
-        curve.append(value)
         if value > best:
             best, best_state, best_epoch = value, copy.deepcopy(model.state_dict()), epoch
         spec.report(epoch, value)  # may raise Pruned: the study stops this trial
         if epoch >= max(options.min_epochs, best_epoch + options.patience):
             break
     model.load_state_dict(best_state)
-    val, predicted, _ = _evaluate(model, images, masks, spec.val_ids, n_classes, device)
-    test, _, _ = _evaluate(model, images, masks, spec.test_ids, n_classes, device)
-    kept = slice(0, MAX_SAVED_MASKS)
-    np.savez_compressed(
-        spec.workdir / MASKS_FILE, ids=spec.val_ids[kept], pred=predicted[kept].astype(np.uint8)
-    )
-    torch.save(best_state, spec.workdir / WEIGHTS_FILE)
-    return {
-        "val": _payload(spec.val_ids, val),
-        "test": _payload(spec.test_ids, test),
-        "weights": WEIGHTS_FILE,
-        "extra": {"best_epoch": best_epoch, "epochs_run": len(curve)},
-    }
+    return best_epoch, epoch
 
 
 def segmentation_loss(
