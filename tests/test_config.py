@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
-from gammatune.config import load_config
+from gammatune.config import Config, load_config
 from gammatune.errors import ConfigError
 from tests.conftest import TINY
 
@@ -49,7 +50,7 @@ BAD = [
     ({"split": {"val": 0.5, "test": 0.5}}, "split: val + test must be < 0.9; got 1"),
     (
         {"model": {"kind": "transformer"}},
-        "model.kind: must be one of linear, mlp, cnn or 'module:function'",
+        "model.kind: must be one of linear, mlp, cnn, unet or 'module:function'",
     ),
     ({"objective": "accuracy"}, "objective: must be one of f1, recall, precision, pr_auc"),
     ({"objective": ["precision"]}, "objective: a list of objectives needs 2 or more distinct"),
@@ -105,3 +106,17 @@ def test_overrides_are_validated(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(TINY), encoding="utf-8")
     with pytest.raises(ConfigError, match="storage: Input should be a valid string"):
         load_config(path, storage=3)
+
+
+def test_a_unet_trains_through_gammatunes_own_trainer_function() -> None:
+    from gammatune.config import UNET_TRAINER
+
+    raw = {"name": "x", "data": {"source": "npz", "path": "x.npz"}, "model": {"kind": "unet"}}
+    config = Config.model_validate(raw)
+    assert config.trainer is not None and config.trainer.function == UNET_TRAINER
+    assert config.trainer.is_builtin
+    again = Config.model_validate(config.model_dump(mode="json"))  # config.resolved.yaml reads
+    assert again == config
+    synthetic = {**raw, "data": {"source": "synthetic"}}
+    with pytest.raises(ValidationError, match="model.kind: unet needs images with masks"):
+        Config.model_validate(synthetic)
