@@ -36,7 +36,7 @@ SCHEDULES: tuple[Schedule, ...] = ("fixed", "confidence", "flsd53")
 WEIGHTS: tuple[Weights, ...] = ("inverse", "effective")
 # The loss and training fields beyond gamma and alpha, in the order they are shown; each is off
 # (None, or "fixed") unless a stage's search space declares it.
-EXTRA_FIELDS = ("lr", "gamma_rare", "schedule", "k", "weights", "beta")
+EXTRA_FIELDS = ("lr", "gamma_rare", "schedule", "k", "weights", "beta", "dice")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +61,8 @@ class Setting:
         weights: Per-class weights from the training counts instead of ``alpha``: ``inverse``
             frequency, or ``effective`` number of samples with ``beta`` (Cui et al. 2019).
         beta: The ``effective`` scheme's beta, in [0, 1).
+        dice: Weight of a Dice term added to the loss (segmentation), or None for none; a
+            focal setting's twin keeps it.
     """
 
     gamma: float
@@ -74,6 +76,7 @@ class Setting:
     k: float | None = None
     weights: Weights | None = None
     beta: float | None = None
+    dice: float | None = None
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> Setting:
@@ -95,6 +98,7 @@ class Setting:
             k=number("k"),
             weights=params.get("weights"),
             beta=number("beta"),
+            dice=number("dice"),
         )
 
     def params(self) -> dict[str, Any]:
@@ -139,6 +143,7 @@ class Setting:
             parts.append(f"weights={self.weights}")
         else:
             parts.append(f"alpha={format_alpha(self.alpha)}")
+        parts += [] if self.dice is None else [f"dice={self.dice:g}"]
         return parts + ([] if self.lr is None else [f"lr={self.lr:g}"])
 
     @property
@@ -163,6 +168,7 @@ class Setting:
 
 _OFF: dict[str, Any] = {
     "lr": None, "gamma_rare": None, "schedule": "fixed", "k": None, "weights": None, "beta": None,
+    "dice": None,
 }  # fmt: skip
 
 

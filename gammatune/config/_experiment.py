@@ -96,10 +96,12 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _trainer_fits(self) -> Config:
-        groups = getattr(self.data, "groups", None)
         if self.trainer is None:
-            if groups is not None:
-                raise ValueError("data.groups needs a trainer (see docs/tutorials/own-trainer.md)")
+            for key in ("groups", "classes"):
+                if getattr(self.data, key, None) is not None:
+                    raise ValueError(
+                        f"data.{key} needs a trainer (see docs/tutorials/own-trainer.md)"
+                    )
             return self
         if self.data.source not in ("csv", "parquet"):
             raise ValueError(

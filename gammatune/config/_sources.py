@@ -157,6 +157,13 @@ class TableData(_Columns):
         min_length=1,
         description="With a trainer: a column of groups (patients, sites) kept in one split.",
     )
+    classes: list[Annotated[str, Field(min_length=1)]] | None = Field(
+        None,
+        min_length=2,
+        description="With a trainer that segments or detects: the classes its payload counts "
+        "(pixel classes, the background first) or detects (object classes); the target "
+        "column is then each image's stratum (e.g. its rarest class), used to split.",
+    )
 
     _resolve = field_validator("path")(_resolve_path)
 
@@ -169,6 +176,14 @@ class TableData(_Columns):
             return value
         folder = Path(base) / value
         return str(folder) if folder.is_dir() else value
+
+    @field_validator("classes")
+    @classmethod
+    def _distinct(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(set(value)) < len(value):
+            repeated = next(c for c in value if value.count(c) > 1)
+            raise ValueError(f"names {repeated!r} twice; each class once")
+        return value
 
     @model_validator(mode="after")
     def _text_is_not_a_feature(self) -> TableData:

@@ -123,7 +123,7 @@ def _one(context: _Context, setting: Setting, hear: Reporter | None, trial: Tria
     assert units is not None
     ids = SplitIds(
         units.val_ids, units.test_ids, splits.y_val.numpy(), splits.y_test.numpy(),
-        splits.n_classes,
+        len(spec.classes),
     )  # fmt: skip
     try:
         checked = check_payload(ended.payload, ids)
@@ -187,7 +187,7 @@ def make_spec(context: _Context, setting: Setting, splits: Splits, trial: Trial)
     stage, number = trial
     workdir = config.run_dir / "workdirs" / f"{stage}-{number:05d}"
     workdir.mkdir(parents=True, exist_ok=True)
-    binary = splits.n_classes == 2
+    classes = payload_classes(config, splits)
     return TrialSpec(
         gamma=setting.gamma,
         alpha=setting.alpha,
@@ -200,13 +200,20 @@ def make_spec(context: _Context, setting: Setting, splits: Splits, trial: Trial)
         val_ids=units.val_ids,
         test_ids=units.test_ids,
         table=units.table,
-        classes=splits.class_names,
-        positive=splits.class_names[1] if binary else None,
+        classes=classes,
+        positive=classes[1] if len(classes) == 2 else None,
         device=context.device.type,
         epochs=config.train.epochs,
         workdir=workdir.resolve(),
         loss_terms=(gamma, alpha, _minority(splits)),
     )
+
+
+def payload_classes(config: Config, splits: Splits) -> tuple[str, ...]:
+    """The classes a payload scores: ``data.classes`` where declared (pixel or object
+    classes; the labels are then strata), else the label column's."""
+    declared = getattr(config.data, "classes", None)
+    return splits.class_names if declared is None else tuple(declared)
 
 
 def _reporting(hear: Reporter, epochs: int) -> Report:
