@@ -43,6 +43,7 @@ from gammatune.report._summary import (
     summary_json,
 )
 from gammatune.report._table import confirm_plan, experiment_facts, trials_frame, write_csv
+from gammatune.report._tasks import figure_entries, task_figures, task_of
 from gammatune.storage import open_storage
 
 # (file stem, the question it answers, caption)
@@ -148,7 +149,7 @@ def write_report(
         csv = write_csv(_with_verdict(frame, summary), csv_file)
         config.run_dir.mkdir(parents=True, exist_ok=True)
         write_whole(config.run_dir / "summary.json", summary_json(summary, frame))
-        drawn = figures(frame, summary, [str(n) for n in facts.get("class_names", [])])
+        drawn = figures(frame, summary, [str(n) for n in facts.get("class_names", [])], config)
         written = write_plots(plots, drawn) if plots is not None else []
         page.parent.mkdir(parents=True, exist_ok=True)
         write_whole(page, render_html(frame, summary, facts, drawn, name=config.name))
@@ -204,8 +205,12 @@ def _with_verdict(frame: pd.DataFrame, summary: Summary) -> pd.DataFrame:
     return table
 
 
-def figures(frame: pd.DataFrame, summary: Summary, class_names: list[str]) -> dict[str, Any]:
-    """Return the report's figures by file stem; those with nothing to draw are left out."""
+def figures(
+    frame: pd.DataFrame, summary: Summary, class_names: list[str], config: Config | None = None
+) -> dict[str, Any]:
+    """Return the report's figures by file stem; those with nothing to draw are left out. With
+    ``config``, a detection or segmentation study's own figures too (a ``str`` in place of one
+    whose inputs are missing: the page's note)."""
     drawn = {
         "forest": forest(summary),
         "objective_vs_gamma": objective_vs_gamma(frame, summary),
@@ -215,6 +220,7 @@ def figures(frame: pd.DataFrame, summary: Summary, class_names: list[str]) -> di
         "training": training_curves(frame, summary),
         "per_class": per_class(frame, summary, class_names),
         "pareto": pareto_figure(frame, summary.constraints) if summary.pareto else None,
+        **({} if config is None else task_figures(config, frame, summary, class_names)),
     }
     return {name: figure for name, figure in drawn.items() if figure is not None}
 
@@ -225,6 +231,8 @@ def write_plots(folder: str | Path, drawn: dict[str, Any]) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, figure in drawn.items():
+        if isinstance(figure, str):  # a figure's note: nothing to draw
+            continue
         path = folder / f"{name}.png"
         write_whole(path, to_png(figure))
         paths.append(path)
@@ -255,8 +263,10 @@ def render_html(
         health_html(summary.health),
         per_class_html(frame, summary.verdict, [str(n) for n in facts.get("class_names", [])]),
     ]
-    for stem, question, caption in _FIGURES:
-        if stem in drawn:
+    for stem, question, caption in figure_entries(task_of(frame), _FIGURES):
+        if isinstance(drawn.get(stem), str):
+            parts.append(f'<p class="note" id="{stem}">{html.escape(drawn[stem])}</p>')
+        elif stem in drawn:
             data = base64.b64encode(to_png(drawn[stem])).decode("ascii")
             image = f'<img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
             if stem == "forest":  # the words beside the plot: why, and what each bar compares

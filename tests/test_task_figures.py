@@ -1,0 +1,127 @@
+"""The report's detection and segmentation figures: the drawn images are the ones where the two
+models differ, they draw from the data's files and arrays, and a classification page keeps its
+figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from gammatune.detection import Detections
+from gammatune.report._detection_view import detections_figure, hits, pick_images, score
+from gammatune.report._images import ImageMissing, ImageSource
+from gammatune.report._mask_view import Masks, image_dice, load_masks, overlay_figure
+from gammatune.report._mask_view import pick_images as pick_masks
+from gammatune.report._page import _FIGURES
+from gammatune.report._summary import SummaryRow
+from gammatune.report._tasks import figure_entries
+
+
+def _row(label: str, gamma: float) -> SummaryRow:
+    return SummaryRow(
+        label, "confirm", 1, gamma, None, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, (0.4, 0.6), 0.5
+    )
+
+
+def _boxes(*boxes: tuple[float, ...]) -> np.ndarray:
+    return np.array(boxes, dtype=np.float64).reshape(-1, 4)
+
+
+def test_hits_take_each_true_box_once_by_score_and_class() -> None:
+    truth, truth_labels = _boxes((0, 0, 10, 10), (20, 20, 30, 30)), np.array([0, 1])
+    boxes = _boxes((0, 0, 10, 10), (1, 1, 10, 10), (20, 20, 30, 30), (40, 40, 45, 45))
+    found = hits(boxes, np.array([0.6, 0.9, 0.8, 0.7]), np.array([0, 0, 0, 1]), truth,
+                 truth_labels)  # fmt: skip
+    # The higher-scored near box takes the first object; the third box has the wrong class.
+    assert found.tolist() == [False, True, False, False]
+    assert hits(boxes[:0], np.zeros(0), np.zeros(0, int), truth, truth_labels).tolist() == []
+
+
+def _detections(n: int, missed: dict[int, int], false: dict[int, int]) -> Detections:
+    """``n`` images, each with 2 objects; every object found at score 0.9, but ``missed[i]``
+    of image i, and ``false[i]`` false boxes at score 0.95 in image i."""
+    truth = _boxes((2, 2, 8, 8), (12, 12, 20, 20))
+    boxes, scores, labels = [], [], []
+    for i in range(n):
+        kept = truth[missed.get(i, 0) :]
+        extra = _boxes(*[(24 + k, 24, 28 + k, 28) for k in range(false.get(i, 0))])
+        boxes.append(np.vstack([kept, extra]))
+        scores.append(np.r_[np.full(len(kept), 0.9), np.full(len(extra), 0.95)])
+        labels.append(np.zeros(len(kept) + len(extra), np.int64))
+    gt = tuple(truth for _ in range(n))
+    return Detections(np.arange(n) * 10, tuple(boxes), tuple(scores), tuple(labels), gt,
+                      tuple(np.zeros(2, np.int64) for _ in range(n)), 1)  # fmt: skip
+
+
+def test_detection_images_are_the_ones_whose_errors_differ_most() -> None:
+    ce = score(_detections(8, missed={3: 2, 5: 1}, false={6: 1}))
+    focal = score(_detections(8, missed={5: 1}, false={}))
+    assert ce.threshold == 0.9 and focal.threshold == 0.9  # F1-best: keep the 0.9 boxes
+    assert [ce.errors(i) for i in range(8)] == [0, 0, 0, 2, 0, 1, 1, 0]
+    assert pick_images(ce, focal, 2) == [3, 6]  # 2 more errors, then 1; image 5: the same
+    assert pick_images(ce, focal, 3) == [3, 6, 5]  # then the most errors
+
+
+def _png(path: Path, pixels: np.ndarray) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels.astype(np.uint8)).save(path)
+    return f"{path.parent.name}/{path.name}"
+
+
+def test_detections_figure_draws_the_table_images(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    names = [
+        _png(tmp_path / "img" / f"{i}.png", rng.integers(0, 255, (32, 32))) for i in range(80)
+    ]
+    source = ImageSource(folder=tmp_path, table=pd.DataFrame({"image": names}))
+    pair = [(_row("plain CE", 0.0), _detections(8, {3: 2}, {})),
+            (_row("recommended", 2.0), _detections(8, {}, {1: 1}))]  # fmt: skip
+    figure = detections_figure(pair, source, ["shape"], n_images=3)
+    assert len(figure.axes) == 6  # 2 models x 3 images
+    assert figure.axes[0].get_title() == "image 30: 0 boxes, 2 errors"
+    assert figure.axes[1].get_title() == "image 10: 2 boxes, 0 errors"  # CE's row, then ...
+    assert figure.axes[4].get_title() == "image 10: 3 boxes, 1 error"  # the recommendation's
+    missing = ImageSource(folder=tmp_path / "elsewhere", table=pd.DataFrame({"image": names}))
+    with pytest.raises(ImageMissing, match="elsewhere/img/30.png cannot be read"):
+        detections_figure(pair, missing, ["shape"], n_images=3)
+
+
+def test_image_dice_and_the_mask_images_picked(tmp_path: Path) -> None:
+    truth = np.zeros((6, 8, 8), np.int64)
+    truth[:, 2:6, 2:6] = 1
+    truth[4] = 0  # an image without foreground
+    assert image_dice(truth[0], truth[0]) == 1.0 and image_dice(truth[4], truth[4]) == 1.0
+    assert image_dice(np.zeros((8, 8), int), truth[0]) == 0.0
+    first, second = truth.copy(), truth.copy()
+    second[2] = 0  # misses image 2 entirely
+    second[5, 2:4, 2:6] = 2  # half of image 5 the wrong class
+    first[1, 0, 0] = 1  # one stray pixel: differs, but barely
+    ids = np.arange(6) + 100
+    a, b = Masks(ids, first), Masks(ids, second)
+    assert pick_masks(a, b, dict(zip(ids.tolist(), truth, strict=True)), 3) == [102, 105, 101]
+    np.savez(tmp_path / "masks.npz", ids=ids, pred=second.astype(np.uint8))
+    assert load_masks(tmp_path / "masks.npz").pred.shape == (6, 8, 8)
+    with pytest.raises(ImageMissing, match="no .*masks.npz"):
+        load_masks(tmp_path / "workdirs" / "confirm-00003" / "masks.npz")
+
+    images = np.random.default_rng(1).normal(size=(106, 1, 8, 8))
+    masks = np.zeros((106, 8, 8), np.int64)
+    masks[100:] = truth
+    source = ImageSource(images=images, masks=masks)
+    pair = [(_row("plain CE", 0.0), b), (_row("recommended", 1.0), a)]
+    figure = overlay_figure(pair, source, ["background", "lesion", "cyst"], n_images=2)
+    assert len(figure.axes) == 2 * 4  # image, truth, 2 predictions per row
+    assert figure.axes[0].get_ylabel() == "image 102"
+
+
+def test_a_classification_page_keeps_its_figures() -> None:
+    assert figure_entries("classification", _FIGURES) == _FIGURES
+    stems = [stem for stem, _, _ in figure_entries("detection", _FIGURES)]
+    assert stems[:5] == ["forest", "ap_vs_gamma", "ap_per_class", "pr_curves", "detections"]
+    assert {"objective_vs_gamma", "per_class", "confusion"}.isdisjoint(stems)
+    stems = [stem for stem, _, _ in figure_entries("segmentation", _FIGURES)]
+    assert stems[:4] == ["forest", "dice_vs_gamma", "dice_per_class", "overlay"]
