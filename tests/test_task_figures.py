@@ -19,6 +19,7 @@ from gammatune.report._mask_view import pick_images as pick_masks
 from gammatune.report._page import _FIGURES
 from gammatune.report._summary import SummaryRow
 from gammatune.report._tasks import figure_entries
+from tests.conftest import write_config
 
 
 def _row(label: str, gamma: float) -> SummaryRow:
@@ -125,3 +126,23 @@ def test_a_classification_page_keeps_its_figures() -> None:
     assert {"objective_vs_gamma", "per_class", "confusion"}.isdisjoint(stems)
     stems = [stem for stem, _, _ in figure_entries("segmentation", _FIGURES)]
     assert stems[:4] == ["forest", "dice_vs_gamma", "dice_per_class", "overlay"]
+
+
+def test_a_classification_run_draws_the_same_page_with_the_task_figures(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from gammatune.cli import app
+    from gammatune.config import load_config
+    from gammatune.report._page import figures, render_html, study_summary
+
+    path = write_config(tmp_path, search={"gamma": [2.0], "alpha": [0.75]},
+                        refine={"n_trials": 1}, confirm={"top_k": 1, "repeats": 2})  # fmt: skip
+    assert CliRunner().invoke(app, ["run", "-c", str(path)]).exit_code == 0
+    config = load_config(path)
+    frame, summary, facts = study_summary(config)
+    names = [str(n) for n in facts["class_names"]]
+    before, after = figures(frame, summary, names), figures(frame, summary, names, config)
+    assert list(after) == list(before) and "forest" in after
+    assert render_html(frame, summary, facts, after, name="tiny") == render_html(
+        frame, summary, facts, before, name="tiny"
+    )

@@ -128,7 +128,8 @@ def per_class_metric(
                     ha="center", va="bottom", fontsize=7)  # fmt: skip
     ax.set_xticks(x + width * (len(trials) - 1) / 2, names, fontsize=8)
     label = NAMES.get(metric, metric).split(" (")[0]
-    ax.set(ylim=(0, 1.08), xlabel="class", ylabel=label,
+    highest = max((np.nanmax(t[f"{split}_{metric}_per_class"], initial=0.0) for _, t in trials))
+    ax.set(ylim=(0, min(1.08, 1.2 * float(highest) + 0.05)), xlabel="class", ylabel=label,
            title=f"{'Test' if split == 'test' else 'Validation'} {label} per class")  # fmt: skip
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return figure
