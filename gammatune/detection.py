@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from gammatune.errors import DataError
-from gammatune.tasks import PayloadError, ids_order
+from gammatune.tasks import PayloadError, SplitIds, check_mapping, ids_order, kept
 
 PAYLOAD_KEYS = ("ids", "boxes", "scores", "labels", "gt_boxes", "gt_labels")
 
@@ -49,6 +49,23 @@ class Detections:
 
 
 @dataclass(frozen=True, slots=True)
+class DetectionScores:
+    """One trial's detections on both splits; ``test`` None where the trainer returned none."""
+
+    val: Detections
+    test: Detections | None
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedDetections:
+    """A checked detection payload: per-image boxes of both splits."""
+
+    scores: DetectionScores
+    weights: str | None = None
+    extra: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class GroundTruth:
     """Ground truth per image id: ``{id: (boxes (g, 4) xyxy, labels (g,))}``, and class names."""
 
@@ -66,6 +83,25 @@ class CocoMetrics:
     ap75: float
     ar100: float
     per_class_ap: tuple[float, ...]
+
+
+def detection_payload(
+    payload: Any, split: SplitIds, gt: GroundTruth | None = None
+) -> CheckedDetections:
+    """Check a detection payload, :func:`detection_part` per split (``test`` optional).
+
+    Raises:
+        PayloadError: Naming the field, the image and what is wrong.
+    """
+    check_mapping(payload)
+    val = detection_part(payload.get("val"), "val", split.val_ids, split.n_classes, gt)
+    test = (
+        None
+        if payload.get("test") is None
+        else detection_part(payload["test"], "test", split.test_ids, split.n_classes, gt)
+    )
+    weights, extra = kept(payload)
+    return CheckedDetections(DetectionScores(val, test), weights, extra)
 
 
 def detection_part(

@@ -31,12 +31,14 @@ class ClassMatches:
     """One class's detections over all images, sorted by score (descending, stable).
 
     ``image`` ``(D,)`` is each detection's image index, ``tp`` ``(T, D)`` whether it matched at
-    each IoU threshold, ``n_gt`` ``(n_images,)`` the class's ground-truth boxes per image.
+    each IoU threshold, ``n_gt`` ``(n_images,)`` the class's ground-truth boxes per image,
+    ``score`` ``(D,)`` each detection's score.
     """
 
     image: np.ndarray
     tp: np.ndarray
     n_gt: np.ndarray
+    score: np.ndarray
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,7 @@ def match(dets: Detections) -> Matches:
                     :, order
                 ],
                 n_gt=n_gt[k],
+                score=score_all[order],
             )
         )
     return Matches(tuple(classes), n)

@@ -25,8 +25,9 @@ from gammatune.metrics import best_f1_threshold
 from gammatune.record import Setting
 from gammatune.report import setting_mask, study_summary
 from gammatune.saved_model import load_model, save_model
+from gammatune.scores_files import load_scores_file
 from gammatune.scoring import predict_csv, score_frame
-from gammatune.storage import load_scores_file, open_storage, storage_errors
+from gammatune.storage import open_storage, storage_errors
 from gammatune.training import FitResult, Keep, predict_logits, scores_from_logits
 from gammatune.tuning import loss_terms, new_member, train_members
 from gammatune.weights import export_user_model, kept_weights

@@ -6,8 +6,10 @@ Scores are positive-class probabilities ``(N,)`` for binary tasks and class prob
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -19,6 +21,17 @@ OBJECTIVES: dict[str, str] = {
     "pr_auc": "pr_auc",
     "roc_auc": "roc_auc",
     "f1_macro": "f1_macro",
+}
+# How the report names each objective.
+METRIC_NAMES = {
+    "f1": "F1", "pr_auc": "PR-AUC", "roc_auc": "ROC-AUC", "f1_macro": "macro F1", "dice": "Dice",
+    "dice_micro": "pooled Dice", "iou": "IoU", "iou_micro": "pooled IoU", "ap": "AP",
+    "ap50": "AP50", "ap75": "AP75",
+}  # fmt: skip
+# Objectives of segmentation and detection trials, read from ``Evaluation.task_metrics``.
+TASK_OBJECTIVES: dict[str, tuple[str, ...]] = {
+    "segmentation": ("dice", "dice_micro", "iou", "iou_micro"),
+    "detection": ("ap", "ap50", "ap75"),
 }
 
 
@@ -49,6 +62,8 @@ class Evaluation:
     f1_ci_low: float
     f1_ci_high: float
     pr_curve: list[list[float]]
+    # A segmentation or detection trial's own figures (Dice, IoU; AP, AR), per class as lists.
+    task_metrics: dict[str, Any] = field(default_factory=dict)
 
 
 def evaluate(
@@ -292,5 +307,8 @@ def weighted_average_precision(
 
 
 def objective_value(evaluation: Evaluation, objective: str) -> float:
-    """Return the configured objective (higher is better) from an evaluation."""
-    return float(getattr(evaluation, OBJECTIVES[objective]))
+    """Return the configured objective (higher is better) from an evaluation: NaN for a task
+    metric the evaluation does not hold (Dice of a classification trial)."""
+    if objective in OBJECTIVES:
+        return float(getattr(evaluation, OBJECTIVES[objective]))
+    return float(evaluation.task_metrics.get(objective, math.nan))

@@ -10,11 +10,14 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from gammatune.metrics import Evaluation
+from gammatune.metrics import Evaluation, objective_value
+
+if TYPE_CHECKING:
+    from gammatune.config import Config
 
 RECORD_VERSION = 2
 Role = Literal["configured", "logistic", "logistic_balanced"]
@@ -262,4 +265,23 @@ def _from_version_1(data: dict[str, Any], params: dict[str, Any]) -> dict[str, A
 def _evaluation(values: dict[str, Any]) -> Evaluation:
     """An ``Evaluation`` from stored fields; fields added since it was stored are NaN/None."""
     names = [f.name for f in fields(Evaluation)]
-    return Evaluation(**{n: values.get(n, math.nan) for n in names})
+    return Evaluation(
+        **{n: values.get(n, math.nan) for n in names if n != "task_metrics"},
+        task_metrics=values.get("task_metrics") or {},
+    )
+
+
+def scored(
+    config: Config, record: TrialRecord, val: Evaluation, test: Evaluation | None
+) -> TrialRecord:
+    """``record`` with its evaluations, objective value(s) and feasibility; failed where an
+    objective is not finite (a task metric the trial's task has not: Dice of boxes)."""
+    value = objective_value(val, config.metric)
+    reason = None if math.isfinite(value) else f"the objective {config.metric} is {value}"
+    values = [objective_value(val, o) for o in config.objectives]
+    if reason is None and not all(math.isfinite(v) for v in values):
+        reason = f"an objective is not finite: {values}"
+    feasible = all(objective_value(val, m) >= low for m, low in config.constraints.items())
+    multi = values if len(values) > 1 else None
+    return replace(record, val=val, test=test, value=value, values=multi, feasible=feasible,
+                   fail_reason=reason)  # fmt: skip

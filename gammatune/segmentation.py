@@ -26,10 +26,11 @@ TP, FP, FN, TN = range(4)
 
 @dataclass(frozen=True, slots=True)
 class SegmentationScores:
-    """Per-image counts ``(n, C, 4)`` of both splits of one trial, ``tp, fp, fn, tn``."""
+    """Per-image counts ``(n, C, 4)`` of both splits of one trial, ``tp, fp, fn, tn``;
+    ``test`` None where the trainer returned none."""
 
     val: np.ndarray
-    test: np.ndarray
+    test: np.ndarray | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,17 +134,46 @@ def image_weights(
     return drawn[:, units]
 
 
+METRICS = ("dice", "dice_micro", "iou", "iou_micro", "f1", "precision", "recall")
+
+
 def weighted_dice(counts: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """``(B,)`` mean foreground per-image Dice (:func:`evaluate_segmentation`'s ``dice``) of
     ``counts`` ``(n, C, 4)`` under image weights ``(B, n)``: an image drawn k times counts k
     times in each class's mean; empty-mask images stay out."""
-    dice = dice_per_image(counts)[:, 1:]  # (n, C-1)
-    valid = ~np.isnan(dice)
-    sums, seen = weights @ np.where(valid, dice, 0.0), weights @ valid  # (B, C-1)
+    return weighted_metric(counts, weights, "dice")
+
+
+def weighted_metric(counts: np.ndarray, weights: np.ndarray, metric: str) -> np.ndarray:
+    """``(B,)`` one of :data:`METRICS` (as :func:`evaluate_segmentation` computes it) under
+    image weights ``(B, n)``: per-image means weight each image's value, pooled figures sum
+    weighted counts."""
+    if metric in ("dice", "iou"):
+        per_image = (dice_per_image if metric == "dice" else iou_per_image)(counts)[:, 1:]
+        valid = ~np.isnan(per_image)
+        sums, seen = weights @ np.where(valid, per_image, 0.0), weights @ valid  # (B, C-1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = np.where(seen > 0, sums / np.maximum(seen, 1e-300), np.nan)
+        return _row_means(means)
+    pooled = np.einsum("bn,nck->bck", weights, counts.astype(np.float64))  # (B, C, 4)
+    if metric in ("dice_micro", "iou_micro"):
+        per_class = (dice_per_image if metric == "dice_micro" else iou_per_image)(pooled)
+        return _row_means(per_class[:, 1:])
+    if metric not in METRICS:
+        raise ValueError(f"segmentation metric must be one of {METRICS}; got {metric!r}")
+    tp, fp, fn = (pooled[:, 1:, k].sum(axis=1) for k in (TP, FP, FN))
+    numerator, denominator = {
+        "f1": (2 * tp, 2 * tp + fp + fn), "precision": (tp, tp + fp), "recall": (tp, tp + fn),
+    }[metric]  # fmt: skip
     with np.errstate(invalid="ignore", divide="ignore"):
-        means = np.where(seen > 0, sums / np.maximum(seen, 1e-300), np.nan)
-    present = ~np.isnan(means)
-    return np.where(present, means, 0.0).sum(axis=1) / np.maximum(present.sum(axis=1), 1)
+        return np.where(denominator > 0, numerator / denominator, np.nan)
+
+
+def _row_means(values: np.ndarray) -> np.ndarray:
+    """Each row's mean over its non-NaN columns (0 where none, as the empty-mask rule drops a
+    class no image holds)."""
+    present = ~np.isnan(values)
+    return np.where(present, values, 0.0).sum(axis=1) / np.maximum(present.sum(axis=1), 1)
 
 
 def paired_image_bootstrap(
@@ -185,10 +215,12 @@ def resampled_dice_differences(
     groups: np.ndarray | None = None,
     n_resamples: int = 2000,
     seed: int | Sequence[int] = 0,
+    metric: str = "dice",
 ) -> tuple[float, float, np.ndarray]:
-    """A's and B's mean foreground Dice (averaged over repeats) on all images, and the
-    ``(n_resamples,)`` resampled differences behind :func:`paired_image_bootstrap` (same
-    arguments), for a caller that pools several folds' differences as the verdict does."""
+    """A's and B's ``metric`` (one of :data:`METRICS`; default the mean foreground Dice,
+    averaged over repeats) on all images, and the ``(n_resamples,)`` resampled differences
+    behind :func:`paired_image_bootstrap` (same arguments), for a caller that pools several
+    folds' differences as the verdict does."""
     a, b = (_repeats(x) for x in (counts_a, counts_b))
     if a.shape != b.shape:
         raise ValueError(f"paired_image_bootstrap: shapes differ: {a.shape} and {b.shape}.")
@@ -199,10 +231,13 @@ def resampled_dice_differences(
         raise ValueError(f"paired_image_bootstrap: n_resamples must be > 0; got {n_resamples}.")
     weights = image_weights(image_strata(a[0]), n_resamples, groups=groups, seed=seed)
     ones = np.ones((1, a.shape[1]))
-    value_a = float(np.mean([weighted_dice(x, ones)[0] for x in a]))
-    value_b = float(np.mean([weighted_dice(x, ones)[0] for x in b]))
+    value_a = float(np.mean([weighted_metric(x, ones, metric)[0] for x in a]))
+    value_b = float(np.mean([weighted_metric(x, ones, metric)[0] for x in b]))
     differences = np.mean(
-        [weighted_dice(x, weights) - weighted_dice(y, weights) for x, y in zip(a, b, strict=True)],
+        [
+            weighted_metric(x, weights, metric) - weighted_metric(y, weights, metric)
+            for x, y in zip(a, b, strict=True)
+        ],
         axis=0,
     )
     return value_a, value_b, differences

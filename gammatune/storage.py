@@ -24,7 +24,6 @@ try:
 except ImportError:  # Windows: no lock around creating a SQLite file
     fcntl = None  # type: ignore[assignment]
 
-import numpy as np
 import optuna
 
 from gammatune import watchdog
@@ -32,8 +31,7 @@ from gammatune.config import Config
 from gammatune.damage import damaged_value
 from gammatune.errors import StudyError, redact, secret_of
 from gammatune.journal import JOURNAL, journal_lock_file, open_journal
-from gammatune.record import SampleScores, TrialRecord
-from gammatune.segmentation import SegmentationScores
+from gammatune.record import TrialRecord
 
 Stage = Literal["baseline", "search", "refine", "confirm"]
 STAGES: tuple[Stage, ...] = ("baseline", "search", "refine", "confirm")
@@ -343,51 +341,6 @@ def load_record(trial: optuna.trial.FrozenTrial) -> TrialRecord | None:
         return TrialRecord.from_json(data, params=trial.params)
     except (ValueError, TypeError, KeyError) as exc:
         raise StudyError(f"trial {trial.number}: cannot read its record: {exc}.") from None
-
-
-def save_scores(config: Config, name: str, scores: SampleScores) -> str:
-    """Write per-sample scores to ``runs/<name>/scores/<name>.npz``; return the path relative
-    to the run folder (stored in the record); no ``test`` where the trial has no test scores."""
-    test = {} if scores.test is None else {"test": scores.test.astype(np.float32)}
-    labels = {k: getattr(scores, k).astype(np.int32) for k in ("val_labels", "test_labels")}
-    return _write_npz(config, name, val=scores.val.astype(np.float32), **test, **labels)
-
-
-def _write_npz(config: Config, name: str, **arrays: np.ndarray) -> str:
-    path = config.run_dir / (relative := Path("scores") / f"{name}.npz")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(path, **arrays)  # type: ignore[arg-type]  # stubs: allow_pickle
-    except OSError as exc:  # a full disk: the write fails without naming the file
-        why = f"output_dir: cannot write {path}: {exc.strerror}; {_KEPT}: {_FREE}"
-        raise StudyError(why) from None
-    return relative.as_posix()
-
-
-def load_scores_file(config: Config, scores_file: str) -> SampleScores | None:
-    """The per-sample scores a record references (its ``scores_file``), or None where the file
-    is not here (a study shared through a server whose trials ran on other machines) or holds
-    a segmentation trial's counts (:func:`load_counts_file`); ``test`` None: no test scores."""
-    data = _read_npz(config, scores_file, ("val", "test", "val_labels", "test_labels"))
-    return None if data is None else SampleScores(test=data.pop("test", None), **data)
-
-
-def save_counts(config: Config, name: str, counts: SegmentationScores) -> str:
-    """Write a segmentation trial's pixel counts ``(n, C, 4)`` as :func:`save_scores` does."""
-    return _write_npz(config, name, val_counts=counts.val, test_counts=counts.test)
-
-
-def load_counts_file(config: Config, scores_file: str) -> SegmentationScores | None:
-    """A segmentation record's pixel counts, or None (not here, or classification scores)."""
-    data = _read_npz(config, scores_file, ("val_counts", "test_counts"))
-    return None if data is None else SegmentationScores(data["val_counts"], data["test_counts"])
-
-
-def _read_npz(config: Config, name: str, keys: tuple[str, ...]) -> dict[str, np.ndarray] | None:
-    if not (path := config.run_dir / name).is_file():
-        return None
-    with np.load(path) as data:  # of keys, the ones it holds (a trial may have no test)
-        return {k: data[k] for k in keys if k in data} if keys[0] in data else None
 
 
 def load_study(

@@ -5,9 +5,9 @@ for the validation split and (unless a user's classification trainer leaves it o
 split. This module checks it against the split it was trained on and returns what metrics,
 records and the verdict read. Classification is the task here: per unit, ``scores`` of shape
 ``(n,)`` (P(positive), binary) or ``(n, C)`` (class probabilities). Segmentation: per image,
-pixel counts ``tp, fp, fn, tn`` of shape ``(n, C)`` (:func:`segmentation_payload`). The
-payload says which task it is (:func:`payload_task`): ``tp`` in place of ``scores``. Another
-task (per-image boxes) is another ``*_payload`` function, leaving the trainers untouched.
+pixel counts ``tp, fp, fn, tn`` of shape ``(n, C)`` (:func:`segmentation_payload`).
+Detection: per image, predicted and true boxes (:func:`detection_payload`). The payload says
+which task it is (:func:`payload_task`): ``tp`` or ``boxes`` in place of ``scores``.
 """
 
 from __future__ import annotations
@@ -69,33 +69,25 @@ def classification_payload(payload: Any, split: SplitIds) -> Checked:
     Raises:
         PayloadError: Naming the field and what is wrong with it.
     """
-    _mapping(payload)
+    check_mapping(payload)
     val = _part(payload, "val", split.val_ids, split.n_classes)
     test = (
         None
         if payload.get("test") is None
         else _part(payload, "test", split.test_ids, split.n_classes)
     )
-    weights, extra = _kept(payload)
+    weights, extra = kept(payload)
     return Checked(SampleScores(val, test, split.val_labels, split.test_labels), weights, extra)
 
 
 def payload_task(payload: Any) -> str:
-    """``"segmentation"`` where the payload's ``val`` holds pixel counts (``tp``), else
-    ``"classification"`` (whose check then names what is missing)."""
+    """``"segmentation"`` where the payload's ``val`` holds pixel counts (``tp``),
+    ``"detection"`` where it holds ``boxes``, else ``"classification"`` (whose check then
+    names what is missing)."""
     val = payload.get("val") if isinstance(payload, Mapping) else None
-    return "segmentation" if isinstance(val, Mapping) and "tp" in val else "classification"
-
-
-def check_payload(payload: Any, split: SplitIds) -> Checked | CheckedCounts:
-    """Check a payload of the task it is (:func:`payload_task`).
-
-    Raises:
-        PayloadError: Naming the field and what is wrong with it.
-    """
-    if payload_task(payload) == "segmentation":
-        return segmentation_payload(payload, split)
-    return classification_payload(payload, split)
+    if isinstance(val, Mapping) and "tp" in val:
+        return "segmentation"
+    return "detection" if isinstance(val, Mapping) and "boxes" in val else "classification"
 
 
 def segmentation_payload(payload: Any, split: SplitIds) -> CheckedCounts:
@@ -110,14 +102,15 @@ def segmentation_payload(payload: Any, split: SplitIds) -> CheckedCounts:
     Raises:
         PayloadError: Naming the field and what is wrong with it.
     """
-    _mapping(payload)
+    check_mapping(payload)
     val = _counts(payload, "val", split.val_ids, split.n_classes)
-    test = _counts(payload, "test", split.test_ids, split.n_classes)
-    weights, extra = _kept(payload)
+    has_test = payload.get("test") is not None
+    test = _counts(payload, "test", split.test_ids, split.n_classes) if has_test else None
+    weights, extra = kept(payload)
     return CheckedCounts(SegmentationScores(val, test), weights, extra)
 
 
-def _mapping(payload: Any) -> None:
+def check_mapping(payload: Any) -> None:
     if not isinstance(payload, Mapping):
         raise PayloadError(
             "the trainer returned "
@@ -129,7 +122,7 @@ def _mapping(payload: Any) -> None:
         raise PayloadError(f"{unknown[0]!r} is not a payload key (val, test, weights, extra)")
 
 
-def _kept(payload: Mapping[str, Any]) -> tuple[str | None, dict[str, Any] | None]:
+def kept(payload: Mapping[str, Any]) -> tuple[str | None, dict[str, Any] | None]:
     """The payload's ``weights`` path and the shown figures of its ``extra``."""
     extra = payload.get("extra")
     if extra is not None and not isinstance(extra, Mapping):

@@ -70,10 +70,6 @@ def test_a_tiny_trial_returns_a_payload_the_engine_scores(
         assert 0 <= metrics.ap <= metrics.ap50 <= 1
 
 
-@pytest.mark.skipif(
-    not hasattr(__import__("gammatune.storage").storage, "load_detections_file"),
-    reason="the study scores task payloads on branch int (not merged yet)",
-)
 def test_gammatune_runs_the_example_to_a_verdict_ap_columns_and_figures(tmp_path: Path) -> None:
     import yaml
     from typer.testing import CliRunner

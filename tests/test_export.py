@@ -19,8 +19,8 @@ from gammatune import FocalClassifier, load_config, load_data, load_model, save_
 from gammatune.cli import app
 from gammatune.errors import ConfigError
 from gammatune.report import setting_mask, study_summary
+from gammatune.scores_files import load_scores_file
 from gammatune.scoring import score_frame
-from gammatune.storage import load_scores_file
 from tests.conftest import write_config
 
 runner = CliRunner()

@@ -17,7 +17,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "gammatune"
 ORDER = [
     "config", "outputs", "encoders", "columns", "features", "tables", "labels", "units", "data",
     "models", "training", "spec", "estimator", "record", "tasks", "detection",
-    "detection_bootstrap", "journal", "watchdog", "damage", "storage", "weights", "fingerprint",
+    "detection_bootstrap", "task_scores", "scores_files", "journal", "watchdog", "damage",
+    "storage", "weights", "fingerprint",
     "tuning", "report", "saved_model", "scoring", "export", "suggest", "overview", "progress",
     "cli",
 ]  # fmt: skip

@@ -216,10 +216,6 @@ def _lesions(folder: Path, n_images: int) -> None:
     pd.DataFrame(rows).to_csv(folder / "lesions.csv", index=False)
 
 
-@pytest.mark.skipif(
-    not hasattr(__import__("gammatune.storage").storage, "load_detections_file"),
-    reason="the study scores task payloads on branch int (not merged yet)",
-)
 def test_a_segmentation_run_draws_dice_and_the_masks(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from gammatune.config import load_config
-from gammatune.storage import load_counts_file, load_scores_file, save_counts, save_scores
+from gammatune.scores_files import load_counts_file, load_scores_file, save_scores
+from gammatune.task_scores import check_payload
 from gammatune.tasks import (
     Checked,
     CheckedCounts,
     PayloadError,
     SplitIds,
-    check_payload,
     classification_payload,
     payload_task,
     segmentation_payload,
@@ -101,7 +101,7 @@ def test_a_bad_segmentation_payload_names_its_field(change, message) -> None:  #
 def test_counts_are_kept_in_the_trials_scores_file(tiny_config: Path) -> None:
     config = load_config(tiny_config)
     counts = segmentation_payload({"val": part(VAL, 3), "test": part(TEST, 3)}, split(3)).scores
-    name = save_counts(config, "confirm-00001", counts)
+    name = save_scores(config, "confirm-00001", counts)
     again = load_counts_file(config, name)
     assert again is not None and again.val.dtype.kind == "i"
     np.testing.assert_array_equal(again.val, counts.val)

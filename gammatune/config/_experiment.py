@@ -97,7 +97,7 @@ class Config(_Strict):
     @model_validator(mode="after")
     def _trainer_fits(self) -> Config:
         if self.trainer is None:
-            for key in ("groups", "classes"):
+            for key in ("groups", "classes", "annotations"):
                 if getattr(self.data, key, None) is not None:
                     raise ValueError(
                         f"data.{key} needs a trainer (see docs/tutorials/own-trainer.md)"

@@ -15,7 +15,10 @@ from pydantic import (
     model_validator,
 )
 
-Objective = Literal["f1", "recall", "precision", "pr_auc", "roc_auc", "f1_macro"]
+Objective = Literal[
+    "f1", "recall", "precision", "pr_auc", "roc_auc", "f1_macro",
+    "dice", "dice_micro", "iou", "iou_micro", "ap", "ap50", "ap75",
+]  # fmt: skip
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Task = Literal["detection", "medical", "text"]
 BUILTIN_MODELS = ("linear", "mlp", "cnn")
@@ -164,8 +167,14 @@ class TableData(_Columns):
         "(pixel classes, the background first) or detects (object classes); the target "
         "column is then each image's stratum (e.g. its rarest class), used to split.",
     )
+    annotations: Path | None = Field(
+        None,
+        description="With a trainer that detects: a COCO annotation file (images, "
+        "annotations, categories) holding the ground truth of the table's image ids; a "
+        "payload may then leave out gt_boxes and gt_labels. Its categories are data.classes.",
+    )
 
-    _resolve = field_validator("path")(_resolve_path)
+    _resolve = field_validator("path", "annotations")(_resolve_path)
 
     @field_validator("text_encoder")
     @classmethod

@@ -13,13 +13,14 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from gammatune.bootstrap import PairedMetric, paired_bootstrap
+from gammatune.bootstrap import paired_bootstrap
 from gammatune.config import Config
 from gammatune.record import SampleScores, Setting
 from gammatune.report._arms import row_arms, same_setting
 from gammatune.report._resample import Groups, trials_of
 from gammatune.report._summary import Summary, TestCheck
-from gammatune.storage import load_scores_file
+from gammatune.scores_files import Scores, load_any_scores
+from gammatune.task_scores import TaskScores, paired_test, supported
 
 _PAIRED_METRICS = ("f1", "precision", "recall", "pr_auc")
 _UNIT = ["repeat", "fold"]
@@ -35,7 +36,7 @@ def check_on_test(
     confirm = _confirm(frame)
     if recommended is None or confirm.empty:
         return summary
-    metric: PairedMetric = config.metric if config.metric in _PAIRED_METRICS else "f1"  # type: ignore[assignment]
+    metric = config.metric
     checks = [
         _check(
             config, trials_of(confirm, recommended), trials_of(confirm, ref), name, metric, groups
@@ -81,7 +82,7 @@ def _check(
     chosen: pd.DataFrame,
     reference: pd.DataFrame,
     name: str,
-    metric: PairedMetric,
+    metric: str,
     groups: Groups | None = None,
 ) -> TestCheck:
     units = chosen.index.intersection(reference.index)
@@ -94,6 +95,10 @@ def _check(
     lacking = _lacking(pairs, name)
     if lacking:
         return TestCheck(name, None, lacking)
+    if not isinstance(pairs[0][0], SampleScores):  # images: Dice, AP
+        return _task_check(config, pairs, name, metric, groups)  # type: ignore[arg-type]
+    if metric not in _PAIRED_METRICS:
+        metric = "f1"
     a_scores, b_scores = (np.stack([p[i].test for p in pairs]) for i in (0, 1))  # type: ignore[misc]
     if a_scores.ndim != 2:
         return TestCheck(name, None, "a multiclass task has none: compare the per-class figures")
@@ -101,10 +106,32 @@ def _check(
     targets = pairs[0][0].test_labels
     keys, note = _test_groups(groups, targets)
     difference = paired_bootstrap(
-        targets, a_scores, b_scores, metric=metric, threshold=thresholds, seed=config.seed,
+        targets, a_scores, b_scores, metric=metric, threshold=thresholds, seed=config.seed,  # type: ignore[arg-type]
         groups=keys,
     )  # fmt: skip
     return TestCheck(name, difference, f"{len(units)} paired repeats{note}")
+
+
+def _task_check(
+    config: Config,
+    pairs: list[tuple[TaskScores, TaskScores]],
+    name: str,
+    metric: str,
+    groups: Groups | None,
+) -> TestCheck:
+    """A segmentation or detection recommendation against a reference on test images."""
+    if not supported(pairs[0][0], metric):
+        return TestCheck(name, None, f"{metric} is not resampled per image; see the test columns")
+    units = None if groups is None else groups.units
+    keys = None if groups is None or units is None else groups.of(units.test_ids)
+    note = "" if groups is None else (
+        f", whole groups of {groups.column!r} resampled" if keys is not None
+        else f", single images resampled: the groups of {groups.column!r} not found"
+    )  # fmt: skip
+    difference = paired_test(
+        [a for a, _ in pairs], [b for _, b in pairs], metric, groups=keys, seed=config.seed
+    )
+    return TestCheck(name, difference, f"{len(pairs)} paired repeats{note}")
 
 
 def _test_groups(groups: Groups | None, targets: np.ndarray) -> tuple[np.ndarray | None, str]:
@@ -119,7 +146,7 @@ def _test_groups(groups: Groups | None, targets: np.ndarray) -> tuple[np.ndarray
     return keys, f", whole groups of {groups.column!r} resampled"
 
 
-def _lacking(pairs: list[tuple[SampleScores, SampleScores]], name: str) -> str:
+def _lacking(pairs: list[tuple[Scores, Scores]], name: str) -> str:
     """Whose trials have no test scores (a user's trainer may leave them out), or ''."""
     chosen, reference = (any(p[i].test is None for p in pairs) for i in (0, 1))
     if chosen and reference:
@@ -134,6 +161,6 @@ def _thresholds(part: pd.DataFrame, units: pd.Index) -> np.ndarray:
     return np.array([float(t) for t in part.loc[units, "test_threshold"]])
 
 
-def _scores(config: Config, row: pd.Series) -> SampleScores | None:
+def _scores(config: Config, row: pd.Series) -> Scores | None:
     path = row.get("scores_file")
-    return None if not isinstance(path, str) else load_scores_file(config, path)
+    return None if not isinstance(path, str) else load_any_scores(config, path)

@@ -149,7 +149,7 @@ def write_report(
         csv = write_csv(_with_verdict(frame, summary), csv_file)
         config.run_dir.mkdir(parents=True, exist_ok=True)
         write_whole(config.run_dir / "summary.json", summary_json(summary, frame))
-        drawn = figures(frame, summary, [str(n) for n in facts.get("class_names", [])], config)
+        drawn = figures(frame, summary, scored_classes(facts), config)
         written = write_plots(plots, drawn) if plots is not None else []
         page.parent.mkdir(parents=True, exist_ok=True)
         write_whole(page, render_html(frame, summary, facts, drawn, name=config.name))
@@ -261,7 +261,7 @@ def render_html(
         "<h2>Baselines against the best settings</h2>",
         _summary_table(summary),
         health_html(summary.health),
-        per_class_html(frame, summary.verdict, [str(n) for n in facts.get("class_names", [])]),
+        per_class_html(frame, summary.verdict, scored_classes(facts)),
     ]
     for stem, question, caption in figure_entries(task_of(frame), _FIGURES):
         if isinstance(drawn.get(stem), str):
@@ -297,6 +297,12 @@ def _verdict(summary: Summary) -> str:
     )
 
 
+def scored_classes(facts: dict[str, Any]) -> list[str]:
+    """The classes the trials' per-class figures are over: a segmentation or detection
+    trainer's ``data.classes``, else the label column's."""
+    return [str(n) for n in facts.get("scored_classes") or facts.get("class_names", [])]
+
+
 def _data_table(facts: dict[str, Any]) -> str:
     names, counts = facts.get("class_names", []), facts.get("class_counts", {})
     if not names:
@@ -311,6 +317,8 @@ def _data_table(facts: dict[str, Any]) -> str:
     )
     ratio = facts.get("imbalance_ratio")
     caption = f"Data: imbalance {ratio:.1f}:1" if ratio else "Data"
+    if facts.get("scored_classes"):  # the labels are strata: which classes an image holds
+        caption = "Data: images per stratum (the target column)"
     return (
         f'<table class="data"><caption>{caption}</caption>'
         "<tr><th>class</th><th>train</th><th>val</th><th>test</th></tr>"

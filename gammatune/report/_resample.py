@@ -24,13 +24,16 @@ import pandas as pd
 from gammatune.bootstrap import PairedMetric, resampled_differences
 from gammatune.config import Config
 from gammatune.errors import GammatuneError
+from gammatune.metrics import TASK_OBJECTIVES
 from gammatune.record import SampleScores, Setting
 from gammatune.report._arms import setting_mask
 from gammatune.report._verdict import Resampled
-from gammatune.storage import load_scores_file
+from gammatune.scores_files import Scores, load_any_scores
+from gammatune.task_scores import paired_differences
 from gammatune.units import Units, load_units, refold_units
 
 _UNIT = ["repeat", "fold"]
+_TASK_METRICS = {m for names in TASK_OBJECTIVES.values() for m in names}
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,16 +96,16 @@ def validation_spread(
     not one the paired bootstrap computes (ROC-AUC, macro F1: the verdict then uses a t
     interval over the paired units). With ``groups`` (see :func:`declared_groups`), each
     fold's validation groups are resampled whole."""
-    if config.metric not in get_args(PairedMetric):
+    metric = config.metric
+    if metric not in get_args(PairedMetric) and metric not in _TASK_METRICS:
         return None
-    metric: PairedMetric = config.metric  # type: ignore[assignment]
-    loaded: dict[str, SampleScores | None] = {}
+    loaded: dict[str, Scores | None] = {}
 
-    def scores(path: object) -> SampleScores | None:
+    def scores(path: object) -> Scores | None:
         if not isinstance(path, str):
             return None
         if path not in loaded:
-            loaded[path] = load_scores_file(config, path)
+            loaded[path] = load_any_scores(config, path)
         return loaded[path]
 
     keys, warning = _fold_groups(config, confirm, groups, scores)
@@ -116,18 +119,35 @@ def validation_spread(
             pairs = [
                 (scores(a.loc[u, "scores_file"]), scores(b.loc[u, "scores_file"])) for u in mine
             ]
-            if not pairs or any(x is None or y is None or x.val.ndim != 1 for x, y in pairs):
-                return None  # scores not here (another machine's trials), or multiclass
-            _, _, differences = resampled_differences(
-                pairs[0][0].val_labels,  # type: ignore[union-attr]
-                np.stack([x.val for x, _ in pairs]),  # type: ignore[union-attr]
-                np.stack([y.val for _, y in pairs]),  # type: ignore[union-attr]
-                metric=metric,
-                threshold=(_thresholds(a, mine), _thresholds(b, mine)),
-                n_resamples=n_resamples,
-                seed=[config.seed, fold],
-                groups=None if keys is None else keys[int(fold)],
-            )
+            found = [x for pair in pairs for x in pair if x is not None]
+            if not pairs or len(found) < 2 * len(pairs):
+                return None  # scores not here (another machine's trials)
+            group = None if keys is None else keys[int(fold)]
+            classic = [x for x in found if isinstance(x, SampleScores)]
+            if len(classic) < len(found):  # images: Dice, AP
+                differences = paired_differences(
+                    found[0::2],  # type: ignore[arg-type]
+                    found[1::2],  # type: ignore[arg-type]
+                    metric,
+                    groups=group,
+                    n_resamples=n_resamples,
+                    seed=[config.seed, fold],
+                )
+            elif metric in get_args(PairedMetric) and all(x.val.ndim == 1 for x in classic):
+                _, _, differences = resampled_differences(
+                    classic[0].val_labels,
+                    np.stack([x.val for x in classic[0::2]]),
+                    np.stack([y.val for y in classic[1::2]]),
+                    metric=metric,  # type: ignore[arg-type]
+                    threshold=(_thresholds(a, mine), _thresholds(b, mine)),
+                    n_resamples=n_resamples,
+                    seed=[config.seed, fold],
+                    groups=group,
+                )
+            else:
+                return None  # multiclass
+            if differences is None:
+                return None  # a metric resampling does not compute (detection's F1)
             total = differences * len(mine) if total is None else total + differences * len(mine)
             count += len(mine)
         return None if total is None else total / count
@@ -139,7 +159,7 @@ def _fold_groups(
     config: Config,
     confirm: pd.DataFrame,
     groups: Groups | None,
-    scores: Callable[[object], SampleScores | None],
+    scores: Callable[[object], Scores | None],
 ) -> tuple[dict[int, np.ndarray] | None, str | None]:
     """Each confirm fold's validation groups, in the order its scores are stored, checked
     against the labels its trials scored; or None and the warning why not."""
@@ -152,7 +172,7 @@ def _fold_groups(
     for fold in sorted({int(f) for f in confirm["fold"].dropna()} if len(confirm) else ()):
         rows = refold_units(units, fold, seed=config.split_seed).val_ids
         stored = [scores(p) for p in confirm.loc[confirm["fold"] == fold, "scores_file"]]
-        labels = next((s.val_labels for s in stored if s is not None), None)
+        labels = next((s.val_labels for s in stored if isinstance(s, SampleScores)), None)
         if labels is not None and not np.array_equal(labels, units.labels[rows]):
             why = f"fold {fold}'s validation rows are not those its trials scored (edited table?)"
             return None, fallback(groups.column, why)

@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from gammatune.bootstrap import PairedDifference
+from gammatune.metrics import METRIC_NAMES
 from gammatune.record import EXTRA_FIELDS, Setting, format_alpha
 from gammatune.report._arms import order, row_arms, setting_mask
 from gammatune.report._health import training_health
@@ -189,6 +190,8 @@ def _minority(facts: dict[str, Any] | None, n_classes: int) -> int:
 
 
 def _val_positives(done: pd.DataFrame, facts: dict[str, Any] | None) -> int:
+    if "val_positives" in done and done["val_positives"].notna().any():  # images with objects
+        return int(done["val_positives"].min())
     counts = (facts or {}).get("class_counts", {}).get("val")
     if counts:
         return int(counts[_minority(facts, len(counts))])
@@ -210,12 +213,14 @@ def _confirm_table(part: pd.DataFrame, facts: dict[str, Any] | None) -> pd.DataF
         table[column] = part.get(column, pd.Series(0, index=part.index)).fillna(0).astype(int)
     confusions = part.get("val_confusion", pd.Series([[]] * len(part), index=part.index))
     minority = [_minority(facts, len(m)) if m else 0 for m in confusions]
-    table["val_predicted_positive"] = [
-        sum(row[k] for row in m) if m else 0 for m, k in zip(confusions, minority, strict=True)
-    ]
-    table["val_true_positive"] = [
-        m[k][k] if m else 0 for m, k in zip(confusions, minority, strict=True)
-    ]
+    pairs = list(zip(confusions, minority, strict=True))
+    counted = {
+        "val_predicted_positive": [sum(row[k] for row in m) if m else 0 for m, k in pairs],
+        "val_true_positive": [m[k][k] if m else 0 for m, k in pairs],
+    }
+    for column, values in counted.items():  # segmentation and detection trials count their own
+        found = pd.Series(values, index=part.index, dtype=float)
+        table[column] = part[column].fillna(found) if column in part else found
     return table.astype({"alpha": float}) if len(table) else table
 
 
@@ -303,7 +308,7 @@ def _check_words(check: TestCheck) -> str:
     d = check.difference
     if d is None:
         return f"against {check.reference}, no paired difference ({check.note})"
-    name = {"f1": "F1", "pr_auc": "PR-AUC"}.get(d.metric, d.metric)
+    name = METRIC_NAMES.get(d.metric, d.metric)
     if d.low == d.high:
         spread = f"the {d.n_resamples} resamples all gave {d.difference:+.3f}"
     else:

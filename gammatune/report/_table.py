@@ -22,9 +22,9 @@ from gammatune.storage import STAGES, load_record, load_study, open_storage, tri
 
 _LEADING = [
     "stage", "number", "state", "gamma", "alpha", *EXTRA_FIELDS, "repeat", "fold", "model", "seed",
-    "objective",
+    "objective", "task",
 ]  # fmt: skip
-_FACTS = ("class_names", "class_counts", "imbalance_ratio")
+_FACTS = ("class_names", "class_counts", "imbalance_ratio", "scored_classes")
 _SPLIT_FIELDS = [
     "threshold",
     "precision",
@@ -46,6 +46,12 @@ _SPLIT_FIELDS = [
     "tp",
 ]
 _PER_CLASS = ["precision_per_class", "recall_per_class", "f1_per_class", "confusion"]
+# Segmentation and detection trials' own figures (Evaluation.task_metrics), where there are.
+_TASK_FIELDS = [
+    "dice", "dice_micro", "iou", "iou_micro", "ap", "ap50", "ap75", "ar", "dice_per_class",
+    "dice_micro_per_class", "iou_per_class", "images_per_class", "ap_per_class", "positives",
+    "true_positive", "predicted_positive",
+]  # fmt: skip
 # For the plots and the verdict; not in the CSV.
 _OBJECTS = ["val_pr_curve", "test_pr_curve", "curves", "plan_key", "arm"]
 _TRAILING = [
@@ -94,8 +100,9 @@ def trials_frame(
             "run `gammatune baseline` (or `gammatune run`) with this config first."
         )
     frame = pd.DataFrame(rows)
-    _add_deltas(frame, OBJECTIVES[config.metric])
-    ordered = _LEADING + [f"{split}_{f}" for split in ("val", "test") for f in _SPLIT_FIELDS]
+    _add_deltas(frame, OBJECTIVES.get(config.metric, config.metric))
+    ordered = _LEADING + [f"{split}_{f}" for split in ("val", "test") for f in _TASK_FIELDS]
+    ordered += [f"{split}_{f}" for split in ("val", "test") for f in _SPLIT_FIELDS]
     ordered += [f"{split}_{f}" for split in ("val", "test") for f in _PER_CLASS] + _TRAILING
     ordered += _OBJECTS
     # A test column wherever its validation one is: empty for trials without test scores.
@@ -186,11 +193,25 @@ def _row(stage: str, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
         curve_flags=curve_flags(record.curves, record.best_epoch),
         undertrained=undertrained(record.best_epoch, record.epochs_run, record.stop_reason),
     )
+    row["task"] = _task(record.val)
     for split, evaluation in (("val", record.val), ("test", record.test)):
         if evaluation is not None:
             # Lists (per class, confusion, PR curve) stay objects here; write_csv encodes them.
             row.update({f"{split}_{k}": v for k, v in _split_fields(evaluation).items()})
     return row
+
+
+def _task(evaluation: Evaluation | None) -> str:
+    """What a trial scored, read from its figures: segmentation (Dice), detection (AP) or
+    classification."""
+    figures = {} if evaluation is None else evaluation.task_metrics
+    return (
+        "segmentation"
+        if "dice" in figures
+        else "detection"
+        if "ap" in figures
+        else ("classification")
+    )
 
 
 _RECORD_FIELDS = (
@@ -202,6 +223,7 @@ _RECORD_FIELDS = (
 def _split_fields(evaluation: Evaluation) -> dict[str, Any]:
     # Shallow: asdict would deep-copy every list (PR curves, confusion), 0.5 s on 87 trials.
     fields = {f.name: getattr(evaluation, f.name) for f in dataclasses.fields(evaluation)}
+    fields.update(fields.pop("task_metrics"))
     if len(evaluation.confusion) == 2:  # binary: flat counts too
         (fields["tn"], fields["fp"]), (fields["fn"], fields["tp"]) = evaluation.confusion
     return fields

@@ -134,7 +134,7 @@ def compared_pair(frame: pd.DataFrame, summary: Summary) -> list[tuple[SummaryRo
 
 
 def _detections(config: Config, frame: pd.DataFrame, summary: Summary, names: list[str]) -> Any:
-    from gammatune.storage import load_detections_file  # type: ignore[attr-defined]  # on int
+    from gammatune.scores_files import load_detections_file
 
     pair = compared_pair(frame, summary)
     if len(pair) < 2:

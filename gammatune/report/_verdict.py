@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from gammatune.metrics import METRIC_NAMES
 from gammatune.record import Setting
 from gammatune.report._arms import order, row_arms, setting_mask
 from gammatune.report._sentences import claim, headline_words, join, neither_alone, safe_choice
@@ -33,7 +34,7 @@ _TIE = 1e-12  # a paired difference this small is a tie
 _THRESHOLD_FREE = ("pr_auc", "roc_auc")
 Spread = Callable[[Setting, Setting], np.ndarray | None]
 Resampled = Literal["samples", "groups"]  # what a spread resamples in validation
-_NAMES = {"f1": "F1", "pr_auc": "PR-AUC", "roc_auc": "ROC-AUC", "f1_macro": "macro F1"}
+_NAMES = METRIC_NAMES
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,11 +23,10 @@ from gammatune.metrics import (
     best_f1_threshold,
     confusion_matrix,
     evaluate,
-    objective_value,
     per_class_prf,
 )
 from gammatune.models import build_model, init_output_bias
-from gammatune.record import SampleScores, Setting, TrialRecord
+from gammatune.record import SampleScores, Setting, TrialRecord, scored
 from gammatune.training import (
     EpochEvent,
     FitResult,
@@ -382,18 +381,7 @@ def _evaluated(
             cut = val.best_threshold
             f1_at_cut = float(per_class_prf(confusion_matrix(y_test, on_test >= cut, 2))[2][1])
             test = replace(test, best_threshold=cut, f1_at_best_threshold=f1_at_cut)
-    value = objective_value(val, config.metric)
-    reason = None if math.isfinite(value) else f"the objective {config.metric} is {value}"
-    values = [objective_value(val, o) for o in config.objectives]
-    if reason is None and not all(math.isfinite(v) for v in values):
-        reason = f"an objective is not finite: {values}"
-    feasible = all(objective_value(val, m) >= low for m, low in config.constraints.items())
-    multi = values if len(values) > 1 else None
-    return (
-        replace(record, val=val, test=test, value=value, values=multi, feasible=feasible,
-                fail_reason=reason),
-        scores,
-    )  # fmt: skip
+    return scored(config, record, val, test), scores
 
 
 def _rounded(values: list[float]) -> list[float | None]:

@@ -17,7 +17,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from gammatune.config import Config
 from gammatune.fingerprint import check_fingerprint, check_studies
-from gammatune.record import SampleScores, Setting, TrialRecord
+from gammatune.record import Setting, TrialRecord
+from gammatune.scores_files import Scores, save_scores
 from gammatune.storage import (
     FINGERPRINT,
     GRACE_PERIOD_S,
@@ -25,7 +26,6 @@ from gammatune.storage import (
     key_figures,
     load_record,
     save_record,
-    save_scores,
     study_name,
 )
 from gammatune.training import Reporter
@@ -56,7 +56,7 @@ logger = logging.getLogger(__name__)
 
 _ACTIVE = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
 Role = Literal["single", "worker"]
-Outcome = tuple[TrialRecord, SampleScores | None]
+Outcome = tuple[TrialRecord, Scores | None]
 # (settings, who hears each one's epochs, (stage, trial number) of each) -> one outcome per
 # setting, in order.
 Objective = Callable[[list[Setting], list[Reporter | None], list[tuple[str, int]]], list[Outcome]]

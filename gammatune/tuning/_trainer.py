@@ -20,14 +20,16 @@ import torch
 
 from gammatune.config import Config
 from gammatune.data import Splits, refold
-from gammatune.errors import ConfigError
-from gammatune.record import Setting, TrialRecord
+from gammatune.detection import GroundTruth, load_coco
+from gammatune.errors import ConfigError, DataError
+from gammatune.metrics import TASK_OBJECTIVES
+from gammatune.record import Setting, TrialRecord, scored
 from gammatune.spec import Job, Report, TrialSpec, child_main, load_function, one_line
+from gammatune.task_scores import TaskScores, check_payload, evaluate_task, task_of
 from gammatune.tasks import (
-    CheckedCounts,
+    Checked,
     PayloadError,
     SplitIds,
-    check_payload,
     classification_payload,
 )
 from gammatune.training import EpochEvent, Reporter
@@ -82,6 +84,7 @@ def trainer_objective(config: Config, splits: Splits, *, device: torch.device) -
     assert trainer is not None and splits.units is not None
     check_trainer(config)
     context = _Context(config, splits, device, None, None)
+    truth = ground_truth(config)
 
     def objective(
         settings: list[Setting],
@@ -91,14 +94,36 @@ def trainer_objective(config: Config, splits: Splits, *, device: torch.device) -
         hears = reporters or [None] * len(settings)
         names = trials or [("trial", i) for i in range(len(settings))]
         return [
-            _one(context, setting, hear, name)
+            _one(context, setting, hear, name, truth)
             for setting, hear, name in zip(settings, hears, names, strict=True)
         ]
 
     return objective
 
 
-def _one(context: _Context, setting: Setting, hear: Reporter | None, trial: Trial) -> Outcome:
+def ground_truth(config: Config) -> GroundTruth | None:
+    """``data.annotations`` read (its categories checked against ``data.classes``), or None.
+
+    Raises:
+        DataError: The file does not parse, or its categories are not ``data.classes``.
+    """
+    path = getattr(config.data, "annotations", None)
+    if path is None:
+        return None
+    truth = load_coco(path)
+    classes = getattr(config.data, "classes", None)
+    if classes is not None and tuple(classes) != truth.class_names:
+        raise DataError(
+            f"data.annotations: {path.name}'s categories {list(truth.class_names)} (in id "
+            f"order) are not data.classes {list(classes)}"
+        )
+    return truth
+
+
+def _one(
+    context: _Context, setting: Setting, hear: Reporter | None, trial: Trial,
+    truth: GroundTruth | None,
+) -> Outcome:  # fmt: skip
     config, trainer = context.config, context.config.trainer
     assert trainer is not None
     splits = refold(context.splits, setting.fold, seed=config.split_seed)
@@ -126,20 +151,39 @@ def _one(context: _Context, setting: Setting, hear: Reporter | None, trial: Tria
         len(spec.classes),
     )  # fmt: skip
     try:
-        checked = check_payload(ended.payload, ids)
+        checked = check_payload(ended.payload, ids, truth)
     except PayloadError as exc:
         return replace(record, fail_reason=f"payload: {exc}"), None
-    if isinstance(checked, CheckedCounts):  # checked, but a study does not judge them yet
-        reason = "pixel counts (tp, fp, fn, tn) are not scored by a study yet (issue #22)"
-        return replace(record, fail_reason=f"payload: {reason}"), None
     weights = None if checked.weights is None else str(spec.workdir / checked.weights)
     record = replace(record, weights_file=weights, extra=checked.extra)
+    if not isinstance(checked, Checked):  # pixel counts or boxes
+        return _judged(config, record, checked.scores), checked.scores
     if config.confirm.check_determinism and _checks(config, setting, trial):
         again = replace(spec, workdir=spec.workdir.with_name(spec.workdir.name + "-again"))
         again.workdir.mkdir(exist_ok=True)
         difference = _difference(checked.scores.val, _train(config, again, None), ids)
         record = replace(record, repeat_difference=difference)
     return _evaluated(context, record, checked.scores, splits)
+
+
+def _judged(config: Config, record: TrialRecord, scores: TaskScores) -> TrialRecord:
+    """A segmentation or detection trial's record, scored; failed in one line where an
+    objective is not one of its task's."""
+    task = task_of(scores)
+    known = (*TASK_OBJECTIVES[task], "f1", "precision", "recall", "f1_macro")
+    wanted = [*config.objectives, *config.constraints]
+    if unknown := [m for m in wanted if m not in known]:
+        reason = (
+            f"objective {unknown[0]!r} is not scored on {task} trials; use one of "
+            f"{', '.join(known)}"
+        )
+        return replace(record, fail_reason=reason)
+    threshold = config.threshold if isinstance(config.threshold, float) else 0.5
+    try:
+        val, test = evaluate_task(scores, threshold=threshold)
+    except ImportError as exc:  # pycocotools, for detection
+        return replace(record, fail_reason=f"{exc}: pip install 'gammatune[detection]'")
+    return scored(config, record, val, test)
 
 
 def _train(config: Config, spec: TrialSpec, report: Report | None) -> Ended:
@@ -213,6 +257,8 @@ def payload_classes(config: Config, splits: Splits) -> tuple[str, ...]:
     """The classes a payload scores: ``data.classes`` where declared (pixel or object
     classes; the labels are then strata), else the label column's."""
     declared = getattr(config.data, "classes", None)
+    if declared is None and getattr(config.data, "annotations", None) is not None:
+        return ground_truth(config).class_names  # type: ignore[union-attr]
     return splits.class_names if declared is None else tuple(declared)
 
 

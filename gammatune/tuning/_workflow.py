@@ -126,7 +126,7 @@ def _run(
             on_stage=on_stage,
             on_trial=on_trial if trackers is None else _both(on_trial, trackers.end),
             live=None if trackers is None else trackers.live(),
-            study_attrs=data_facts(splits),
+            study_attrs=data_facts(splits, getattr(config.data, "classes", None)),
             fingerprint=facts,
             role=role,
             worker=worker,
@@ -147,12 +147,15 @@ def _both(
     return call
 
 
-def data_facts(splits: Splits) -> dict[str, Any]:
-    """JSON-safe facts about the data, stored on each study for the report."""
+def data_facts(splits: Splits, scored: list[str] | None = None) -> dict[str, Any]:
+    """JSON-safe facts about the data, stored on each study for the report; ``scored``: the
+    pixel or object classes of a segmentation or detection trainer (``data.classes``), whose
+    labels are then the images' strata."""
     return {
         "class_names": list(splits.class_names),
         "class_counts": splits.class_counts(),
         "imbalance_ratio": round(splits.imbalance_ratio(), 4),
+        **({} if scored is None else {"scored_classes": list(scored)}),
     }
 
 
