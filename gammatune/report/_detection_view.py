@@ -132,14 +132,18 @@ def detections_figure(
             shown = _draw(ax, model, i, class_names)
             image_id = int(model.detections.ids[i])
             wrong = model.errors(i)
-            plural = "" if wrong == 1 else "s"
-            ax.set_title(f"image {image_id}: {shown} boxes, {wrong} error{plural}", fontsize=8)
+            boxes, errors = _counted(shown, "box", "boxes"), _counted(wrong, "error", "errors")
+            ax.set_title(f"image {image_id}: {boxes}, {errors}", fontsize=8)
             ax.set(xticks=[], yticks=[])
         axes[r][0].set_ylabel(
             f"{row.label}\ngamma {row.gamma:g}\nboxes >= {model.threshold:.2f}",
             fontsize=8, color=_BEST if r == len(pair) - 1 else "black",
         )  # fmt: skip
     return figure
+
+
+def _counted(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
 
 
 def _draw(ax: Any, model: Scored, i: int, class_names: Sequence[str]) -> int:

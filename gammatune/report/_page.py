@@ -43,7 +43,7 @@ from gammatune.report._summary import (
     summary_json,
 )
 from gammatune.report._table import confirm_plan, experiment_facts, trials_frame, write_csv
-from gammatune.report._tasks import figure_entries, task_figures, task_of
+from gammatune.report._tasks import figure_entries, task_of, with_task_figures
 from gammatune.storage import open_storage
 
 # (file stem, the question it answers, caption)
@@ -220,9 +220,11 @@ def figures(
         "training": training_curves(frame, summary),
         "per_class": per_class(frame, summary, class_names),
         "pareto": pareto_figure(frame, summary.constraints) if summary.pareto else None,
-        **({} if config is None else task_figures(config, frame, summary, class_names)),
     }
-    return {name: figure for name, figure in drawn.items() if figure is not None}
+    drawn = {name: figure for name, figure in drawn.items() if figure is not None}
+    if config is None:
+        return drawn
+    return with_task_figures(config, frame, summary, class_names, drawn, _FIGURES)
 
 
 def write_plots(folder: str | Path, drawn: dict[str, Any]) -> list[Path]:

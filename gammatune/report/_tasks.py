@@ -13,6 +13,7 @@ a one-line note.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import pandas as pd
@@ -21,7 +22,7 @@ from gammatune.config import Config
 from gammatune.report._detection_view import detections_figure
 from gammatune.report._images import ImageMissing, image_source
 from gammatune.report._mask_view import load_masks, masks_file, overlay_figure
-from gammatune.report._plots import _compared, _paired_with_plain_ce, _trial
+from gammatune.report._plots import _compared, _first, _paired_with_plain_ce, _trial
 from gammatune.report._summary import Summary, SummaryRow
 from gammatune.report._task_plots import metric_vs_gamma, per_class_metric
 
@@ -101,36 +102,79 @@ def figure_entries(task: str, base: Sequence[Entry]) -> list[Entry]:
     return kept[:1] + own + kept[1:]
 
 
-def task_figures(
-    config: Config, frame: pd.DataFrame, summary: Summary, class_names: list[str]
+def with_task_figures(
+    config: Config,
+    frame: pd.DataFrame,
+    summary: Summary,
+    class_names: list[str],
+    drawn: dict[str, Any],
+    base: Sequence[Entry],
 ) -> dict[str, Any]:
-    """The task's figures by stem (a ``Figure``, or a ``str``: the note of one whose inputs are
-    missing); empty for a classification study."""
+    """``drawn`` (classification's figures by stem) as the task's page shows them: a
+    classification study's unchanged; a task's with its own figures (a ``Figure``, or a
+    ``str``: the note of one whose inputs are missing), and without those it replaces."""
     task = task_of(frame)
     names = [str(n) for n in (getattr(config.data, "classes", None) or class_names)]
     if task == "detection":
-        drawn = {
+        own = {
             "ap_vs_gamma": metric_vs_gamma(frame, summary, task),
             "ap_per_class": per_class_metric(frame, summary, names, "ap"),
             "detections": _detections(config, frame, summary, names),
         }
     elif task == "segmentation":
-        drawn = {
+        own = {
             "dice_vs_gamma": metric_vs_gamma(frame, summary, task),
             "dice_per_class": per_class_metric(frame, summary, names, "dice"),
             "overlay": _overlay(config, frame, summary, names),
         }
     else:
-        return {}
-    return {stem: figure for stem, figure in drawn.items() if figure is not None}
+        return drawn
+    shown = {stem for stem, _, _ in figure_entries(task, base)}
+    merged = {**drawn, **{stem: figure for stem, figure in own.items() if figure is not None}}
+    return {stem: figure for stem, figure in merged.items() if stem in shown}
 
 
 def compared_pair(frame: pd.DataFrame, summary: Summary) -> list[tuple[SummaryRow, pd.Series]]:
-    """Plain cross-entropy and the recommendation (see the module), with their trials."""
-    pairs = _paired_with_plain_ce(frame, summary) or [
-        (row, _trial(frame, row)) for row in _compared(summary)
-    ]
-    return [(row, trial) for row, trial in pairs if trial is not None]
+    """Plain cross-entropy and the recommendation (see the module), with their trials: two
+    trials of the same split, or fewer where the study has no such pair."""
+    pairs = (
+        _paired_with_plain_ce(frame, summary)
+        or _finalist_beside_ce(frame, summary)
+        or [(row, _trial(frame, row)) for row in _compared(summary)]
+    )
+    found = [(row, trial) for row, trial in pairs if trial is not None]
+    if len(found) == 2 and found[0][1]["fold"] != found[1][1]["fold"]:
+        # A confirm trial beside a baseline: other validation images. Fall back to the single
+        # trials of the configured split, CE and the best tuned one.
+        ce = _first(summary, "CE")
+        tuned = [r for r in summary.rows if r.label in ("search best", "refine best")]
+        single = [ce, max(tuned, key=lambda r: r.val_objective)] if ce and tuned else []
+        found = [(row, trial) for row in single if (trial := _trial(frame, row)) is not None]
+    return found
+
+
+def _finalist_beside_ce(
+    frame: pd.DataFrame, summary: Summary
+) -> list[tuple[SummaryRow, pd.Series | None]]:
+    """A plain cross-entropy recommendation of the confirm stage: one of its trials, after the
+    trial of the best focal finalist (by mean objective) with the same seed and re-split."""
+    best = summary.recommended
+    chosen = None if best is None or best.n == 1 else _trial(frame, best)
+    finalists = [r for r in summary.rows if r.stage == "confirm" and r.n > 1 and r.gamma > 0]
+    if best is None or chosen is None or best.gamma != 0 or best.alpha is not None:
+        return []
+    if not finalists:
+        return []
+    top = max(finalists, key=lambda r: r.val_objective)
+    alphas = pd.to_numeric(frame["alpha"], errors="coerce")
+    alpha = (alphas == top.alpha) if top.alpha is not None else alphas.isna()
+    unit = (frame["repeat"] == chosen["repeat"]) & (frame["fold"] == chosen["fold"])
+    setting = (frame["gamma"] == top.gamma) & alpha & (frame["model"] == "configured")
+    same = frame[(frame["stage"] == "confirm") & (frame["state"] == "COMPLETE") & unit & setting]
+    if same.empty:
+        return []
+    candidate = replace(top, label="best focal", n=1)
+    return [(candidate, same.iloc[0]), (replace(best, label="recommended", n=1), chosen)]
 
 
 def _detections(config: Config, frame: pd.DataFrame, summary: Summary, names: list[str]) -> Any:
