@@ -133,3 +133,26 @@ def per_class_metric(
            title=f"{'Test' if split == 'test' else 'Validation'} {label} per class")  # fmt: skip
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return figure
+
+
+def pr_at_iou(frame: pd.DataFrame, summary: Summary) -> Figure | None:
+    """Precision against recall at IoU 0.5 (all classes averaged) of plain cross-entropy and
+    the recommendation, on validation and test: a detector's ``val_pr_curve``."""
+    trials = _compared_trials(frame, summary, "val_pr_curve")
+    if not trials:
+        return None
+    figure, axes = _figure(9, 3.8, ncols=2)
+    for ax, split in zip(axes[0], ("val", "test"), strict=True):
+        for (row, trial), color in zip(trials, (_BASE, _BEST), strict=False):
+            curve = trial.get(f"{split}_pr_curve")
+            if isinstance(curve, list) and curve:
+                recall, precision = np.array(curve, dtype=np.float64).T[:2]
+                ax.plot(recall, precision, color=color, label=_label(row))
+        name = "validation" if split == "val" else "test"
+        ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02),
+               title=f"Precision-recall at IoU 0.5 ({name})")  # fmt: skip
+        if ax.lines:
+            ax.legend(fontsize=7, loc="lower left")
+        else:
+            ax.text(0.5, 0.5, "no test detections\n(the trainer returned none)", ha="center")
+    return figure

@@ -24,7 +24,7 @@ from gammatune.report._images import ImageMissing, image_source
 from gammatune.report._mask_view import load_masks, masks_file, overlay_figure
 from gammatune.report._plots import _compared, _first, _paired_with_plain_ce, _trial
 from gammatune.report._summary import Summary, SummaryRow
-from gammatune.report._task_plots import metric_vs_gamma, per_class_metric
+from gammatune.report._task_plots import metric_vs_gamma, per_class_metric, pr_at_iou
 
 Entry = tuple[str, str, str]  # (file stem, the question it answers, caption)
 
@@ -45,8 +45,9 @@ _ENTRIES: dict[str, list[Entry]] = {
         (
             "pr_curves",
             "Is the gain a threshold effect?",
-            "Precision-recall at IoU 0.5 over all classes (pycocotools) of plain cross-entropy "
-            "and the recommendation.",
+            "Precision against recall at IoU 0.5 of plain cross-entropy and the recommendation: "
+            "every detection of every class, ranked by score (a box is found when it takes a "
+            "same-class object, COCO's matching).",
         ),
         (
             "detections",
@@ -119,6 +120,7 @@ def with_task_figures(
         own = {
             "ap_vs_gamma": metric_vs_gamma(frame, summary, task),
             "ap_per_class": per_class_metric(frame, summary, names, "ap"),
+            "pr_curves": pr_at_iou(frame, summary),
             "detections": _detections(config, frame, summary, names),
         }
     elif task == "segmentation":
