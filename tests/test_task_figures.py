@@ -250,3 +250,22 @@ def test_a_segmentation_run_draws_dice_and_the_masks(tmp_path: Path) -> None:
     page = (run / "report.html").read_text(encoding="utf-8")
     assert '<p class="note" id="overlay">No masks drawn: no workdirs/' in page
     assert '<figure id="dice_vs_gamma">' in page
+
+
+def test_the_gamma_zero_references_name_the_class_weight_and_the_dice_term() -> None:
+    from gammatune.report._task_plots import references
+
+    def trial(stage: str, gamma: float, alpha: float | None, dice: float | None, value: float):
+        return {"stage": stage, "state": "COMPLETE", "model": "configured", "gamma": gamma,
+                "alpha": alpha, "dice": dice, "val_dice": value}  # fmt: skip
+
+    frame = pd.DataFrame([
+        trial("baseline", 0.0, None, None, 0.50), trial("baseline", 0.0, None, None, 0.60),
+        trial("baseline", 0.0, 0.25, None, 0.55), trial("search", 0.0, None, 0.5, 0.70),
+        trial("search", 0.0, 0.25, 1.0, 0.65), trial("search", 2.0, None, 0.5, 0.90),
+        trial("confirm", 0.0, None, 0.5, 0.99),  # confirm's re-splits: not a reference
+    ])  # fmt: skip
+    found = dict(references(frame, "dice"))
+    assert list(found) == ["CE", "CE, Dice 0.5", "CE, alpha 0.25", "CE, alpha 0.25, Dice 1"]
+    assert found["CE"] == pytest.approx(0.55) and found["CE, Dice 0.5"] == pytest.approx(0.70)
+    assert references(frame, "ap") == []
