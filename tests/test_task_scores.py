@@ -259,3 +259,62 @@ def test_an_objective_the_task_has_not_fails_each_trial_in_one_line(tmp_path: Pa
         "objective 'pr_auc' is not scored on detection trials; use one of ap, ap50, ap75, "
         "f1, precision, recall, f1_macro"
     }, reasons
+
+
+DETECTOR_NO_TRUTH = '''
+import numpy as np
+
+def run_trial(spec):
+    """Boxes only: the ground truth is data.annotations'."""
+    out = {}
+    for split, ids in (("val", spec.val_ids), ("test", spec.test_ids)):
+        boxes = [
+            np.array([[12.0 * j, 4, 12.0 * j + 9, 13] for j in range(int(i) % 3)]).reshape(-1, 4)
+            for i in ids
+        ]
+        out[split] = {
+            "ids": ids, "boxes": boxes, "scores": [np.full(len(b), 0.9) for b in boxes],
+            "labels": [(np.arange(len(b)) + int(i)) % 2 for b, i in zip(boxes, ids)],
+        }
+    return out
+'''
+
+
+def _coco(n: int) -> dict[str, Any]:
+    annotations = []
+    for i in range(n):
+        for j in range(i % 3):
+            box = [12.0 * j, 4, 9, 9]
+            annotations.append(
+                {"id": len(annotations) + 1, "image_id": i, "category_id": 7 + (j + i) % 2,
+                 "bbox": box, "area": 81, "iscrowd": 0}
+            )  # fmt: skip
+    return {
+        "images": [{"id": i, "width": 64, "height": 64} for i in range(n)],
+        "annotations": annotations,
+        "categories": [{"id": 7, "name": "circle"}, {"id": 8, "name": "square"}],
+    }
+
+
+def test_ground_truth_from_a_coco_file_and_a_broken_one_is_one_line(tmp_path: Path) -> None:
+    config = _table_experiment(tmp_path, "det", search={"gamma": [0], "alpha": [0.5]})
+    (tmp_path / "mytask.py").write_text(DETECTOR_NO_TRUTH, encoding="utf-8")
+    (tmp_path / "coco.json").write_text(json.dumps(_coco(160)), encoding="utf-8")
+    raw = yaml.safe_load(config.read_text())
+    raw["data"]["annotations"] = "coco.json"
+    config.write_text(yaml.safe_dump(raw))
+    result = runner.invoke(app, ["search", "-c", str(config)])
+    assert result.exit_code == 0, result.output
+    frame = trials_frame(load_config(config))
+    assert frame["val_ap"].tolist() == [pytest.approx(1.0)]  # the boxes are the truth's
+    (tmp_path / "coco.json").write_text("{not json", encoding="utf-8")
+    result = runner.invoke(app, ["check", "-c", str(config)])
+    assert result.exit_code == 3 and "Traceback" not in result.output
+    assert "coco.json: not a COCO annotation file" in result.output
+    raw["data"]["classes"] = ["square", "circle"]
+    (tmp_path / "coco.json").write_text(json.dumps(_coco(160)), encoding="utf-8")
+    config.write_text(yaml.safe_dump(raw))
+    result = runner.invoke(app, ["check", "-c", str(config)])
+    assert result.exit_code == 3 and "are not data.classes ['square', 'circle']" in " ".join(
+        result.output.split()
+    )

@@ -80,7 +80,7 @@ def run_trial(spec):
     if mode == "binary2":
         s = out["val"]["scores"]
         out["val"]["scores"] = np.stack([1 - s, s], axis=1)
-    if mode in ("counts", "badcounts"):
+    if mode == "badcounts":
         for part, ids in (("val", spec.val_ids), ("test", spec.test_ids)):
             tp, fp, fn = (np.full(len(ids), k) for k in (3, 1, 2))
             out[part] = {"ids": ids, "tp": tp, "fp": fp, "fn": fn, "tn": 100 - tp - fp - fn}
@@ -285,7 +285,6 @@ def test_a_users_exception_fails_only_its_trial_and_a_rerun_retries_it(tmp_path:
         ("badtest", "payload: test.scores must have shape (48,) (binary: P(positive)); got (47,)"),
         ("crash", "the trial's process ended with exit code 3"),
         ("badcounts", "payload: val.fp must be whole counts >= 0; got -1"),
-        ("counts", "payload: pixel counts (tp, fp, fn, tn) are not scored by a study yet"),
     ],
 )
 def test_a_bad_payload_or_a_crash_fails_the_trial_with_one_line(

@@ -385,6 +385,26 @@ _SPLIT_DOC = {
     "recall_per_class": "per-class recall, a JSON list",
     "f1_per_class": "per-class F1, a JSON list",
     "confusion": "the confusion matrix, a JSON list of rows (true class) of counts",
+    "dice": "segmentation: Dice per image, averaged per class over the images whose mask holds "
+    "it, then over the foreground classes",
+    "dice_micro": "segmentation: Dice of the counts pooled over images, mean over foreground "
+    "classes",
+    "iou": "segmentation: IoU as `dice` averages it",
+    "iou_micro": "segmentation: IoU of the pooled counts",
+    "dice_per_class": "segmentation: per-image mean Dice per class, background first (JSON)",
+    "dice_micro_per_class": "segmentation: pooled Dice per class (JSON)",
+    "iou_per_class": "segmentation: per-image mean IoU per class (JSON)",
+    "images_per_class": "segmentation: images whose mask holds each class (JSON)",
+    "ap": "detection: COCO AP@[.5:.95] (pycocotools)",
+    "ap50": "detection: COCO AP at IoU 0.5",
+    "ap75": "detection: COCO AP at IoU 0.75",
+    "ar": "detection: COCO AR@100",
+    "ap_per_class": "detection: AP@[.5:.95] per class (JSON)",
+    "positives": "segmentation and detection: images holding a foreground pixel or an object",
+    "true_positive": "segmentation: foreground pixels found; detection: boxes matched at IoU "
+    "0.5 scoring at least the threshold",
+    "predicted_positive": "segmentation: foreground pixels predicted; detection: boxes scoring "
+    "at least the threshold",
 }
 
 _COLUMN_DOC = {
@@ -405,6 +425,10 @@ _COLUMN_DOC = {
     "(scikit-learn yardsticks of the baseline)",
     "seed": "the training seed",
     "objective": "the validation objective (the value Optuna maximizes)",
+    "test_objective": "the same metric on the test split (to read only)",
+    "task": "what the trial scored: `classification`, `segmentation` (pixel counts) or "
+    "`detection` (boxes)",
+    "dice": "a Dice term's weight in the loss (segmentation), where `search.dice` is set",
     "curve_flags": "`overconfident` (validation loss up 20 % above its minimum by the kept "
     "epoch while ranking still improved: calibration, not a fault) and/or `unstable`; empty if "
     "neither",
@@ -436,7 +460,8 @@ def csv_columns() -> list[str]:
     """The columns of ``trials.csv`` in the order ``gammatune report`` writes them."""
     from gammatune.report import _table as table
 
-    per_split = [f"{split}_{name}" for split in ("val", "test") for name in table._SPLIT_FIELDS]
+    per_split = [f"{split}_{name}" for split in ("val", "test") for name in table._TASK_FIELDS]
+    per_split += [f"{split}_{name}" for split in ("val", "test") for name in table._SPLIT_FIELDS]
     per_class = [f"{split}_{name}" for split in ("val", "test") for name in table._PER_CLASS]
     return [*table._LEADING, *per_split, *per_class, *table._TRAILING, "verdict", "recommended"]
 
@@ -468,7 +493,9 @@ def csv_columns_page() -> str:
             "from `gammatune/report/_table.py` when the site is built; `tests/test_docs.py` "
             "checks it against a CSV a real run writes. Extra dimensions (`lr` ... `beta`) are "
             "empty where the search does not use them; the `tn`/`fp`/`fn`/`tp` columns are "
-            "binary only.",
+            "binary only. The Dice, IoU and AP columns (and `positives`, `true_positive`, "
+            "`predicted_positive`) are written only for a trainer that returns pixel counts or "
+            "boxes; a classification CSV has none of them.",
             "",
             _table(rows, ("column", "meaning")),
             "",

@@ -365,6 +365,9 @@ _COLUMNS = [
 _HEADERS = ["", "trial", "gamma", "alpha", "val objective", "val precision", "val recall",
             "val F1", "val PR-AUC", "test F1", "95% interval", "test PR-AUC", "test ECE",
             "test Brier"]  # fmt: skip
+_TASK_COLUMNS = [*_COLUMNS[:6], ("test_objective", lambda r: figure_text(r.test_objective)),
+                 _COLUMNS[7]]  # fmt: skip
+_TASK_HEADERS = [*_HEADERS[:8], "test objective", "test F1"]
 
 
 def _summary_table(summary: Summary) -> str:
@@ -372,11 +375,13 @@ def _summary_table(summary: Summary) -> str:
         *summary.rows,
         *([summary.recommended] if summary.recommended else []),
     ]
-    header = "".join(f"<th>{h}</th>" for h in _HEADERS)
+    tasks = summary.task != "classification"  # the task's figure on test; no PR-AUC, ECE
+    columns, headers = (_TASK_COLUMNS, _TASK_HEADERS) if tasks else (_COLUMNS, _HEADERS)
+    header = "".join(f"<th>{h}</th>" for h in headers)
     body = "".join(
         f'<tr class="{"recommended" if r.label == "recommended" else ""}" {_source(r)}>'
         f"<td>{html.escape(r.label)}</td><td>{_trials_text(r)}</td>"
-        + "".join(f'<td class="{key}">{fmt(r)}</td>' for key, fmt in _COLUMNS)
+        + "".join(f'<td class="{key}">{fmt(r)}</td>' for key, fmt in columns)
         + "</tr>"
         for r in rows
     )

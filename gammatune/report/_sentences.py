@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from gammatune.record import Setting
 
 if TYPE_CHECKING:
+    from gammatune.report._summary import Summary
     from gammatune.report._verdict import Comparison
 
 _PLAIN_CE = Setting(0.0)
@@ -80,3 +81,30 @@ def join(parts: list[str]) -> str:
 
 def plural(n: int, one: str, many: str) -> str:
     return f"{n} {one if n == 1 else many}"
+
+
+def found_words(positives: int, low: int, high: int, summary: Summary) -> str:
+    """What validation holds and what the trials found of it: rows of the rarest class,
+    images with a foreground pixel (and foreground pixels found), or images with an object
+    (and boxes matched)."""
+    found = f"{low}" if low == high else f"{low} to {high}"
+    if summary.task == "segmentation":
+        return (
+            f"Validation holds {positives} images with a foreground pixel; the trials found "
+            f"{found} foreground pixels."
+        )
+    if summary.task == "detection":
+        return (
+            f"Validation holds {positives} images with an object; the trials matched {found} "
+            "boxes at IoU 0.5 (scoring at least the decision threshold)."
+        )
+    name = f" (class {summary.minority})" if summary.minority else ""
+    if summary.n_classes > 2:
+        return (
+            f"Validation holds {positives} samples of the rarest class{name}; the trials "
+            f"predicted {found} of them correctly."
+        )
+    return (
+        f"Validation holds {positives} positives{name}; the trials found {found} of them at "
+        "the decision threshold."
+    )

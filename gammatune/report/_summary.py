@@ -15,6 +15,7 @@ from gammatune.metrics import METRIC_NAMES
 from gammatune.record import EXTRA_FIELDS, Setting, format_alpha
 from gammatune.report._arms import order, row_arms, setting_mask
 from gammatune.report._health import training_health
+from gammatune.report._sentences import found_words
 from gammatune.report._verdict import Resampled, Spread, Verdict, decide
 
 
@@ -39,6 +40,7 @@ class SummaryRow:
     test_ece: float = math.nan
     test_brier: float = math.nan
     n: int = 1
+    test_objective: float = math.nan  # the objective on test (Dice, AP: the task's figure)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +68,7 @@ class Summary:
     pareto: bool = False  # a multi-objective study, or constraints: draw the front
     minority: str | None = None  # the rarest class's name, where the data facts give it
     n_classes: int = 2
+    task: str = "classification"  # or segmentation, detection: what the positives are
     health: tuple[str, ...] = ()  # training health in sentences (see report._health)
     # why the intervals resample samples though data.groups is declared (report._resample)
     interval_warning: str | None = None
@@ -88,17 +91,8 @@ class Summary:
         return " ".join(parts)
 
     def _found_words(self, low: int, high: int) -> str:
-        found = f"{low}" if low == high else f"{low} to {high}"
-        name = f" (class {self.minority})" if self.minority else ""
-        if self.n_classes > 2:
-            return (
-                f"Validation holds {self.n_val_positives} samples of the rarest class{name}; the "
-                f"trials predicted {found} of them correctly."
-            )
-        return (
-            f"Validation holds {self.n_val_positives} positives{name}; the trials found {found} "
-            "of them at the decision threshold."
-        )
+        assert self.n_val_positives is not None
+        return found_words(self.n_val_positives, low, high, self)
 
 
 CAPTION = (
@@ -175,8 +169,13 @@ def summarize(
         objective, rows, recommended, verdict, positives, tps,
         constraints=dict(constraints or {}), pareto=pareto or bool(constraints),
         minority=minority, n_classes=n_classes, health=training_health(frame, objective),
-        interval_warning=interval_warning,
+        interval_warning=interval_warning, task=_task(done),
     )  # fmt: skip
+
+
+def _task(done: pd.DataFrame) -> str:
+    tasks = done.get("task", pd.Series(dtype=object)).dropna()
+    return str(tasks.iloc[0]) if len(tasks) else "classification"
 
 
 def _first_confusion(done: pd.DataFrame) -> list[list[int]]:
@@ -254,7 +253,7 @@ def _summary_row(label: str, part: pd.DataFrame) -> SummaryRow:
 def _mean_row(label: str, part: pd.DataFrame) -> SummaryRow:
     """The mean over a setting's confirm trials (fold and repeat vary, nothing else)."""
     columns = ["gamma", "objective", "val_precision", "val_recall", "val_f1", "val_pr_auc",
-               "test_f1", "test_pr_auc", "test_ece", "test_brier"]  # fmt: skip
+               "test_f1", "test_pr_auc", "test_ece", "test_brier", "test_objective"]  # fmt: skip
     means = part.reindex(columns=columns).apply(pd.to_numeric, errors="coerce").mean()
     first = part.iloc[0]
     row = pd.Series({**means.to_dict(), "stage": "confirm", "number": first.get("number", -1),
@@ -286,6 +285,7 @@ def _row_of(label: str, row: pd.Series, *, n: int) -> SummaryRow:
         test_ece=get("test_ece"),
         test_brier=get("test_brier"),
         n=n,
+        test_objective=get("test_objective"),
     )
 
 

@@ -22,7 +22,7 @@ from gammatune.storage import STAGES, load_record, load_study, open_storage, tri
 
 _LEADING = [
     "stage", "number", "state", "gamma", "alpha", *EXTRA_FIELDS, "repeat", "fold", "model", "seed",
-    "objective", "task",
+    "objective", "test_objective", "task",
 ]  # fmt: skip
 _FACTS = ("class_names", "class_counts", "imbalance_ratio", "scored_classes")
 _SPLIT_FIELDS = [
@@ -234,6 +234,7 @@ def _add_deltas(frame: pd.DataFrame, field: str) -> None:
     for column in ("objective", f"test_{field}", "alpha", "model"):
         if column not in frame:
             frame[column] = math.nan
+    frame["test_objective"] = frame[f"test_{field}"]
     done = frame["state"] == "COMPLETE"
     ce = frame[done & (frame["stage"] == "baseline") & (frame["model"] == "configured")]
     plain = ce[ce["alpha"].isna()]

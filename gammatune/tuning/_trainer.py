@@ -56,10 +56,12 @@ def check_trainer(config: Config) -> None:
     Raises:
         ConfigError: The function cannot be imported or is not callable, or a command
             placeholder or program is unknown.
+        DataError: ``data.annotations`` does not parse or does not name ``data.classes``.
     """
     trainer = config.trainer
     if trainer is None:
         return
+    ground_truth(config)  # data.annotations parses and names data.classes
     if trainer.function is not None:
         try:
             load_function(trainer.function, trainer.base_dir)
