@@ -135,6 +135,7 @@ def test_a_classification_run_draws_the_same_page_with_the_task_figures(tmp_path
     from gammatune.cli import app
     from gammatune.config import load_config
     from gammatune.report._page import figures, render_html, study_summary
+    from gammatune.report._tasks import with_task_figures
 
     path = write_config(tmp_path, search={"gamma": [2.0], "alpha": [0.75]},
                         refine={"n_trials": 1}, confirm={"top_k": 1, "repeats": 2})  # fmt: skip
@@ -142,7 +143,8 @@ def test_a_classification_run_draws_the_same_page_with_the_task_figures(tmp_path
     config = load_config(path)
     frame, summary, facts = study_summary(config)
     names = [str(n) for n in facts["class_names"]]
-    before, after = figures(frame, summary, names), figures(frame, summary, names, config)
+    before = figures(frame, summary, names)
+    after = with_task_figures(config, frame, summary, names, figures(frame, summary, names))
     assert list(after) == list(before) and "forest" in after
     assert render_html(frame, summary, facts, after, name="tiny") == render_html(
         frame, summary, facts, before, name="tiny"

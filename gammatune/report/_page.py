@@ -149,7 +149,10 @@ def write_report(
         csv = write_csv(_with_verdict(frame, summary), csv_file)
         config.run_dir.mkdir(parents=True, exist_ok=True)
         write_whole(config.run_dir / "summary.json", summary_json(summary, frame))
-        drawn = figures(frame, summary, scored_classes(facts), config)
+        classes = scored_classes(facts)
+        drawn = with_task_figures(
+            config, frame, summary, classes, figures(frame, summary, classes)
+        )
         written = write_plots(plots, drawn) if plots is not None else []
         page.parent.mkdir(parents=True, exist_ok=True)
         write_whole(page, render_html(frame, summary, facts, drawn, name=config.name))
@@ -205,12 +208,8 @@ def _with_verdict(frame: pd.DataFrame, summary: Summary) -> pd.DataFrame:
     return table
 
 
-def figures(
-    frame: pd.DataFrame, summary: Summary, class_names: list[str], config: Config | None = None
-) -> dict[str, Any]:
-    """Return the report's figures by file stem; those with nothing to draw are left out. With
-    ``config``, a detection or segmentation study's own figures too (a ``str`` in place of one
-    whose inputs are missing: the page's note)."""
+def figures(frame: pd.DataFrame, summary: Summary, class_names: list[str]) -> dict[str, Any]:
+    """Return the report's figures by file stem; those with nothing to draw are left out."""
     drawn = {
         "forest": forest(summary),
         "objective_vs_gamma": objective_vs_gamma(frame, summary),
@@ -221,10 +220,7 @@ def figures(
         "per_class": per_class(frame, summary, class_names),
         "pareto": pareto_figure(frame, summary.constraints) if summary.pareto else None,
     }
-    drawn = {name: figure for name, figure in drawn.items() if figure is not None}
-    if config is None:
-        return drawn
-    return with_task_figures(config, frame, summary, class_names, drawn, _FIGURES)
+    return {name: figure for name, figure in drawn.items() if figure is not None}
 
 
 def write_plots(folder: str | Path, drawn: dict[str, Any]) -> list[Path]:

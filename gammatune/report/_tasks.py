@@ -109,7 +109,6 @@ def with_task_figures(
     summary: Summary,
     class_names: list[str],
     drawn: dict[str, Any],
-    base: Sequence[Entry],
 ) -> dict[str, Any]:
     """``drawn`` (classification's figures by stem) as the task's page shows them: a
     classification study's unchanged; a task's with its own figures (a ``Figure``, or a
@@ -131,9 +130,9 @@ def with_task_figures(
         }
     else:
         return drawn
-    shown = {stem for stem, _, _ in figure_entries(task, base)}
-    merged = {**drawn, **{stem: figure for stem, figure in own.items() if figure is not None}}
-    return {stem: figure for stem, figure in merged.items() if stem in shown}
+    dropped = _REPLACED | (_DETECTION_SKIPS if task == "detection" else set())
+    kept = {stem: figure for stem, figure in drawn.items() if stem not in dropped}
+    return {**kept, **{stem: figure for stem, figure in own.items() if figure is not None}}
 
 
 def compared_pair(frame: pd.DataFrame, summary: Summary) -> list[tuple[SummaryRow, pd.Series]]:
