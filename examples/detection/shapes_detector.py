@@ -1,20 +1,21 @@
 """A tiny one-stage detector whose classification branch is gammatune's focal loss.
 
-Images: 32 x 32, shapes (scikit-image's ``draw.random_shapes``: rectangles, triangles, round
-ones) of about 4-11 pixels on a noisy background, 0-4 per image (some have none). Detector:
-a 3-layer CNN down to an 8 x 8 grid (stride 4) and a CenterNet-style head: per cell, a logit per
-class (is an object's centre here?) and a box (centre offset, log size). The class logits are
-dense and mostly negative, the regime focal loss was made for (Lin et al. 2017): they are trained
-with ``gammatune.loss.focal_loss`` at the trial's gamma and alpha, summed and divided by the
-number of objects (RetinaNet's normalizer, the same at gamma 0: the twin).
+Images: the PNGs ``make_shapes.py`` writes (32 x 32, 0-4 rectangles, triangles and round ones
+of about 4-11 pixels on a noisy background) and its table ``shapes.csv`` (``image``, ``boxes``,
+``objects``), read from this file's folder. Detector: a 3-layer CNN down to an 8 x 8 grid
+(stride 4) and a CenterNet-style head: per cell, a logit per class (is an object's centre here?)
+and a box (centre offset, log size). The class logits are dense and mostly negative, the regime
+focal loss was made for (Lin et al. 2017): they are trained with ``gammatune.loss.focal_loss`` at
+the trial's gamma and alpha, summed and divided by the number of objects (RetinaNet's normalizer,
+the same at gamma 0: the twin).
 
 ``run_trial(spec)`` is a trainer-contract function: it reads ``spec.gamma``, ``spec.alpha``,
-``spec.seed``, ``spec.epochs``, ``spec.params["lr"]``, the split's ids and ``spec.table``'s
-``image_seed`` column, and returns the detection payload (per image id: boxes, scores, labels and
-the ground truth). gammatune's workflow cannot consume a detection payload yet (its task axis is
-being generalized); until then ``python shapes_detector.py`` compares gamma 0 and 2 over a few
-seeds with ``gammatune.detection`` (COCO AP by pycocotools) and the paired image bootstrap.
-Needs ``pip install gammatune[detection]``.
+``spec.seed``, ``spec.epochs``, ``spec.params["lr"]``, the split's ids, ``spec.classes`` (the
+object classes, ``data.classes``) and ``spec.table``'s ``image``, ``boxes`` and ``objects``
+columns, and returns the detection payload (per image id: boxes, scores, labels and the ground
+truth). ``gammatune run --config detection.yaml`` tunes it; ``python shapes_detector.py``
+compares gamma 0 and 2 over a few seeds by itself, with ``gammatune.detection`` (COCO AP by
+pycocotools) and the paired image bootstrap. Needs ``pip install gammatune[detection]``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from skimage.draw import random_shapes
+from make_shapes import CLASSES, make, read
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
@@ -37,28 +38,9 @@ from gammatune.detection_bootstrap import match, paired_bootstrap
 from gammatune.loss import focal_loss
 from gammatune.spec import TrialSpec
 
+HERE = Path(__file__).resolve().parent  # the table's folder: image paths are relative to it
 SIZE, STRIDE = 32, 4
 GRID = SIZE // STRIDE
-CLASSES = ("rectangle", "triangle", "round")
-KIND = {"rectangle": 0, "triangle": 1, "circle": 2, "ellipse": 2}
-
-
-def render(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Image ``(1, 32, 32)`` float32, boxes ``(k, 4)`` xyxy pixels and labels ``(k,)``."""
-    rng = np.random.default_rng(seed)
-    k = int(rng.integers(0, 5))
-    image = np.full((SIZE, SIZE), 255, np.uint8)
-    drawn: list[Any] = []
-    if k:
-        image, drawn = random_shapes(
-            (SIZE, SIZE), k, min_shapes=k, min_size=4, max_size=9, num_channels=1,
-            channel_axis=None, intensity_range=(60, 180), rng=rng,
-        )  # fmt: skip
-    noisy = (255.0 - image) / 128.0 + rng.normal(0, 0.35, image.shape)
-    boxes = np.array([[c0, r0, c1, r1] for _, ((r0, r1), (c0, c1)) in drawn], float)
-    boxes = np.clip(boxes, 0, SIZE)  # pixel edges; a circle's box may pass the border
-    labels = np.array([KIND[name] for name, _ in drawn], np.int64)
-    return noisy[None].astype(np.float32), boxes.reshape(-1, 4), labels
 
 
 class Detector(nn.Module):
@@ -80,9 +62,11 @@ class Detector(nn.Module):
         return self.cls(features), self.box(features)
 
 
-def targets(boxes: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def targets(
+    boxes: np.ndarray, labels: np.ndarray, n_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Class map ``(C, 8, 8)`` (1 at each object's centre cell) and box map ``(4, 8, 8)``."""
-    heat = np.zeros((len(CLASSES), GRID, GRID), np.float32)
+    heat = np.zeros((n_classes, GRID, GRID), np.float32)
     box = np.zeros((4, GRID, GRID), np.float32)
     for (x1, y1, x2, y2), label in zip(boxes, labels, strict=True):
         cx, cy = (x1 + x2) / 2 / STRIDE, (y1 + y2) / 2 / STRIDE
@@ -93,8 +77,13 @@ def targets(boxes: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def load(spec: TrialSpec, ids: np.ndarray) -> tuple[torch.Tensor, list[Any]]:
-    drawn = [render(int(s)) for s in spec.table.iloc[ids]["image_seed"]]  # row positions
-    return torch.from_numpy(np.stack([d[0] for d in drawn])), [d[1:] for d in drawn]
+    """Images ``(n, 1, 32, 32)`` of table rows ``ids`` and their (boxes, class indices)."""
+    index = {name: i for i, name in enumerate(spec.classes)}
+    rows = [read(HERE, row) for _, row in spec.table.iloc[ids].iterrows()]  # row positions
+    truth = [
+        (boxes, np.array([index[o] for o in objects], np.int64)) for _, boxes, objects in rows
+    ]
+    return torch.from_numpy(np.stack([image for image, _, _ in rows])), truth
 
 
 def run_trial(spec: TrialSpec) -> dict[str, Any]:
@@ -102,10 +91,10 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
     torch.manual_seed(spec.seed)
     stream = torch.Generator().manual_seed(spec.seed)
     x_train, truth = load(spec, spec.train_ids)
-    maps = [targets(b, lab) for b, lab in truth]
+    maps = [targets(b, lab, len(spec.classes)) for b, lab in truth]
     heat = torch.from_numpy(np.stack([m[0] for m in maps]))
     box = torch.from_numpy(np.stack([m[1] for m in maps]))
-    model = Detector()
+    model = Detector(len(spec.classes))
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.params["lr"])
     for epoch in range(spec.epochs):
         model.train()
@@ -179,7 +168,9 @@ def compare(
     alpha: float | None = 0.25,
 ) -> list[dict[str, float]]:
     """Test AP of ``gammas[1]`` against ``gammas[0]`` per seed, with a paired 95 % interval."""
-    table = pd.DataFrame({"image_seed": np.random.default_rng(0).integers(0, 2**31, n_images)})
+    if not (HERE / "shapes.csv").is_file():
+        make(HERE, max(n_images, 600))
+    table = pd.read_csv(HERE / "shapes.csv").head(n_images)
     rows = []
     with tempfile.TemporaryDirectory() as workdir:
         for seed in seeds:

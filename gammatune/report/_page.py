@@ -43,6 +43,7 @@ from gammatune.report._summary import (
     summary_json,
 )
 from gammatune.report._table import confirm_plan, experiment_facts, trials_frame, write_csv
+from gammatune.report._tasks import figure_entries, task_of, with_task_figures
 from gammatune.storage import open_storage
 
 # (file stem, the question it answers, caption)
@@ -148,7 +149,10 @@ def write_report(
         csv = write_csv(_with_verdict(frame, summary), csv_file)
         config.run_dir.mkdir(parents=True, exist_ok=True)
         write_whole(config.run_dir / "summary.json", summary_json(summary, frame))
-        drawn = figures(frame, summary, scored_classes(facts))
+        classes = scored_classes(facts)
+        drawn = with_task_figures(
+            config, frame, summary, classes, figures(frame, summary, classes)
+        )
         written = write_plots(plots, drawn) if plots is not None else []
         page.parent.mkdir(parents=True, exist_ok=True)
         write_whole(page, render_html(frame, summary, facts, drawn, name=config.name))
@@ -225,6 +229,8 @@ def write_plots(folder: str | Path, drawn: dict[str, Any]) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, figure in drawn.items():
+        if isinstance(figure, str):  # a figure's note: nothing to draw
+            continue
         path = folder / f"{name}.png"
         write_whole(path, to_png(figure))
         paths.append(path)
@@ -255,8 +261,10 @@ def render_html(
         health_html(summary.health),
         per_class_html(frame, summary.verdict, scored_classes(facts)),
     ]
-    for stem, question, caption in _FIGURES:
-        if stem in drawn:
+    for stem, question, caption in figure_entries(task_of(frame), _FIGURES):
+        if isinstance(drawn.get(stem), str):
+            parts.append(f'<p class="note" id="{stem}">{html.escape(drawn[stem])}</p>')
+        elif stem in drawn:
             data = base64.b64encode(to_png(drawn[stem])).decode("ascii")
             image = f'<img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
             if stem == "forest":  # the words beside the plot: why, and what each bar compares
