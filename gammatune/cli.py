@@ -346,7 +346,7 @@ def _run_stages(
             with Progress(err) as progress:
 
                 def on_data(splits: Splits) -> None:
-                    progress.show_data(splits)
+                    progress.show_data(splits, strata=bool(getattr(resolved.data, "classes", 0)))
                     _freeze_imports()  # the data reader's imports (scikit-learn, pandas) too
 
                 run_workflow(

@@ -64,16 +64,20 @@ class Progress:
     def __exit__(self, *exc: object) -> None:
         self.bars.stop()
 
-    def show_data(self, splits: Splits) -> None:
+    def show_data(self, splits: Splits, *, strata: bool = False) -> None:
+        """The data line: rows per class and the imbalance; for images whose labels are
+        strata (a segmentation set, a trainer's ``data.classes``), images per stratum."""
+        strata = strata or (splits.units is not None and splits.units.classes is not None)
         counts = splits.class_counts()
         totals = [sum(split[i] for split in counts.values()) for i in range(splits.n_classes)]
         per_class = ", ".join(
             f"{name}: {n}" for name, n in zip(splits.class_names, totals, strict=True)
         )
         sizes = "/".join(str(sum(counts[split])) for split in ("train", "val", "test"))
-        ratio = splits.imbalance_ratio()
+        ratio = f" (imbalance {splits.imbalance_ratio():.1f}:1)"
+        head = "images per stratum: " if strata else ""
         self.bars.console.print(
-            f"data: {per_class} (imbalance {ratio:.1f}:1); train/val/test {sizes}",
+            f"data: {head}{per_class}{'' if strata else ratio}; train/val/test {sizes}",
             markup=False,
             highlight=False,
             soft_wrap=True,
