@@ -5,7 +5,8 @@ A segmentation trial keeps its validation predictions in
 ``runs/<name>/workdirs/<stage>-<number>/masks.npz`` (``ids``: image ids, ``pred``: ``(n, H, W)``
 class per pixel; the built-in U-Net writes it for up to 64 images). An image's Dice here is
 the pooled foreground Dice of that one image (1 where both the truth and the prediction are all
-background).
+background); an empty mask's caption counts the false foreground pixels instead, as the study's
+Dice leaves empty masks out.
 """
 
 from __future__ import annotations
@@ -116,8 +117,7 @@ def overlay_figure(
             if mask is not None:
                 ax.imshow(_colored(mask), interpolation="nearest")
                 if c >= 2:
-                    dice = image_dice(mask, truth[image_id])
-                    ax.set_xlabel(f"Dice {dice:.2f}", fontsize=8)
+                    ax.set_xlabel(_caption(mask, truth[image_id]), fontsize=8)
             ax.set(xticks=[], yticks=[])
             if r == 0:
                 color = _BEST if c == len(shown) - 1 else "black"
@@ -125,6 +125,14 @@ def overlay_figure(
         axes[r][0].set_ylabel(f"image {image_id}", fontsize=8)
     _legend(figure, class_names, max(int(m.pred.max(initial=0)) for _, m in pair))
     return figure
+
+
+def _caption(pred: np.ndarray, truth: np.ndarray) -> str:
+    """The prediction's Dice; on an empty mask (whose Dice the study leaves out: the
+    empty-mask rule), the false foreground pixels instead."""
+    if (truth > 0).any():
+        return f"Dice {image_dice(pred, truth):.2f}"
+    return f"empty mask: {int((pred > 0).sum())} px predicted"
 
 
 def _colored(mask: np.ndarray) -> np.ndarray:

@@ -130,8 +130,10 @@ def summarize(
     configured = done[done["model"] == "configured"]
     baseline = configured[configured["stage"] == "baseline"]
     weighted = pd.Series([a.is_weighted for a in row_arms(baseline)], index=baseline.index)
+    dice = baseline.get("dice", pd.Series(index=baseline.index, dtype=float)).fillna(0) > 0
     picks = [
-        ("CE", baseline[~weighted]),
+        ("CE", baseline[~weighted & ~dice]),
+        ("CE+Dice", baseline[~weighted & dice]),
         ("CE+alpha", baseline[weighted]),
         ("logistic", done[done["model"] == "logistic"]),
         ("logistic bal.", done[done["model"] == "logistic_balanced"]),
@@ -349,8 +351,10 @@ def render_summary(console: Any, summary: Summary) -> None:
     from rich import box
     from rich.table import Table
 
+    task = summary.task != "classification"  # the objective on test; there is no PR-AUC
+    last, test_name = ("test obj", "") if task else ("test AP", "; test AP = PR-AUC on test")
     table = Table(
-        title=f"validation objective: {summary.objective}; test AP = PR-AUC on the test split",
+        title=f"validation objective: {summary.objective}{test_name}",
         title_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
@@ -359,7 +363,7 @@ def render_summary(console: Any, summary: Summary) -> None:
     table.add_column("", no_wrap=True, min_width=13)
     for name in ("gamma", "alpha", "val obj", "val P", "val R", "test F1 (95% CI)"):
         table.add_column(name, justify="right", no_wrap=True, min_width=len(name))
-    table.add_column("test AP", justify="right", no_wrap=True, min_width=7)
+    table.add_column(last, justify="right", no_wrap=True, min_width=len(last))
     for row in [*summary.rows, *([summary.recommended] if summary.recommended else [])]:
         table.add_row(
             row.label,
@@ -368,7 +372,7 @@ def render_summary(console: Any, summary: Summary) -> None:
             *(f"{v:.3f}" for v in (row.val_objective, row.val_precision, row.val_recall)),
             figure_text(row.test_f1)
             + ("" if math.isnan(row.test_f1) else f" ({interval_text(row)})"),
-            figure_text(row.test_pr_auc),
+            figure_text(row.test_objective if task else row.test_pr_auc),
             style="bold" if row.label == "recommended" else None,
         )
     console.print(table)
