@@ -122,6 +122,7 @@ class Written:
     csv: Path
     html: Path
     plots: list[Path]
+    trials: pd.DataFrame  # the trials the summary was decided on (``study_summary``'s frame)
 
 
 def write_report(
@@ -157,7 +158,7 @@ def write_report(
             f"report: cannot write {exc.filename}: {exc.strerror}; the study is untouched, and "
             "an earlier report stays as it was."
         ) from None
-    return Written(summary, len(frame), csv, page, written)
+    return Written(summary, len(frame), csv, page, written, frame)
 
 
 def study_summary(
