@@ -1,7 +1,7 @@
 """The tuning workflow: gammatune against the hand-written Optuna pipeline, in the same process.
 
 Run: python bench/workflow.py [--repeats 3] [--threads 1 2] [--dropout 0.1] [--precision auto]
-    [--sources npz synthetic] [--same-work] [--skip-process] [--json]
+    [--sources npz synthetic] [--same-work] [--skip-process] [--quick] [--json]
 
 Workload (both sides): make_classification(40000 x 32, 12 informative, 5 % positives,
 flip_y 0.01, seed 0), stratified 80/20, standardized; MLP 32-128-128-1 (ReLU), AdamW lr 1e-3,
@@ -46,7 +46,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
@@ -60,12 +60,8 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from gammatune.config import Config
-from gammatune.data import Splits
-from gammatune.device import autocast_dtype
-from gammatune.record import Setting
-from gammatune.storage import load_record
-from gammatune.tuning import make_objective, run_workflow
+if TYPE_CHECKING:  # gammatune is imported where used: the reference script imports none of it
+    from gammatune.config import Config
 
 GAMMAS, ALPHA, N_TPE, EPOCHS, BATCH, SEED = [0.5, 1.0, 1.5, 2.0], 0.25, 15, 8, 256, 0
 LAYERS = [(32, 128), (128, 128), (128, 1)]
@@ -184,6 +180,8 @@ def _record(records: list[dict], data, gamma: float, alpha: float | None) -> flo
 
 
 def bench_config(folder: Path, **train) -> Config:
+    from gammatune.config import Config
+
     return Config.model_validate(
         {
             "name": "bench",
@@ -203,6 +201,10 @@ def bench_config(folder: Path, **train) -> Config:
 
 def gammatune_workflow(data, folder: Path, parallel: int | str = "auto") -> list[dict]:
     """gammatune's own path (run_workflow: storage, device, precision, stacking), on our splits."""
+    from gammatune.data import Splits
+    from gammatune.storage import load_record
+    from gammatune.tuning import run_workflow
+
     config = bench_config(folder, parallel=parallel)
     x_tr, y_tr, x_va, y_va = data
     splits = Splits(x_tr, y_tr, x_va, y_va, x_va, y_va, class_names=("0", "1"))
@@ -220,6 +222,11 @@ def gammatune_workflow(data, folder: Path, parallel: int | str = "auto") -> list
 
 def alone_f1(data, folder: Path, records: list[dict]) -> list[float]:
     """Train each gammatune trial alone (parallel 1), same seed and settings."""
+    from gammatune.data import Splits
+    from gammatune.device import autocast_dtype
+    from gammatune.record import Setting
+    from gammatune.tuning import make_objective
+
     config = bench_config(folder, parallel=1)
     x_tr, y_tr, x_va, y_va = data
     splits = Splits(x_tr, y_tr, x_va, y_va, x_va, y_va, class_names=("0", "1"))
@@ -261,6 +268,8 @@ def run_work(config_file: Path) -> dict[str, Any]:
     epochs it ran (early stopping, pruning and failures end some early); its rows are the
     training split's (confirm's re-splits of train+val keep validation's size, so train's).
     """
+    from gammatune.config import Config
+
     config = Config.model_validate(yaml.safe_load(config_file.read_text(encoding="utf-8")))
     frame = pd.read_csv(config.run_dir / "trials.csv")
     trained = frame[
@@ -280,7 +289,7 @@ def run_work(config_file: Path) -> dict[str, Any]:
 
 
 def whole_process(
-    threads: int, folder: Path, repeats: int, *, same_work: bool, sources: list[str]
+    threads: int, folder: Path, repeats: int, *, same_work: bool, sources: list[str], quick: bool
 ) -> dict[str, dict[str, Any]]:
     """Whole processes, the reference script and `gammatune run`: for each, the median wall
     seconds, what it trained (trainings, epochs, rows x epochs) and the median throughput
@@ -296,7 +305,7 @@ def whole_process(
     np.savez(data, X=x, y=y)
     commands = {
         "reference": [sys.executable, __file__, "--only-reference", "--threads", str(threads),
-                      "--data", str(data)],
+                      "--data", str(data), *(["--quick"] if quick else [])],
     }  # fmt: skip
     if same_work:
         commands["reference_confirm"] = [*commands["reference"], "--confirm"]
@@ -358,6 +367,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--skip-process", action="store_true", help="skip the whole-process runs")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a small workload (8,000 rows, 2 epochs, 3 TPE trials) to show it works; no figure",
+    )
     parser.add_argument("--only-reference", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--confirm", action="store_true", help=argparse.SUPPRESS)
@@ -387,6 +401,10 @@ def main() -> None:
         help="gammatune's training precision; fp32 is what a CPU without bf16 runs",
     )
     args = parser.parse_args()
+    if args.quick:
+        global EPOCHS, N_TPE
+        EPOCHS, N_TPE = 2, 3
+        GEN["n_samples"] = 8000
     OPTIONS.update(dropout=args.dropout, precision=args.precision)
     data = workload(args.data)
     if args.only_reference:  # the reference as a script of its own, for the whole-process figure
@@ -396,6 +414,8 @@ def main() -> None:
             reference_confirm(data, records)
         print(json.dumps(WORK))  # what it trained, for the throughput figure
         return
+    from gammatune.device import autocast_dtype
+
     n_trials = 1 + len(GAMMAS) + N_TPE
     rows = []
     for threads in args.threads:
@@ -421,6 +441,7 @@ def main() -> None:
                     args.repeats,
                     same_work=args.same_work,
                     sources=args.sources,
+                    quick=args.quick,
                 )  # fmt: skip
             )
         stacked_gap = max(abs(a - r["f1"]) for a, r in zip(alone, ours_records, strict=True))
