@@ -150,9 +150,10 @@ def write_report(
         config.run_dir.mkdir(parents=True, exist_ok=True)
         write_whole(config.run_dir / "summary.json", summary_json(summary, frame))
         drawn = figures(frame, summary, [str(n) for n in facts.get("class_names", [])])
-        written = write_plots(plots, drawn) if plots is not None else []
+        pngs = {stem: to_png(figure) for stem, figure in drawn.items()}  # rendered once
+        written = write_plots(plots, pngs) if plots is not None else []
         page.parent.mkdir(parents=True, exist_ok=True)
-        write_whole(page, render_html(frame, summary, facts, drawn, name=config.name))
+        write_whole(page, render_html(frame, summary, facts, pngs, name=config.name))
     except OSError as exc:  # a folder where a file should go, no permission, disk full
         raise GammatuneError(
             f"report: cannot write {exc.filename}: {exc.strerror}; the study is untouched, and "
@@ -220,14 +221,14 @@ def figures(frame: pd.DataFrame, summary: Summary, class_names: list[str]) -> di
     return {name: figure for name, figure in drawn.items() if figure is not None}
 
 
-def write_plots(folder: str | Path, drawn: dict[str, Any]) -> list[Path]:
-    """Write each figure as ``folder/<stem>.png`` and return the paths."""
+def write_plots(folder: str | Path, pngs: dict[str, bytes]) -> list[Path]:
+    """Write each figure's PNG as ``folder/<stem>.png`` and return the paths."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name, figure in drawn.items():
+    for name, png in pngs.items():
         path = folder / f"{name}.png"
-        write_whole(path, to_png(figure))
+        write_whole(path, png)
         paths.append(path)
     return paths
 
@@ -236,11 +237,12 @@ def render_html(
     frame: pd.DataFrame,
     summary: Summary,
     facts: dict[str, Any],
-    drawn: dict[str, Any],
+    pngs: dict[str, bytes],
     *,
     name: str,
 ) -> str:
-    """Return the report page: data and budget, the verdict, the comparison, the pictures."""
+    """Return the report page: data and budget, the verdict, the comparison, the pictures
+    (``pngs``: each figure's PNG by stem)."""
     parts = [
         f"<h1>gammatune report: {html.escape(name)}</h1>",
         f'<p class="sub">validation objective: {html.escape(summary.objective)}; '
@@ -257,8 +259,8 @@ def render_html(
         per_class_html(frame, summary.verdict, [str(n) for n in facts.get("class_names", [])]),
     ]
     for stem, question, caption in _FIGURES:
-        if stem in drawn:
-            data = base64.b64encode(to_png(drawn[stem])).decode("ascii")
+        if stem in pngs:
+            data = base64.b64encode(pngs[stem]).decode("ascii")
             image = f'<img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
             if stem == "forest":  # the words beside the plot: why, and what each bar compares
                 image = (
