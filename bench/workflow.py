@@ -1,6 +1,7 @@
 """The tuning workflow: gammatune against the hand-written Optuna pipeline, in the same process.
 
-Run: python bench/workflow.py [--repeats 3] [--threads 1 2] [--skip-process] [--json]
+Run: python bench/workflow.py [--repeats 3] [--threads 1 2] [--dropout 0.1] [--precision auto]
+    [--sources npz synthetic] [--same-work] [--skip-process] [--quick] [--json]
 
 Workload (both sides): make_classification(40000 x 32, 12 informative, 5 % positives,
 flip_y 0.01, seed 0), stratified 80/20, standardized; MLP 32-128-128-1 (ReLU), AdamW lr 1e-3,
@@ -21,6 +22,16 @@ Prints medians over --repeats of the wall time of each, the ratio, trials per mi
 of the machine's measured sgemm rate, and per-trial agreement: gammatune's stacked trials
 against the same trials trained alone (same seed), and against the reference on the points both
 train (baseline and grid; different batch orders, so statistical agreement only). Never asserts.
+
+Whole processes (unless --skip-process): the reference script against `gammatune run`, which
+does more: its 4 stages train 1 baseline + 4 search + 15 refine + confirm's finalists and
+references over 5 seeds (30 here), then write the report and export the model. Each side's
+work is counted from what it did (the reference script prints its trainings; gammatune's are
+read from its trials CSV: epochs run, refine's copies of the search points left out), and the
+figure is issue #26's throughput, rows x epochs trained a second, both sides in one run; the
+plain wall-time ratio is printed beside it. --same-work also times the reference script doing
+confirm's work (its finalists, their cross-entropy twins and plain cross-entropy, 5 seeds each),
+so that both sides train about as many networks.
 """
 
 from __future__ import annotations
@@ -35,9 +46,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
+import pandas as pd
 import torch
 import torch.nn.functional as F
 import yaml
@@ -47,12 +60,8 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from gammatune.config import Config
-from gammatune.data import Splits
-from gammatune.device import autocast_dtype
-from gammatune.record import Setting
-from gammatune.storage import load_record
-from gammatune.tuning import make_objective, run_workflow
+if TYPE_CHECKING:  # gammatune is imported where used: the reference script imports none of it
+    from gammatune.config import Config
 
 GAMMAS, ALPHA, N_TPE, EPOCHS, BATCH, SEED = [0.5, 1.0, 1.5, 2.0], 0.25, 15, 8, 256, 0
 LAYERS = [(32, 128), (128, 128), (128, 1)]
@@ -86,8 +95,14 @@ def textbook_focal(logits, targets, gamma, alpha):
     return loss.mean()
 
 
+WORK = {"trainings": 0, "epochs": 0, "row_epochs": 0}  # what this process trained
+
+
 def reference_trial(data, gamma: float, alpha: float | None, seed: int) -> float:
     x_tr, y_tr, x_va, y_va = data
+    WORK["trainings"] += 1
+    WORK["epochs"] += EPOCHS
+    WORK["row_epochs"] += EPOCHS * len(x_tr)
     torch.manual_seed(seed)
     model = nn.Sequential(
         nn.Linear(32, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 1)
@@ -165,6 +180,8 @@ def _record(records: list[dict], data, gamma: float, alpha: float | None) -> flo
 
 
 def bench_config(folder: Path, **train) -> Config:
+    from gammatune.config import Config
+
     return Config.model_validate(
         {
             "name": "bench",
@@ -184,6 +201,10 @@ def bench_config(folder: Path, **train) -> Config:
 
 def gammatune_workflow(data, folder: Path, parallel: int | str = "auto") -> list[dict]:
     """gammatune's own path (run_workflow: storage, device, precision, stacking), on our splits."""
+    from gammatune.data import Splits
+    from gammatune.storage import load_record
+    from gammatune.tuning import run_workflow
+
     config = bench_config(folder, parallel=parallel)
     x_tr, y_tr, x_va, y_va = data
     splits = Splits(x_tr, y_tr, x_va, y_va, x_va, y_va, class_names=("0", "1"))
@@ -201,6 +222,11 @@ def gammatune_workflow(data, folder: Path, parallel: int | str = "auto") -> list
 
 def alone_f1(data, folder: Path, records: list[dict]) -> list[float]:
     """Train each gammatune trial alone (parallel 1), same seed and settings."""
+    from gammatune.data import Splits
+    from gammatune.device import autocast_dtype
+    from gammatune.record import Setting
+    from gammatune.tuning import make_objective
+
     config = bench_config(folder, parallel=1)
     x_tr, y_tr, x_va, y_va = data
     splits = Splits(x_tr, y_tr, x_va, y_va, x_va, y_va, class_names=("0", "1"))
@@ -234,10 +260,40 @@ def training_flops(n_train: int, n_trials: int) -> float:
     return per_sample * n_train * EPOCHS * n_trials
 
 
+def run_work(config_file: Path) -> dict[str, Any]:
+    """What one `gammatune run` trained, read from its trials CSV and its study.
+
+    A training is a trial that trained a network: not refine's copies of the search points
+    (``warm_start_from``) nor a point reused from a twin (``reused_from``). Its epochs are the
+    epochs it ran (early stopping, pruning and failures end some early); its rows are the
+    training split's (confirm's re-splits of train+val keep validation's size, so train's).
+    """
+    from gammatune.config import Config
+
+    config = Config.model_validate(yaml.safe_load(config_file.read_text(encoding="utf-8")))
+    frame = pd.read_csv(config.run_dir / "trials.csv")
+    trained = frame[
+        frame["warm_start_from"].isna() & frame["reused_from"].isna() & (frame["epochs_run"] > 0)
+    ]
+    studies = optuna.get_all_study_summaries(config.storage_url, include_best_trial=False)
+    (rows,) = {sum(s.user_attrs["class_counts"]["train"]) for s in studies}
+    epochs = int(trained["epochs_run"].sum())
+    return {
+        "trainings": len(trained),
+        "epochs": epochs,
+        "row_epochs": epochs * rows,
+        "by_stage": {
+            str(k): int(v) for k, v in trained.groupby("stage", sort=False).size().items()
+        },
+    }
+
+
 def whole_process(
-    threads: int, folder: Path, repeats: int, *, same_work: bool, sources: list[str]
-) -> dict[str, float]:
-    """Median wall seconds of whole processes: the reference script and `gammatune run`.
+    threads: int, folder: Path, repeats: int, *, same_work: bool, sources: list[str], quick: bool
+) -> dict[str, dict[str, Any]]:
+    """Whole processes, the reference script and `gammatune run`: for each, the median wall
+    seconds, what it trained (trainings, epochs, rows x epochs) and the median throughput
+    (rows x epochs trained a second, over all of its trainings).
 
     Both read the workload from one .npz file, as users bring their data; `gammatune run` is
     also timed on its synthetic source (make_classification inside, which imports
@@ -249,34 +305,61 @@ def whole_process(
     np.savez(data, X=x, y=y)
     commands = {
         "reference": [sys.executable, __file__, "--only-reference", "--threads", str(threads),
-                      "--data", str(data)],
+                      "--data", str(data), *(["--quick"] if quick else [])],
     }  # fmt: skip
     if same_work:
         commands["reference_confirm"] = [*commands["reference"], "--confirm"]
+    configs: dict[str, Path] = {}
     for name, source in (("npz", {"source": "npz", "path": str(data)}), ("synthetic", None)):
         if name not in sources:
             continue
         config = bench_config(folder / name).model_dump(mode="json")
         config["split"] = {"val": 0.2, "test": 0.01}
         config["data"] = source or config["data"]
-        path = folder / f"{name}.yaml"
+        path = configs[f"gammatune_{name}"] = folder / f"{name}.yaml"
         path.write_text(yaml.safe_dump(config), encoding="utf-8")
         commands[f"gammatune_{name}"] = [sys.executable, "-m", "gammatune", "run", "--config",
                                          str(path)]  # fmt: skip
     walls: dict[str, list[float]] = {name: [] for name in commands}
+    rates: dict[str, list[float]] = {name: [] for name in commands}
+    work: dict[str, dict[str, Any]] = {}
     for _ in range(repeats):
         for name, command in commands.items():
             shutil.rmtree(folder / name.removeprefix("gammatune_"), ignore_errors=True)
             start = time.perf_counter()
-            subprocess.run(command, env=env, check=True, capture_output=True)
+            done = subprocess.run(command, env=env, check=True, capture_output=True, text=True)
             walls[name].append(time.perf_counter() - start)
-    return {name: statistics.median(times) for name, times in walls.items()}
+            if name in configs:
+                work[name] = run_work(configs[name])
+            else:  # the reference script prints what it trained as its last line
+                work[name] = json.loads(done.stdout.strip().splitlines()[-1])
+            rates[name].append(work[name]["row_epochs"] / walls[name][-1])
+    return {
+        name: {"wall_s": statistics.median(walls[name]), "walls_s": walls[name],
+               "row_epochs_per_s": statistics.median(rates[name]), **work[name]}
+        for name in commands
+    }  # fmt: skip
 
 
-def _ratio(process: dict[str, float] | None, reference: str, ours: str) -> float | None:
+def _ratios(
+    process: dict[str, dict[str, Any]] | None, reference: str, ours: str
+) -> dict[str, float] | None:
+    """Throughput (the issue's figure: rows x epochs trained a second) and wall-time ratios."""
     if not process or reference not in process or ours not in process:
         return None
-    return process[reference] / process[ours]
+    ref, mine = process[reference], process[ours]
+    return {"throughput": mine["row_epochs_per_s"] / ref["row_epochs_per_s"],
+            "wall": ref["wall_s"] / mine["wall_s"]}  # fmt: skip
+
+
+def _work(process: dict[str, Any]) -> str:
+    """One whole process's line: what it trained, in how long, at what rate."""
+    stages = process.get("by_stage")
+    shares = f" ({', '.join(f'{n} {stage}' for stage, n in stages.items())})" if stages else ""
+    rows = process["row_epochs"] / max(process["epochs"], 1)
+    return (f"{process['trainings']} trainings{shares}, {process['epochs']} epochs of "
+            f"{rows:,.0f} rows, in {process['wall_s']:.1f} s: "
+            f"{process['row_epochs_per_s'] / 1e6:.3f} M rows x epochs a second")  # fmt: skip
 
 
 def main() -> None:
@@ -284,6 +367,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--skip-process", action="store_true", help="skip the whole-process runs")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a small workload (8,000 rows, 2 epochs, 3 TPE trials) to show it works; no figure",
+    )
     parser.add_argument("--only-reference", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--confirm", action="store_true", help=argparse.SUPPRESS)
@@ -313,6 +401,10 @@ def main() -> None:
         help="gammatune's training precision; fp32 is what a CPU without bf16 runs",
     )
     args = parser.parse_args()
+    if args.quick:
+        global EPOCHS, N_TPE
+        EPOCHS, N_TPE = 2, 3
+        GEN["n_samples"] = 8000
     OPTIONS.update(dropout=args.dropout, precision=args.precision)
     data = workload(args.data)
     if args.only_reference:  # the reference as a script of its own, for the whole-process figure
@@ -320,7 +412,10 @@ def main() -> None:
         records = reference_workflow(data)
         if args.confirm:
             reference_confirm(data, records)
+        print(json.dumps(WORK))  # what it trained, for the throughput figure
         return
+    from gammatune.device import autocast_dtype
+
     n_trials = 1 + len(GAMMAS) + N_TPE
     rows = []
     for threads in args.threads:
@@ -346,6 +441,7 @@ def main() -> None:
                     args.repeats,
                     same_work=args.same_work,
                     sources=args.sources,
+                    quick=args.quick,
                 )  # fmt: skip
             )
         stacked_gap = max(abs(a - r["f1"]) for a, r in zip(alone, ours_records, strict=True))
@@ -371,9 +467,9 @@ def main() -> None:
             "mean_f1_gap_vs_reference": float(np.mean([abs(a - b) for a, b in common])) if common else None,
             "reference_nan_trials": sum(not np.isfinite(r["f1"]) for r in ref_records),
             "process_s": process,
-            "process_ratio": _ratio(process, "reference", "gammatune_npz"),
-            "process_ratio_synthetic": _ratio(process, "reference", "gammatune_synthetic"),
-            "process_ratio_same_work": _ratio(process, "reference_confirm", "gammatune_npz"),
+            "process_ratio": _ratios(process, "reference", "gammatune_npz"),
+            "process_ratio_synthetic": _ratios(process, "reference", "gammatune_synthetic"),
+            "process_ratio_same_work": _ratios(process, "reference_confirm", "gammatune_npz"),
         })  # fmt: skip
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -389,20 +485,22 @@ def main() -> None:
         print(f"  ratio (in process)   {r['ratio']:.2f}x")
         if r["process_s"]:
             p = r["process_s"]
-            print(
-                f"  whole processes (gammatune run: 4 stages + report + export): reference script {p['reference']:.1f} s"
-            )
-            if "gammatune_npz" in p:
-                print(
-                    f"    gammatune run, data from the same .npz: {p['gammatune_npz']:.1f} s, ratio {r['process_ratio']:.2f}x"
-                )
-            if "gammatune_synthetic" in p:
-                print(
-                    f"    gammatune run on its synthetic source: {p['gammatune_synthetic']:.1f} s, ratio {r['process_ratio_synthetic']:.2f}x"
-                )
+            print(f"  whole processes, medians of {args.repeats}; throughput = rows x epochs trained a "
+                  "second over all trainings (issue #26's figure), wall = the plain wall-time ratio:")  # fmt: skip
+            print(f"    reference script (baseline, grid, TPE): {_work(p['reference'])}")
+            for name, label, ratio in (
+                ("gammatune_npz", "gammatune run, data from the same .npz", "process_ratio"),
+                ("gammatune_synthetic", "gammatune run on its synthetic source", "process_ratio_synthetic"),
+            ):  # fmt: skip
+                if name in p:
+                    print(f"    {label} (4 stages + report + export): {_work(p[name])}\n"
+                          f"      against the reference script: throughput {r[ratio]['throughput']:.2f}x, "
+                          f"wall {r[ratio]['wall']:.2f}x")  # fmt: skip
             if "reference_confirm" in p and r["process_ratio_same_work"]:
-                print(f"    the reference script doing confirm's work too (finalists, twins, 5 seeds): {p['reference_confirm']:.1f} s, "
-                      f"ratio to gammatune run {r['process_ratio_same_work']:.2f}x")  # fmt: skip
+                ratio = r["process_ratio_same_work"]
+                print(f"    the reference script doing confirm's work too (finalists, twins, 5 seeds): "
+                      f"{_work(p['reference_confirm'])}\n      against gammatune run (.npz): "
+                      f"throughput {ratio['throughput']:.2f}x, wall {ratio['wall']:.2f}x")  # fmt: skip
         print(f"  max |F1 stacked - alone| {r['max_f1_gap_stacked_vs_alone']:.4f}; "
               f"mean |F1 gammatune - reference| on common points {r['mean_f1_gap_vs_reference']:.4f}")  # fmt: skip
 

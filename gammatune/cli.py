@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -69,18 +69,14 @@ TensorBoardDir = Annotated[
     Optional[Path],  # noqa: UP045
     typer.Option("--tensorboard", help="Write each trial's curves to TensorBoard in this folder."),
 ]
-OutYaml = Annotated[
-    Optional[Path],  # noqa: UP045
-    typer.Option("--out", help="Where to write it [default: X.suggested.yaml next to X]."),
-]
+OutYaml = Annotated[Optional[Path], typer.Option(  # noqa: UP045
+    "--out", help="Where to write it [default: X.suggested.yaml next to X].")]  # fmt: skip
 TaskHint = Annotated[
     Optional[str],  # noqa: UP045
     typer.Option("--task", help="detection | medical | text: narrows the range to the domain's."),
 ]
-OutCsv = Annotated[
-    Optional[Path],  # noqa: UP045
-    typer.Option("--out", help="CSV of every trial [default: runs/<name>/trials.csv]."),
-]
+OutCsv = Annotated[Optional[Path], typer.Option(  # noqa: UP045
+    "--out", help="CSV of every trial [default: runs/<name>/trials.csv].")]  # fmt: skip
 
 
 def _version(value: bool) -> None:
@@ -241,8 +237,11 @@ def run(
     stages: list[Stage] = ["baseline", "search", "refine", "confirm"]
     _run_stages(ctx, config, storage, stages, workers, tensorboard, executor, address, force_new,
                 threads=threads)  # fmt: skip
-    report(ctx, config, storage, out_csv, html=None, plots=None)
-    export(ctx, config, storage, refit=False)
+    written = report(ctx, config, storage, out_csv, html=None, plots=None)
+    with _user_errors(ctx):  # the model of the report's verdict: decided once, not twice
+        from gammatune.export import export_model
+
+        _say(export_model(_load(config, storage), studied=(written.trials, written.summary)).text)
 
 
 @app.command()
@@ -289,7 +288,7 @@ def report(
         Optional[Path],  # noqa: UP045
         typer.Option("--plots", help="Also write each figure as a PNG file into this folder."),
     ] = None,
-) -> None:
+) -> Any:  # report.Written, for `run` (Typer reads annotations at run time: not imported here)
     """Export every trial to CSV, draw the report page, and compare the best with the baselines."""
     with _user_errors(ctx):
         from gammatune.report import render_summary, write_report
@@ -305,6 +304,7 @@ def report(
             f"wrote {written.n_trials} trials to {written.csv}, the report to {written.html}"
             + (f", {len(written.plots)} figures to {plots}" if plots else "")
         )
+    return written
 
 
 def _run_stages(

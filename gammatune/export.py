@@ -23,7 +23,7 @@ from gammatune.estimator import FocalClassifier, fitted_classifier
 from gammatune.fingerprint import check_studies, fingerprint
 from gammatune.metrics import best_f1_threshold
 from gammatune.record import Setting
-from gammatune.report import setting_mask, study_summary
+from gammatune.report import Summary, setting_mask, study_summary
 from gammatune.saved_model import load_model, save_model
 from gammatune.scores_files import load_scores_file
 from gammatune.scoring import predict_csv, score_frame
@@ -73,7 +73,9 @@ class Exported:
         )
 
 
-def export_model(config: Config, *, fit_on: FitOn = "train") -> Exported:
+def export_model(
+    config: Config, *, fit_on: FitOn = "train", studied: tuple[pd.DataFrame, Summary] | None = None
+) -> Exported:
     """Save the verdict's recommended setting, trained, to ``runs/<name>/model/``.
 
     Args:
@@ -84,6 +86,9 @@ def export_model(config: Config, *, fit_on: FitOn = "train") -> Exported:
             it scores the test split as the study stored. ``train+val``: the configured split's
             train and validation rows, that seed, for the median of the setting's confirm
             trials' kept epochs. Default "train".
+        studied: The trials and summary :func:`~gammatune.report.study_summary` returned for
+            this study as it is now (``gammatune run`` passes its report's: the verdict is
+            decided once); None reads and decides them. Default None.
 
     Returns:
         Where it went, and what was trained.
@@ -94,7 +99,7 @@ def export_model(config: Config, *, fit_on: FitOn = "train") -> Exported:
     """
     with storage_errors(config.storage_url):  # an unreachable or damaged study: one line
         storage = open_storage(config)
-        frame, summary, _ = study_summary(config, storage)
+        frame, summary = studied or study_summary(config, storage)[:2]
     verdict = summary.verdict
     if verdict.recommended is None:
         raise StudyError(

@@ -83,3 +83,27 @@ def test_kept_resamples_tell_groups_from_samples() -> None:
     assert len(bootstrap._KEPT) == 2 and not np.array_equal(samples, grouped)
     again = resampled_differences(y, a, b, n_resamples=300, seed=[0, 1], groups=groups)[2]
     assert np.array_equal(grouped, again)
+
+
+@pytest.mark.parametrize("metric", ["f1", "precision", "recall"])
+@pytest.mark.parametrize("grouped", [False, True])
+def test_kept_resamples_read_as_float32_give_the_drawn_float64_differences(
+    metric: str, grouped: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A count metric's second comparison on a sample reads the kept resamples as float32 (its
+    counts are sums of integers below 2^24, exact): the differences the first, on the drawn
+    float64 weights, gave, to the last bit."""
+    rng = np.random.default_rng(5)
+    y = (rng.random(8000) < 0.06).astype(int)
+    a, b = (1 / (1 + np.exp(-(3 * y - 2 + rng.normal(0, s, (3, 8000))))) for s in (1.2, 1.4))
+    groups = np.arange(8000) // 4 if grouped else None  # 2,000 groups of 4 rows
+    seen: list[np.dtype] = []
+    means = bootstrap._paired_means
+    monkeypatch.setattr(
+        bootstrap, "_paired_means", lambda w, *r: seen.append(w.dtype) or means(w, *r)
+    )
+    bootstrap._KEPT.clear()
+    drawn = resampled_differences(y, a, b, metric=metric, n_resamples=500, seed=3, groups=groups)
+    kept = resampled_differences(y, a, b, metric=metric, n_resamples=500, seed=3, groups=groups)
+    assert seen == [np.float64, np.float64, np.float64, np.float32]  # full sample, then resamples
+    assert np.array_equal(drawn[2], kept[2]) and drawn[2].std() > 0

@@ -38,15 +38,37 @@ def _table_config(folder: Path) -> Path:
     return write_config(folder, data=data, confirm={"repeats": 2, "top_k": 1})
 
 
+DECIDED: list[str] = []  # who decided the verdict during the fixture's `run`
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished `run` on a CSV; returns its experiment file."""
+    import gammatune.export
+    import gammatune.report._page
+
     folder = tmp_path_factory.mktemp("export")
     path = _table_config(folder)
-    result = runner.invoke(app, ["run", "-c", str(path)])
+    with pytest.MonkeyPatch.context() as patch:
+        for module in (gammatune.report._page, gammatune.export):
+            decide = module.study_summary
+            counted = lambda *a, m=module, f=decide, **k: DECIDED.append(m.__name__) or f(*a, **k)  # noqa: E731
+            patch.setattr(module, "study_summary", counted)
+        result = runner.invoke(app, ["run", "-c", str(path)])
     assert result.exit_code == 0, result.output
     assert "exported gamma=" in result.stderr
     return path
+
+
+def test_run_decides_the_verdict_once_and_exports_what_export_alone_does(exported: Path) -> None:
+    """`run`'s export takes its report's trials and summary (deciding the verdict, with its
+    bootstraps, took 1-1.5 s a run); the model is the one `export` saves deciding it again."""
+    assert DECIDED == ["gammatune.report._page"]
+    model = load_config(exported).run_dir / "model"
+    before = {name: (model / name).read_bytes() for name in ("model.json", "weights.pt")}
+    result = runner.invoke(app, ["export", "-c", str(exported)])
+    assert result.exit_code == 0, result.output
+    assert {name: (model / name).read_bytes() for name in before} == before
 
 
 def test_run_exports_weights_and_a_json_card(exported: Path) -> None:

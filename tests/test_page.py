@@ -78,6 +78,8 @@ def test_binary_report_pictures_and_numbers_match_the_csv(
         "pr_curves.png",
         "training.png",
     ]
+    files = sorted((tmp_path / "png" / name).read_bytes() for name in pngs)
+    assert files == sorted(page.images)  # each figure rendered once, for the page and its file
     with (tiny_config.parent / "runs" / "tiny" / "trials.csv").open(encoding="utf-8") as handle:
         table = list(csv.DictReader(handle))
     rows = {(r["stage"], r["number"]): r for r in table}

@@ -43,7 +43,7 @@ from gammatune.report._summary import (
     summary_json,
 )
 from gammatune.report._table import confirm_plan, experiment_facts, trials_frame, write_csv
-from gammatune.report._tasks import figure_entries, task_of, with_task_figures
+from gammatune.report._tasks import figure_entries, scored_classes, task_of, with_task_figures
 from gammatune.storage import open_storage
 
 # (file stem, the question it answers, caption)
@@ -123,6 +123,7 @@ class Written:
     csv: Path
     html: Path
     plots: list[Path]
+    trials: pd.DataFrame  # the trials the summary was decided on (``study_summary``'s frame)
 
 
 def write_report(
@@ -153,15 +154,17 @@ def write_report(
         drawn = with_task_figures(
             config, frame, summary, classes, figures(frame, summary, classes)
         )
-        written = write_plots(plots, drawn) if plots is not None else []
+        # Each figure rendered once, for the page and --plots; a str is a figure's note.
+        pngs = {k: f if isinstance(f, str) else to_png(f) for k, f in drawn.items()}
+        written = write_plots(plots, pngs) if plots is not None else []
         page.parent.mkdir(parents=True, exist_ok=True)
-        write_whole(page, render_html(frame, summary, facts, drawn, name=config.name))
+        write_whole(page, render_html(frame, summary, facts, pngs, name=config.name))
     except OSError as exc:  # a folder where a file should go, no permission, disk full
         raise GammatuneError(
             f"report: cannot write {exc.filename}: {exc.strerror}; the study is untouched, and "
             "an earlier report stays as it was."
         ) from None
-    return Written(summary, len(frame), csv, page, written)
+    return Written(summary, len(frame), csv, page, written, frame)
 
 
 def study_summary(
@@ -223,16 +226,16 @@ def figures(frame: pd.DataFrame, summary: Summary, class_names: list[str]) -> di
     return {name: figure for name, figure in drawn.items() if figure is not None}
 
 
-def write_plots(folder: str | Path, drawn: dict[str, Any]) -> list[Path]:
-    """Write each figure as ``folder/<stem>.png`` and return the paths."""
+def write_plots(folder: str | Path, pngs: dict[str, bytes | str]) -> list[Path]:
+    """Write each figure's PNG as ``folder/<stem>.png`` and return the paths."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name, figure in drawn.items():
-        if isinstance(figure, str):  # a figure's note: nothing to draw
+    for name, png in pngs.items():
+        if isinstance(png, str):  # a figure's note: nothing to draw
             continue
         path = folder / f"{name}.png"
-        write_whole(path, to_png(figure))
+        write_whole(path, png)
         paths.append(path)
     return paths
 
@@ -241,11 +244,12 @@ def render_html(
     frame: pd.DataFrame,
     summary: Summary,
     facts: dict[str, Any],
-    drawn: dict[str, Any],
+    pngs: dict[str, bytes | str],
     *,
     name: str,
 ) -> str:
-    """Return the report page: data and budget, the verdict, the comparison, the pictures."""
+    """Return the report page: data and budget, the verdict, the comparison, the pictures
+    (``pngs``: each figure's PNG by stem)."""
     parts = [
         f"<h1>gammatune report: {html.escape(name)}</h1>",
         f'<p class="sub">validation objective: {html.escape(summary.objective)}; '
@@ -262,10 +266,11 @@ def render_html(
         per_class_html(frame, summary.verdict, scored_classes(facts)),
     ]
     for stem, question, caption in figure_entries(task_of(frame), _FIGURES):
-        if isinstance(drawn.get(stem), str):
-            parts.append(f'<p class="note" id="{stem}">{html.escape(drawn[stem])}</p>')
-        elif stem in drawn:
-            data = base64.b64encode(to_png(drawn[stem])).decode("ascii")
+        png = pngs.get(stem)
+        if isinstance(png, str):
+            parts.append(f'<p class="note" id="{stem}">{html.escape(png)}</p>')
+        elif png is not None:
+            data = base64.b64encode(png).decode("ascii")
             image = f'<img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
             if stem == "forest":  # the words beside the plot: why, and what each bar compares
                 image = (
@@ -293,12 +298,6 @@ def _verdict(summary: Summary) -> str:
         f"<b>Verdict: {verdict.kind}. Recommended: {html.escape(recommended)}.</b> "
         + html.escape(summary.text)
     )
-
-
-def scored_classes(facts: dict[str, Any]) -> list[str]:
-    """The classes the trials' per-class figures are over: a segmentation or detection
-    trainer's ``data.classes``, else the label column's."""
-    return [str(n) for n in facts.get("scored_classes") or facts.get("class_names", [])]
 
 
 def _data_table(facts: dict[str, Any]) -> str:

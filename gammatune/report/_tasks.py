@@ -212,3 +212,9 @@ def _overlay(config: Config, frame: pd.DataFrame, summary: Summary, names: list[
         return overlay_figure(masks, image_source(config), names)
     except ImageMissing as exc:
         return f"No masks drawn: {exc}."
+
+
+def scored_classes(facts: dict[str, Any]) -> list[str]:
+    """The classes the trials' per-class figures are over: a segmentation or detection
+    trainer's ``data.classes``, else the label column's."""
+    return [str(n) for n in facts.get("scored_classes") or facts.get("class_names", [])]
