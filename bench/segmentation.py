@@ -76,6 +76,7 @@ def experiment(folder: Path, epochs: int, precision: str) -> Path:
         "train": {
             "epochs": epochs, "lr": LR, "batch_size": BATCH, "patience": epochs,
             "min_epochs": epochs, "precision": precision,
+            "threads": torch.get_num_threads(),  # as the reference's, not the load's "auto"
         },
         "objective": "dice",
         "search": {"gamma": GAMMAS, "alpha": [None], "dice": DICE},

@@ -327,13 +327,15 @@ def _processes() -> Any:  # a SpawnContext or a ForkServerContext
     """Fresh processes for users' trials: forked from a server that imported torch, pandas,
     scikit-learn's metrics and the U-Net's trial (``model.kind: unet``) once (a trial starts in
     ~0.1 s, not ~1 s), never from this process, whose threads (heartbeats) and CUDA state a
-    fork would copy; spawned where there is no fork server."""
+    fork would copy; spawned where there is no fork server. ``torch._dynamo`` too: building
+    any torch optimizer imports it (1.4 s a trial on a 2-core Xeon, each trial a new process)."""
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(
-        ["gammatune.spec", "pandas", "torch", "sklearn.metrics", "gammatune.segment"]
-    )
+        ["gammatune.spec", "pandas", "torch", "torch._dynamo", "sklearn.metrics",
+         "gammatune.segment"]
+    )  # fmt: skip
     return context
 
 
