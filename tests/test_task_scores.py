@@ -318,3 +318,16 @@ def test_ground_truth_from_a_coco_file_and_a_broken_one_is_one_line(tmp_path: Pa
     assert result.exit_code == 3 and "are not data.classes ['square', 'circle']" in " ".join(
         result.output.split()
     )
+
+
+def test_a_unet_with_an_objective_of_scores_is_refused_when_read(tmp_path: Path) -> None:
+    from gammatune.errors import ConfigError
+
+    path = tmp_path / "seg.yaml"
+    raw = {
+        "name": "seg", "data": {"source": "npz", "path": "lesions.npz"},
+        "model": {"kind": "unet"}, "objective": "pr_auc",
+    }  # fmt: skip
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    with pytest.raises(ConfigError, match="objective 'pr_auc': a U-Net is judged on pixel counts"):
+        load_config(path)

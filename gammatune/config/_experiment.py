@@ -139,6 +139,21 @@ class Config(_Strict):
                     "model.kind: unet needs images with masks: data.source npz (X, y masks) or "
                     f"a csv/parquet table of image and mask files; got {self.data.source!r}"
                 )
+            pixels = (
+                "dice",
+                "dice_micro",
+                "iou",
+                "iou_micro",
+                "f1",
+                "precision",
+                "recall",
+                "f1_macro",
+            )
+            if unknown := [m for m in (*self.objectives, *self.constraints) if m not in pixels]:
+                raise ValueError(
+                    f"objective {unknown[0]!r}: a U-Net is judged on pixel counts; use one of "
+                    f"{', '.join(pixels)}"
+                )
             return self
         if self.data.source not in ("csv", "parquet"):
             raise ValueError(
