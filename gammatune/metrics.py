@@ -28,10 +28,12 @@ METRIC_NAMES = {
     "dice_micro": "pooled Dice", "iou": "IoU", "iou_micro": "pooled IoU", "ap": "AP",
     "ap50": "AP50", "ap75": "AP75",
 }  # fmt: skip
-# Objectives of segmentation and detection trials, read from ``Evaluation.task_metrics``.
+# The objectives segmentation and detection trials have: their own (read from
+# ``Evaluation.task_metrics``), then the ones counted at the decision threshold.
+_COUNTED = ("f1", "precision", "recall", "f1_macro")
 TASK_OBJECTIVES: dict[str, tuple[str, ...]] = {
-    "segmentation": ("dice", "dice_micro", "iou", "iou_micro"),
-    "detection": ("ap", "ap50", "ap75"),
+    "segmentation": ("dice", "dice_micro", "iou", "iou_micro", *_COUNTED),
+    "detection": ("ap", "ap50", "ap75", *_COUNTED),
 }
 
 

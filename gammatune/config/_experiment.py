@@ -35,6 +35,7 @@ from gammatune.config._sources import (
 from gammatune.config._trainer import UNET_TRAINER, TrainerConfig
 from gammatune.config._yaml import read_yaml
 from gammatune.errors import ConfigError, redact
+from gammatune.metrics import TASK_OBJECTIVES
 
 
 class Config(_Strict):
@@ -139,16 +140,7 @@ class Config(_Strict):
                     "model.kind: unet needs images with masks: data.source npz (X, y masks) or "
                     f"a csv/parquet table of image and mask files; got {self.data.source!r}"
                 )
-            pixels = (
-                "dice",
-                "dice_micro",
-                "iou",
-                "iou_micro",
-                "f1",
-                "precision",
-                "recall",
-                "f1_macro",
-            )
+            pixels = TASK_OBJECTIVES["segmentation"]
             if unknown := [m for m in (*self.objectives, *self.constraints) if m not in pixels]:
                 raise ValueError(
                     f"objective {unknown[0]!r}: a U-Net is judged on pixel counts; use one of "

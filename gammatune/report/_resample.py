@@ -24,7 +24,7 @@ import pandas as pd
 from gammatune.bootstrap import PairedMetric, resampled_differences
 from gammatune.config import Config
 from gammatune.errors import GammatuneError
-from gammatune.metrics import TASK_OBJECTIVES
+from gammatune.metrics import OBJECTIVES, TASK_OBJECTIVES
 from gammatune.record import SampleScores, Setting
 from gammatune.report._arms import setting_mask
 from gammatune.report._verdict import Resampled
@@ -33,7 +33,8 @@ from gammatune.task_scores import paired_differences
 from gammatune.units import Units, load_units, refold_units
 
 _UNIT = ["repeat", "fold"]
-_TASK_METRICS = {m for names in TASK_OBJECTIVES.values() for m in names}
+# Dice, IoU, AP: resampled per image (F1 and the like are classification's too).
+_TASK_METRICS = {m for names in TASK_OBJECTIVES.values() for m in names} - set(OBJECTIVES)
 
 
 @dataclass(frozen=True, slots=True)
